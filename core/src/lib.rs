@@ -1,0 +1,11 @@
+//! SepsisAgent Web domain crate.
+//!
+//! The browser-safe part (always compiled) holds what the app, the worker and
+//! the CLI share: the app/worker [`protocol`], the model [`manifest`] and the
+//! compute-backend report types and reference inputs in [`compute`].
+//! The `ml` feature adds the candle-based computation used by the worker and
+//! the native `sepsis` command-line tool.
+
+pub mod compute;
+pub mod manifest;
+pub mod protocol;

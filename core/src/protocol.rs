@@ -1,0 +1,151 @@
+//! Messages between the app (main thread) and the worker.
+//!
+//! Every [`Request`] carries an id chosen by the app; every [`Event`] the
+//! worker sends in answer carries the same id, so the UI can route streamed
+//! events. Events not caused by a request (the start-up `Ready`) have no id.
+//! Both cross the `postMessage` boundary via serde-wasm-bindgen.
+
+use serde::{Deserialize, Serialize};
+
+use crate::compute::BackendReport;
+
+pub type RequestId = u32;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: RequestId,
+    pub body: RequestBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum RequestBody {
+    /// Probe WebGPU, run the parity kernel, and choose the compute backend.
+    ProbeBackend,
+    /// Fetch (or read from the Cache API) every file of the model manifest,
+    /// verify it, and report progress.
+    LoadModels,
+    /// Diagnostics: make the worker panic, so the crash-recovery path (typed
+    /// error event, restart, UI notice) can be exercised on demand.
+    DiagnosticPanic,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The request this event answers; `None` for unsolicited events.
+    pub id: Option<RequestId>,
+    pub body: EventBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum EventBody {
+    /// First message after the worker's wasm has started: requests sent
+    /// before it would be lost, so the app waits for this.
+    Ready { worker_version: String },
+    Backend(BackendReport),
+    ModelProgress(ModelProgress),
+    ModelVerified(ModelVerified),
+    /// Every manifest file is verified and loaded.
+    ModelsReady,
+    Error(WorkerError),
+    /// The request finished (successfully or after an `Error`).
+    Done,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModelSource {
+    Network,
+    Cache,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelProgress {
+    pub file: String,
+    pub loaded_bytes: u64,
+    pub total_bytes: u64,
+    pub source: ModelSource,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelVerified {
+    pub file: String,
+    pub role: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub source: ModelSource,
+    /// What the worker read from the file itself (e.g. GGUF architecture and
+    /// tensor count), proving it parsed, not just hashed.
+    pub description: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The message could not be decoded as a [`Request`].
+    BadRequest,
+    /// A model file failed its size or SHA-256 check and was discarded.
+    ModelVerification,
+    /// A fetch failed or returned a non-success status.
+    Network,
+    /// The worker panicked; it must be restarted.
+    Panic,
+    /// Anything else that went wrong inside the worker.
+    Internal,
+}
+
+impl Event {
+    pub fn reply(id: RequestId, body: EventBody) -> Self {
+        Self { id: Some(id), body }
+    }
+
+    pub fn error(id: Option<RequestId>, kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { id, body: EventBody::Error(WorkerError { kind, message: message.into() }) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compute::{BackendKind, BackendReport};
+
+    fn round_trip<T: Serialize + for<'de> Deserialize<'de>>(value: &T) -> T {
+        serde_json::from_str(&serde_json::to_string(value).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn every_request_round_trips() {
+        for body in [RequestBody::ProbeBackend, RequestBody::LoadModels, RequestBody::DiagnosticPanic] {
+            let request = Request { id: 7, body };
+            assert_eq!(round_trip(&request), request);
+        }
+    }
+
+    #[test]
+    fn every_event_round_trips() {
+        let events = [
+            Event { id: None, body: EventBody::Ready { worker_version: "0.1.0".into() } },
+            Event::reply(1, EventBody::Backend(BackendReport::cpu("navigator.gpu is not available"))),
+            Event::reply(2, EventBody::ModelProgress(ModelProgress { file: "m".into(), loaded_bytes: 5, total_bytes: 10, source: ModelSource::Network })),
+            Event::reply(2, EventBody::ModelVerified(ModelVerified { file: "m".into(), role: "llm-base".into(), bytes: 10, sha256: "ab".into(), source: ModelSource::Cache, description: "gguf".into() })),
+            Event::reply(2, EventBody::ModelsReady),
+            Event::error(Some(3), ErrorKind::ModelVerification, "mismatch"),
+            Event::reply(3, EventBody::Done),
+        ];
+        for event in events {
+            assert_eq!(round_trip(&event), event);
+        }
+    }
+
+    #[test]
+    fn requests_use_a_readable_tagged_form() {
+        let json = serde_json::to_value(Request { id: 4, body: RequestBody::LoadModels }).unwrap();
+        assert_eq!(json, serde_json::json!({"id": 4, "body": {"type": "LoadModels"}}));
+        assert_eq!(BackendReport::cpu("x").chosen, BackendKind::Cpu);
+    }
+}
