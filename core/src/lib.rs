@@ -7,5 +7,7 @@
 //! the native `sepsis` command-line tool.
 
 pub mod compute;
+#[cfg(feature = "ml")]
+pub mod gguf;
 pub mod manifest;
 pub mod protocol;

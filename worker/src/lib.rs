@@ -1,1 +1,117 @@
+//! The SepsisAgent Web worker. It owns every computation so the UI never
+//! freezes: backend selection (WebGPU or candle on the CPU), the model store,
+//! and, as they land, simulation and the agent loop.
+//!
+//! Messages are [`sepsis_core::protocol`] values passed with
+//! serde-wasm-bindgen. A panic is reported as a typed `Panic` error event
+//! before the wasm instance traps, so the app can restart the worker.
 
+pub mod gpu;
+pub mod store;
+
+use std::cell::RefCell;
+use std::io::Cursor;
+use std::rc::Rc;
+
+use sepsis_core::compute::BackendReport;
+use sepsis_core::gguf::GgufSummary;
+use sepsis_core::protocol::{ErrorKind, Event, EventBody, Request, RequestBody, RequestId};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+
+/// What the worker holds between requests.
+#[derive(Default)]
+struct WorkerState {
+    backend: Option<BackendReport>,
+    models: Vec<store::LoadedModel>,
+}
+
+/// Entry point, called once when the worker's wasm starts.
+pub fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        post(&Event::error(None, ErrorKind::Panic, info.to_string()));
+    }));
+    let state = Rc::new(RefCell::new(WorkerState::default()));
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
+        match serde_wasm_bindgen::from_value::<Request>(message.data()) {
+            Ok(request) => wasm_bindgen_futures::spawn_local(handle(state.clone(), request)),
+            Err(e) => post(&Event::error(None, ErrorKind::BadRequest, format!("not a request: {e}"))),
+        }
+    });
+    scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    // The handler lives as long as the worker.
+    on_message.forget();
+    post(&Event { id: None, body: EventBody::Ready { worker_version: env!("CARGO_PKG_VERSION").into() } });
+}
+
+fn scope() -> DedicatedWorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
+
+/// Send one event to the app.
+pub fn post(event: &Event) {
+    match serde_wasm_bindgen::to_value(event) {
+        Ok(value) => {
+            if let Err(e) = scope().post_message(&value) {
+                web_sys::console::error_2(&"worker: postMessage failed".into(), &e);
+            }
+        }
+        Err(e) => web_sys::console::error_1(&format!("worker: cannot encode event: {e}").into()),
+    }
+}
+
+async fn handle(state: Rc<RefCell<WorkerState>>, request: Request) {
+    let id = request.id;
+    let reply = |body: EventBody| post(&Event::reply(id, body));
+    match request.body {
+        RequestBody::ProbeBackend => {
+            let report = gpu::choose_backend().await;
+            state.borrow_mut().backend = Some(report.clone());
+            reply(EventBody::Backend(report));
+        }
+        RequestBody::LoadModels => load_models(&state, id).await,
+        RequestBody::DiagnosticPanic => panic!("diagnostic panic requested by the app (request {id})"),
+    }
+    reply(EventBody::Done);
+}
+
+async fn load_models(state: &Rc<RefCell<WorkerState>>, id: RequestId) {
+    let emit = |body: EventBody| post(&Event::reply(id, body));
+    let fail = |e: store::StoreResult<()>| {
+        if let Err(e) = e {
+            post(&Event { id: Some(id), body: EventBody::Error(e) });
+        }
+    };
+    let manifest = match store::fetch_manifest().await {
+        Ok(manifest) => manifest,
+        Err(e) => return fail(Err(e)),
+    };
+    let mut models = Vec::new();
+    for file in &manifest.files {
+        let model = match store::load(file, &emit).await {
+            Ok(model) => model,
+            Err(e) => return fail(Err(e)),
+        };
+        match describe(&model) {
+            Ok(description) => emit(store::verified_event(&model, description)),
+            Err(message) => return fail(Err(sepsis_core::protocol::WorkerError { kind: ErrorKind::Internal, message })),
+        }
+        models.push(model);
+    }
+    fail(store::prune(&manifest).await);
+    state.borrow_mut().models = models;
+    emit(EventBody::ModelsReady);
+}
+
+/// Parse a verified file far enough to prove it is the model it claims to be.
+fn describe(model: &store::LoadedModel) -> Result<String, String> {
+    if model.file.name.ends_with(".gguf") {
+        GgufSummary::read(&mut Cursor::new(&model.bytes))
+            .map(|summary| summary.to_string())
+            .map_err(|e| format!("{}: not a readable GGUF file: {e}", model.file.name))
+    } else {
+        Ok(format!("{} bytes", model.bytes.len()))
+    }
+}

@@ -1,1 +1,4 @@
-fn main() {}
+//! Binary entry for trunk (`data-type="worker"`): starts the worker runtime.
+fn main() {
+    sepsis_worker::start();
+}

@@ -1,0 +1,44 @@
+# SepsisAgent Web. Quick start: `make run` (serve the app) and `make test`.
+SHELL := /bin/bash
+export CARGO_BUILD_JOBS ?= 2
+# Pinned tools only: fail loudly rather than download from elsewhere.
+export TRUNK_OFFLINE := true
+export PATH := $(CURDIR)/tests/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
+export CHROMEDRIVER := /usr/bin/chromedriver
+PORT ?= 8080
+
+.PHONY: run test setup fetch build serve test-native test-wasm test-e2e clean
+
+## Install missing tools, fetch and verify the model and data, build, serve on 127.0.0.1:$(PORT).
+run: build
+	python3 scripts/serve.py --dir dist --port $(PORT)
+
+## Set up, build, then run every test (native, wasm in headless Chromium, end-to-end).
+test: build
+	scripts/test-all.sh
+
+setup:
+	scripts/setup.sh
+
+fetch:
+	scripts/fetch-assets.sh
+
+## Release bundle in dist/, with the verified model files beside the manifest.
+build: setup fetch
+	trunk build --release
+	cargo run --quiet --release -p sepsis-core --bin sepsis -- manifest check --dir .cache/models
+	mkdir -p dist/models
+	for f in .cache/models/*; do ln -f "$$f" dist/models/ 2>/dev/null || cp -f "$$f" dist/models/; done
+
+test-native:
+	cargo test -p sepsis-core
+
+test-wasm:
+	cargo test --target wasm32-unknown-unknown -p sepsis-worker
+
+test-e2e:
+	cd tests && node --test --test-concurrency=1 e2e/
+
+clean:
+	cargo clean
+	rm -rf dist test-output

@@ -1,0 +1,46 @@
+//! The app's reactive state: what the worker has told us so far.
+
+use leptos::prelude::*;
+use sepsis_core::compute::BackendReport;
+use sepsis_core::protocol::{ModelProgress, ModelVerified, WorkerError};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum WorkerStatus {
+    Starting,
+    Ready { version: String },
+    /// Crashed too often in a short time; the app stopped restarting it.
+    GaveUp { reason: String },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelStatus {
+    Waiting,
+    Loading(ModelProgress),
+    Ready,
+    Failed(String),
+}
+
+/// One copy in the context; every field is a signal, so the struct is `Copy`.
+#[derive(Clone, Copy)]
+pub struct AppState {
+    pub worker: RwSignal<WorkerStatus>,
+    /// How often the worker was restarted after a crash, and why the last time.
+    pub restarts: RwSignal<Vec<String>>,
+    pub backend: RwSignal<Option<BackendReport>>,
+    pub models: RwSignal<ModelStatus>,
+    pub verified: RwSignal<Vec<ModelVerified>>,
+    pub errors: RwSignal<Vec<WorkerError>>,
+}
+
+impl AppState {
+    pub fn new() -> Self {
+        Self {
+            worker: RwSignal::new(WorkerStatus::Starting),
+            restarts: RwSignal::new(Vec::new()),
+            backend: RwSignal::new(None),
+            models: RwSignal::new(ModelStatus::Waiting),
+            verified: RwSignal::new(Vec::new()),
+            errors: RwSignal::new(Vec::new()),
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The app's side of the worker: start it, send typed requests, turn its
+//! events into state, and restart it when it crashes.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use leptos::prelude::*;
+use sepsis_core::protocol::{ErrorKind, Event, EventBody, Request, RequestBody, RequestId, WorkerError};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{ErrorEvent, MessageEvent, Worker};
+
+use crate::state::{AppState, ModelStatus, WorkerStatus};
+
+/// The loader trunk writes for the worker bin (`data-loader-shim`, no file hashes).
+const WORKER_URL: &str = "./worker_loader.js";
+/// More crashes than this and the app stops restarting and asks for a reload.
+const MAX_RESTARTS: usize = 3;
+
+struct Running {
+    worker: Worker,
+    // Kept alive as long as the worker they are attached to.
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_error: Closure<dyn FnMut(ErrorEvent)>,
+}
+
+#[derive(Clone)]
+pub struct WorkerLink {
+    running: Rc<RefCell<Option<Running>>>,
+    next_id: Rc<Cell<RequestId>>,
+    state: AppState,
+}
+
+impl WorkerLink {
+    pub fn start(state: AppState) -> Self {
+        let link = Self { running: Rc::default(), next_id: Rc::new(Cell::new(1)), state };
+        link.spawn();
+        link
+    }
+
+    fn spawn(&self) {
+        let worker = match Worker::new(WORKER_URL) {
+            Ok(worker) => worker,
+            Err(e) => {
+                self.state.worker.set(WorkerStatus::GaveUp { reason: format!("the worker could not start: {e:?}") });
+                return;
+            }
+        };
+        let link = self.clone();
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
+            match serde_wasm_bindgen::from_value::<Event>(message.data()) {
+                Ok(event) => link.on_event(event),
+                Err(e) => link.report(WorkerError { kind: ErrorKind::Internal, message: format!("unreadable worker message: {e}") }),
+            }
+        });
+        let link = self.clone();
+        let on_error = Closure::<dyn FnMut(ErrorEvent)>::new(move |error: ErrorEvent| {
+            link.crashed(format!("uncaught error in the worker: {}", error.message()));
+        });
+        worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        *self.running.borrow_mut() = Some(Running { worker, _on_message: on_message, _on_error: on_error });
+    }
+
+    /// Send a request; returns its id. Requests made while the worker is down are dropped
+    /// and reported, because the restart re-sends the start-up requests itself.
+    pub fn send(&self, body: RequestBody) -> RequestId {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        let request = Request { id, body };
+        let sent = self.running.borrow().as_ref().map(|running| {
+            serde_wasm_bindgen::to_value(&request)
+                .map_err(|e| e.to_string())
+                .and_then(|value| running.worker.post_message(&value).map_err(|e| format!("{e:?}")))
+        });
+        match sent {
+            Some(Ok(())) => {}
+            Some(Err(e)) => self.report(WorkerError { kind: ErrorKind::Internal, message: format!("could not send request: {e}") }),
+            None => self.report(WorkerError { kind: ErrorKind::Internal, message: "the worker is not running".into() }),
+        }
+        id
+    }
+
+    fn report(&self, error: WorkerError) {
+        self.state.errors.update(|errors| errors.push(error));
+    }
+
+    fn on_event(&self, event: Event) {
+        let state = self.state;
+        match event.body {
+            EventBody::Ready { worker_version } => {
+                state.worker.set(WorkerStatus::Ready { version: worker_version });
+                self.send(RequestBody::ProbeBackend);
+                self.send(RequestBody::LoadModels);
+            }
+            EventBody::Backend(report) => state.backend.set(Some(report)),
+            EventBody::ModelProgress(progress) => state.models.set(ModelStatus::Loading(progress)),
+            EventBody::ModelVerified(verified) => state.verified.update(|list| list.push(verified)),
+            EventBody::ModelsReady => state.models.set(ModelStatus::Ready),
+            EventBody::Error(error) if error.kind == ErrorKind::Panic => {
+                self.report(error.clone());
+                self.crashed(format!("the worker panicked: {}", error.message));
+            }
+            EventBody::Error(error) => {
+                if matches!(error.kind, ErrorKind::ModelVerification | ErrorKind::Network) {
+                    state.models.set(ModelStatus::Failed(error.message.clone()));
+                }
+                self.report(error);
+            }
+            EventBody::Done => {}
+        }
+    }
+
+    /// Replace a crashed worker. Deferred to a fresh task: this may run inside
+    /// one of the worker's own callbacks, which must not be dropped mid-call.
+    fn crashed(&self, reason: String) {
+        let link = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Some(running) = link.running.borrow_mut().take() {
+                running.worker.terminate();
+            }
+            let state = link.state;
+            let restarts = state.restarts.with_untracked(Vec::len);
+            if restarts >= MAX_RESTARTS {
+                state.worker.set(WorkerStatus::GaveUp { reason: format!("{reason}; it crashed {} times, so it was not restarted again", restarts + 1) });
+                return;
+            }
+            state.restarts.update(|list| list.push(reason));
+            state.worker.set(WorkerStatus::Starting);
+            state.backend.set(None);
+            state.models.set(ModelStatus::Waiting);
+            state.verified.set(Vec::new());
+            link.spawn();
+        });
+    }
+}

@@ -1,0 +1,73 @@
+// Shared end-to-end plumbing: serve the release bundle on 127.0.0.1, launch
+// Debian's Chromium through playwright-core with a fresh profile, and record
+// every request the page and its worker make.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const outputDir = join(root, 'test-output', 'e2e');
+export const distDir = join(root, 'dist');
+mkdirSync(outputDir, { recursive: true });
+
+/** Start scripts/serve.py on a free port; resolves to { url, stop }. */
+export function startServer(dir = distDir) {
+  return new Promise((resolveServer, reject) => {
+    const child = spawn('python3', [join(root, 'scripts', 'serve.py'), '--dir', dir, '--port', '0', '--quiet'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    child.once('error', reject);
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (text) => {
+      const match = text.match(/http:\/\/127\.0\.0\.1:(\d+)\//);
+      if (match) resolveServer({ url: match[0], stop: () => child.kill() });
+    });
+    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
+  });
+}
+
+const BASE_FLAGS = [
+  '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+
+/**
+ * A browser with a fresh profile. `webgpu` adds --enable-unsafe-webgpu
+ * (SwiftShader in headless Chromium). Returns { context, page, requests, close };
+ * `requests` lists every URL requested by the page or its workers.
+ */
+export async function openBrowser({ webgpu = false, profile } = {}) {
+  const userDataDir = profile ?? mkdtempSync(join(tmpdir(), 'sepsis-e2e-'));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: webgpu ? [...BASE_FLAGS, '--enable-unsafe-webgpu'] : BASE_FLAGS,
+    viewport: { width: 1366, height: 768 },
+  });
+  const requests = [];
+  context.on('request', (request) => requests.push(request.url()));
+  const page = context.pages()[0] ?? (await context.newPage());
+  const consoleErrors = [];
+  page.on('console', (msg) => { if (msg.type() === 'error') consoleErrors.push(msg.text()); });
+  return {
+    context, page, requests, consoleErrors, userDataDir,
+    close: async ({ keepProfile = false } = {}) => {
+      await context.close();
+      if (!keepProfile && !profile) rmSync(userDataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Hosts other than the local server that appear in a request log. */
+export function foreignRequests(requests) {
+  return requests.filter((url) => {
+    const { protocol, hostname } = new URL(url);
+    if (protocol === 'data:' || protocol === 'blob:') return false;
+    return hostname !== '127.0.0.1';
+  });
+}
+
+export const test_id = (name) => `[data-test="${name}"]`;
