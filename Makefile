@@ -37,7 +37,7 @@ test-wasm:
 	cargo test --target wasm32-unknown-unknown -p sepsis-worker
 
 test-e2e:
-	cd tests && node --test --test-concurrency=1 e2e/
+	cd tests && node --test --test-concurrency=1 e2e/*.test.mjs
 
 clean:
 	cargo clean
