@@ -6,8 +6,15 @@
 //! The `ml` feature adds the candle-based computation used by the worker and
 //! the native `sepsis` command-line tool.
 
+pub mod action;
 pub mod compute;
+#[cfg(feature = "eval")]
+pub mod env;
+#[cfg(feature = "eval")]
+pub mod eval;
 #[cfg(feature = "ml")]
 pub mod gguf;
 pub mod manifest;
+#[cfg(feature = "eval")]
+pub mod policy;
 pub mod protocol;

@@ -1,0 +1,5 @@
+//! Evaluation: exact values on ICU-Sepsis (and, as they land, off-policy
+//! estimates and safety metrics).
+
+pub mod exact;
+pub mod scoreboard;
