@@ -7,6 +7,7 @@
 //! the native `sepsis` command-line tool.
 
 pub mod action;
+pub mod cohort;
 pub mod compute;
 #[cfg(feature = "eval")]
 pub mod env;
