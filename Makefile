@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/tests/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 export CHROMEDRIVER := /usr/bin/chromedriver
 PORT ?= 8080
 
-.PHONY: run test setup fetch build serve test-native test-wasm test-e2e clean
+.PHONY: run test setup fetch build serve data eval test-native test-wasm test-e2e clean
 
 ## Install missing tools, fetch and verify the model and data, build, serve on 127.0.0.1:$(PORT).
 run: build
@@ -26,9 +26,19 @@ fetch:
 ## Release bundle in dist/, with the verified model files beside the manifest.
 build: setup fetch
 	trunk build --release
-	cargo run --quiet --release -p sepsis-core --bin sepsis -- manifest check --dir .cache/models
+	$(SEPSIS) manifest check --dir .cache/models
 	mkdir -p dist/models
 	for f in .cache/models/*; do ln -f "$$f" dist/models/ 2>/dev/null || cp -f "$$f" dist/models/; done
+
+SEPSIS := cargo run --quiet --release -p sepsis-core --bin sepsis --
+
+## The 20,000-patient ICU-Sepsis cohort with its train / validation / test split (.cache/data/).
+data: fetch
+	$(SEPSIS) data icu-sepsis --episodes 20000 --seed 2026 --split --out .cache/data/icu-sepsis.csv
+
+## The scoreboard (docs/results.md).
+eval: fetch
+	$(SEPSIS) eval --env icu-sepsis --all
 
 test-native:
 	cargo test -p sepsis-core

@@ -16,7 +16,7 @@ fn step(index: u32, map: f64, lactate: Option<f64>, action: Action) -> Step {
     values[idx("weight_kg")] = Some(81.3);
     values[idx("sofa")] = Some(7.0);
     values[idx("fluid_balance_ml")] = Some(-120.25);
-    Step { index, values, action }
+    Step { index, values, action, state: (index == 0).then_some(17) }
 }
 
 fn sample() -> Cohort {
@@ -104,6 +104,15 @@ fn a_required_value_may_not_be_missing() {
 #[test]
 fn fractional_scores_are_refused() {
     assert_eq!(only_problem(&with_cell(2, "sofa", "7.5")).kind, ProblemKind::UnparsableNumber);
+}
+
+#[test]
+fn state_ids_are_optional_and_checked() {
+    let (back, problems, _) = read(&to_csv(&sample()));
+    assert!(problems.is_empty());
+    assert_eq!((back.patients[0].steps[0].state, back.patients[0].steps[1].state), (Some(17), None));
+    let p = only_problem(&with_cell(2, "icu_sepsis_state", "713"));
+    assert_eq!((p.kind, p.column.as_deref()), (ProblemKind::OutOfRange, Some("icu_sepsis_state")));
 }
 
 #[test]

@@ -50,3 +50,29 @@ fn the_optimum_restricted_to_admissible_actions_loses_almost_nothing() {
     assert!((value - 0.875).abs() < 0.005, "restricted optimum {value}");
     assert_eq!(restricted.values.len(), N_PATIENT_STATES);
 }
+
+#[test]
+fn a_sampled_cohort_is_reproducible_valid_csv_with_the_clinicians_survival_rate() {
+    use sepsis_core::cohort::csv_format::{read_cohort, write_cohort};
+    use sepsis_core::cohort::Outcome;
+    use sepsis_core::env::cohort_sampling::{sample_cohort, split};
+    let env = env();
+    let clinicians = Baseline::Clinicians.table(&env);
+    let cohort = sample_cohort(&env, &clinicians, 2000, 11);
+    assert_eq!(cohort, sample_cohort(&env, &clinicians, 2000, 11), "same seed, same cohort");
+    assert_eq!(cohort.patients[..100], sample_cohort(&env, &clinicians, 100, 11).patients[..], "prefix-stable");
+    let survival = cohort.patients.iter().filter(|p| p.outcome == Outcome::Survived).count() as f64 / 2000.0;
+    assert!((survival - 0.78).abs() < 0.03, "sampled survival {survival}");
+    let mean_steps = cohort.steps() as f64 / 2000.0;
+    assert!((mean_steps - 9.24).abs() < 0.5, "mean steps {mean_steps}");
+    // Every sampled value passes the reader's own checks.
+    let mut csv = Vec::new();
+    write_cohort(&cohort, &mut csv).unwrap();
+    let (back, report) = read_cohort("sampled.csv", csv.as_slice());
+    assert!(report.is_clean(), "{:?}", &report.problems[..report.problems.len().min(3)]);
+    assert_eq!(back, cohort);
+    let parts = split(&cohort, 11);
+    assert_eq!((parts.train.patients.len(), parts.validation.patients.len(), parts.test.patients.len()), (1400, 300, 300));
+    let ids = |c: &sepsis_core::cohort::Cohort| c.patients.iter().map(|p| p.id.clone()).collect::<std::collections::HashSet<_>>();
+    assert!(ids(&parts.train).is_disjoint(&ids(&parts.test)) && ids(&parts.train).is_disjoint(&ids(&parts.validation)));
+}

@@ -1,11 +1,14 @@
 //! `sepsis`: the native command-line tool for SepsisAgent Web: evaluation on
-//! ICU-Sepsis, policy tables, and model-file checks. Data, training and
+//! ICU-Sepsis, policy tables, cohort generation, and model-file checks. Data, training and
 //! agent commands join as they land.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sepsis_core::cohort::csv_format::write_cohort;
+use sepsis_core::cohort::Cohort;
+use sepsis_core::env::cohort_sampling::{sample_cohort, split};
 use sepsis_core::env::icu_sepsis::{IcuSepsis, DEFAULT_DIR};
 use sepsis_core::eval::scoreboard::{markdown, score_baseline};
 use sepsis_core::manifest::{Manifest, Verifier};
@@ -24,6 +27,11 @@ enum Command {
     Eval(EvalArgs),
     /// Write a policy's action probabilities for every patient state as CSV.
     PolicyTable(PolicyTableArgs),
+    /// Generate cohorts in the documented CSV format.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
     /// Model manifest tools.
     Manifest {
         #[command(subcommand)]
@@ -78,6 +86,28 @@ struct PolicyTableArgs {
 }
 
 #[derive(Subcommand)]
+enum DataCommand {
+    /// Sample episodes from ICU-Sepsis under the clinicians' policy, in clinical units.
+    IcuSepsis {
+        #[arg(long, default_value = DEFAULT_DIR)]
+        data_dir: PathBuf,
+        /// Number of patients (episodes).
+        #[arg(long)]
+        episodes: usize,
+        /// Random seed; the same seed gives the same file.
+        #[arg(long)]
+        seed: u64,
+        /// Output CSV with every patient.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write the patient-level split beside it: NAME.train.csv,
+        /// NAME.validation.csv, NAME.test.csv (70 / 15 / 15 %).
+        #[arg(long)]
+        split: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum ManifestCommand {
     /// Verify that every file listed in the manifest exists in DIR with the
     /// listed size and SHA-256.
@@ -95,6 +125,9 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Eval(args) => eval(args),
         Command::PolicyTable(args) => policy_table(args),
+        Command::Data { command: DataCommand::IcuSepsis { data_dir, episodes, seed, out, split } } => {
+            sample_data(&data_dir, episodes, seed, &out, split)
+        }
         Command::Manifest { command: ManifestCommand::Check { manifest, dir } } => check_manifest(&manifest, &dir),
     }
 }
@@ -145,6 +178,29 @@ fn policy_table(args: PolicyTableArgs) -> Result<()> {
     let file = std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     table.write_csv(std::io::BufWriter::new(file))?;
     eprintln!("wrote {} ({} states)", args.out.display(), table.rows().len());
+    Ok(())
+}
+
+fn write_cohort_file(cohort: &Cohort, path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    write_cohort(cohort, std::io::BufWriter::new(file)).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("wrote {} ({} patients, {} steps)", path.display(), cohort.patients.len(), cohort.steps());
+    Ok(())
+}
+
+fn sample_data(data_dir: &Path, episodes: usize, seed: u64, out: &Path, with_split: bool) -> Result<()> {
+    let env = IcuSepsis::load(data_dir)?;
+    let cohort = sample_cohort(&env, &Baseline::Clinicians.table(&env), episodes, seed);
+    write_cohort_file(&cohort, out)?;
+    if with_split {
+        let parts = split(&cohort, seed);
+        for (name, part) in [("train", &parts.train), ("validation", &parts.validation), ("test", &parts.test)] {
+            write_cohort_file(part, &out.with_extension(format!("{name}.csv")))?;
+        }
+    }
     Ok(())
 }
 

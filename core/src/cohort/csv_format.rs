@@ -18,6 +18,10 @@ pub const STEP: &str = "step";
 pub const FLUID_LEVEL: &str = "fluid_level";
 pub const VASO_LEVEL: &str = "vaso_level";
 pub const OUTCOME: &str = "outcome";
+/// Optional: the ICU-Sepsis state id of a sampled step.
+pub const STATE: &str = "icu_sepsis_state";
+/// Largest ICU-Sepsis patient state id.
+const MAX_STATE: f64 = 712.0;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProblemKind {
@@ -99,6 +103,7 @@ enum Column {
     Fluid,
     Vaso,
     Outcome,
+    State,
     Ignored,
 }
 
@@ -109,6 +114,7 @@ fn column_of(name: &str) -> Option<Column> {
         FLUID_LEVEL => Some(Column::Fluid),
         VASO_LEVEL => Some(Column::Vaso),
         OUTCOME => Some(Column::Outcome),
+        STATE => Some(Column::State),
         _ => FEATURES.iter().position(|f| f.key == name).map(Column::Feature),
     }
 }
@@ -120,6 +126,7 @@ struct Row {
     step: Option<u32>,
     values: Vec<Option<f64>>,
     action: Option<Action>,
+    state: Option<u32>,
     outcome: Option<Outcome>,
     outcome_text: String,
     ok: bool,
@@ -185,6 +192,7 @@ impl Reader<'_> {
             step: None,
             values: vec![None; FEATURES.len()],
             action: None,
+            state: None,
             outcome: None,
             outcome_text: String::new(),
             ok: true,
@@ -211,6 +219,8 @@ impl Reader<'_> {
                         }
                     }
                 }
+                Column::State if cell.is_empty() => {}
+                Column::State => row.state = self.whole_number(cell, line, STATE, MAX_STATE).map(|v| v as u32),
                 Column::Ignored => {}
             }
         }
@@ -353,7 +363,7 @@ pub fn read_cohort<R: Read>(file: &str, source: R) -> (Cohort, Report) {
         report.rows_loaded += rows.len();
         let steps = rows
             .into_iter()
-            .map(|r| Step { index: r.step.expect("checked"), values: r.values, action: r.action.expect("checked") })
+            .map(|r| Step { index: r.step.expect("checked"), values: r.values, action: r.action.expect("checked"), state: r.state })
             .collect();
         cohort.patients.push(Patient { id, steps, outcome });
     }
@@ -369,7 +379,7 @@ pub fn read_cohort<R: Read>(file: &str, source: R) -> (Cohort, Report) {
 /// notation, missing values as empty cells.
 pub fn write_cohort<W: Write>(cohort: &Cohort, writer: W) -> csv::Result<()> {
     let mut out = csv::Writer::from_writer(writer);
-    let header: Vec<&str> = [PATIENT_ID, STEP].into_iter().chain(FEATURES.iter().map(|f| f.key)).chain([FLUID_LEVEL, VASO_LEVEL, OUTCOME]).collect();
+    let header: Vec<&str> = [PATIENT_ID, STEP].into_iter().chain(FEATURES.iter().map(|f| f.key)).chain([FLUID_LEVEL, VASO_LEVEL, OUTCOME, STATE]).collect();
     out.write_record(&header)?;
     for patient in &cohort.patients {
         let last = patient.steps.len().saturating_sub(1);
@@ -383,6 +393,7 @@ pub fn write_cohort<W: Write>(cohort: &Cohort, writer: W) -> csv::Result<()> {
                 (true, Outcome::Survived) => "survived".into(),
                 (true, Outcome::Died) => "died".into(),
             });
+            record.push(step.state.map(|s| s.to_string()).unwrap_or_default());
             out.write_record(&record)?;
         }
     }

@@ -23,6 +23,9 @@ pub struct Step {
     pub values: Vec<Option<f64>>,
     /// The treatment clinicians gave during this step.
     pub action: Action,
+    /// The ICU-Sepsis state id, for cohorts sampled from that MDP (exact
+    /// evaluation and state-based policies need it); `None` for real data.
+    pub state: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

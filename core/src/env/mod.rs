@@ -1,5 +1,7 @@
 //! Environments the policies and planners act in.
 
+pub mod clinical;
+pub mod cohort_sampling;
 pub mod icu_sepsis;
 
 use crate::action::N_ACTIONS;
