@@ -15,6 +15,7 @@ pub mod env;
 pub mod eval;
 #[cfg(feature = "ml")]
 pub mod gguf;
+pub mod guideline;
 pub mod manifest;
 #[cfg(feature = "eval")]
 pub mod policy;

@@ -2,4 +2,6 @@
 //! estimates and safety metrics).
 
 pub mod exact;
+pub mod ope;
+pub mod safety;
 pub mod scoreboard;
