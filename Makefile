@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/tests/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 export CHROMEDRIVER := /usr/bin/chromedriver
 PORT ?= 8080
 
-.PHONY: run test setup fetch build serve data eval test-native test-wasm test-e2e clean
+.PHONY: run test setup fetch build serve data baselines eval test-native test-wasm test-e2e clean
 
 ## Install missing tools, fetch and verify the model and data, build, serve on 127.0.0.1:$(PORT).
 run: build
@@ -35,6 +35,10 @@ SEPSIS := cargo run --quiet --release -p sepsis-core --bin sepsis --
 ## The 20,000-patient ICU-Sepsis cohort with its train / validation / test split (.cache/data/).
 data: fetch
 	$(SEPSIS) data icu-sepsis --episodes 20000 --seed 2026 --split --out .cache/data/icu-sepsis.csv
+
+## Retrain the shipped baselines from the training split (public/models/baselines/).
+baselines: data
+	$(SEPSIS) train ai-clinician
 
 ## The scoreboard (docs/results.md).
 eval: fetch

@@ -3,10 +3,15 @@
 //! The browser-safe part (always compiled) holds what the app, the worker and
 //! the CLI share: the app/worker [`protocol`], the model [`manifest`] and the
 //! compute-backend report types and reference inputs in [`compute`].
+//! Browser-safe too: the [`cohort`] schema and CSV format, the treatment
+//! [`action`] grid and the [`guideline`] checks.
 //! The `ml` feature adds the candle-based computation used by the worker and
-//! the native `sepsis` command-line tool.
+//! the native `sepsis` command-line tool; `eval` adds evaluation on the
+//! ICU-Sepsis MDP ([`env`], [`eval`], [`policy`], [`baselines`]).
 
 pub mod action;
+#[cfg(feature = "eval")]
+pub mod baselines;
 pub mod cohort;
 pub mod compute;
 #[cfg(feature = "eval")]

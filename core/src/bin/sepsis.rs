@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use sepsis_core::cohort::csv_format::write_cohort;
+use sepsis_core::baselines::ai_clinician::{AiClinician, Config as AiClinicianConfig};
+use sepsis_core::cohort::csv_format::{read_cohort, write_cohort};
 use sepsis_core::cohort::Cohort;
 use sepsis_core::env::cohort_sampling::{sample_cohort, split};
 use sepsis_core::env::icu_sepsis::{IcuSepsis, DEFAULT_DIR};
+use sepsis_core::eval::policies::{named_policy, BASELINES_DIR, POLICY_NAMES};
 use sepsis_core::eval::scoreboard::{estimator_errors, markdown, Scoreboard, LOGGED_EPISODES, LOGGED_SEED};
 use sepsis_core::manifest::{Manifest, Verifier};
 use sepsis_core::policy::Baseline;
@@ -27,6 +29,11 @@ enum Command {
     Eval(EvalArgs),
     /// Write a policy's action probabilities for every patient state as CSV.
     PolicyTable(PolicyTableArgs),
+    /// Train a baseline policy from a logged cohort.
+    Train {
+        #[command(subcommand)]
+        command: TrainCommand,
+    },
     /// Generate cohorts in the documented CSV format.
     Data {
         #[command(subcommand)]
@@ -53,13 +60,16 @@ struct EnvArgs {
     /// Folder with dynamics.npz and admissible_actions.txt (fetched by `make fetch`).
     #[arg(long, default_value = DEFAULT_DIR)]
     data_dir: PathBuf,
+    /// Folder with the trained baselines' model files.
+    #[arg(long, default_value = BASELINES_DIR)]
+    baselines_dir: PathBuf,
 }
 
 #[derive(Args)]
 struct EvalArgs {
     #[command(flatten)]
     env: EnvArgs,
-    /// Policy to score: random, clinicians, no-treatment, optimal.
+    /// Policy to score: random, clinicians, no-treatment, optimal, ai-clinician.
     #[arg(long, required_unless_present = "all", conflicts_with = "all")]
     policy: Option<String>,
     /// Score every policy; print a Markdown table and write it to --results.
@@ -83,6 +93,28 @@ struct PolicyTableArgs {
     /// Output CSV: `state,p0,...,p24`, one row per patient state 0..712.
     #[arg(long)]
     out: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// k-means states + policy iteration on the logged MDP (Komorowski et al. 2018).
+    AiClinician {
+        /// Training cohort CSV (`make data` writes .cache/data/icu-sepsis.train.csv).
+        #[arg(long, default_value = ".cache/data/icu-sepsis.train.csv")]
+        cohort: PathBuf,
+        /// k-means clusters (Komorowski et al.: 750).
+        #[arg(long, default_value_t = 750)]
+        clusters: usize,
+        /// Logged steps an action needs in a cluster before the policy may choose it
+        /// (20, the threshold ICU-Sepsis used to call an action admissible).
+        #[arg(long, default_value_t = 20)]
+        min_action_count: usize,
+        #[arg(long, default_value_t = 2018)]
+        seed: u64,
+        /// Where to write the model (JSON).
+        #[arg(long, default_value = "public/models/baselines/ai-clinician.json")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -125,6 +157,10 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Eval(args) => eval(args),
         Command::PolicyTable(args) => policy_table(args),
+        Command::Train { command: TrainCommand::AiClinician { cohort, clusters, min_action_count, seed, out } } => {
+            let config = AiClinicianConfig { clusters, min_action_count, seed, ..AiClinicianConfig::default() };
+            train_ai_clinician(&cohort, config, &out)
+        }
         Command::Data { command: DataCommand::IcuSepsis { data_dir, episodes, seed, out, split } } => {
             sample_data(&data_dir, episodes, seed, &out, split)
         }
@@ -138,21 +174,15 @@ fn load_env(args: &EnvArgs) -> Result<IcuSepsis> {
     }
 }
 
-fn baseline(name: &str) -> Result<Baseline> {
-    Baseline::from_name(name).with_context(|| {
-        let known: Vec<&str> = Baseline::ALL.iter().map(|b| b.name()).collect();
-        format!("unknown policy {name:?}; known policies: {}", known.join(", "))
-    })
-}
-
 fn eval(args: EvalArgs) -> Result<()> {
     let env = load_env(&args.env)?;
-    let policies = match &args.policy {
-        Some(name) => vec![baseline(name)?],
-        None => Baseline::ALL.to_vec(),
+    let names: Vec<String> = match &args.policy {
+        Some(name) => vec![name.clone()],
+        None => POLICY_NAMES.iter().map(|n| n.to_string()).collect(),
     };
+    let policies = names.iter().map(|name| named_policy(&env, name, &args.env.baselines_dir)).collect::<Result<Vec<_>, _>>()?;
     let board = Scoreboard::new(&env);
-    let rows = policies.into_iter().map(|b| board.score_baseline(b)).collect::<Result<Vec<_>, _>>()?;
+    let rows = policies.iter().map(|p| board.score_named(p)).collect::<Result<Vec<_>, _>>()?;
     if args.json {
         for row in &rows {
             println!("{}", serde_json::to_string(row)?);
@@ -188,10 +218,35 @@ fn eval(args: EvalArgs) -> Result<()> {
 
 fn policy_table(args: PolicyTableArgs) -> Result<()> {
     let env = load_env(&args.env)?;
-    let table = baseline(&args.policy)?.table(&env);
+    let table = named_policy(&env, &args.policy, &args.env.baselines_dir)?.table;
     let file = std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     table.write_csv(std::io::BufWriter::new(file))?;
     eprintln!("wrote {} ({} states)", args.out.display(), table.rows().len());
+    Ok(())
+}
+
+/// Read a cohort file; any problem stops the command with the full report.
+fn read_cohort_file(path: &Path) -> Result<Cohort> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {} (run `make data` to create the ICU-Sepsis cohort)", path.display()))?;
+    let (cohort, report) = read_cohort(&path.display().to_string(), std::io::BufReader::new(file));
+    if !report.is_clean() {
+        for problem in report.problems.iter().take(20) {
+            eprintln!("{problem}");
+        }
+        bail!("{}: {} problems; {} patients set aside", path.display(), report.problems.len(), report.patients_excluded.len());
+    }
+    Ok(cohort)
+}
+
+fn train_ai_clinician(cohort_path: &Path, config: AiClinicianConfig, out: &Path) -> Result<()> {
+    let cohort = read_cohort_file(cohort_path)?;
+    eprintln!("training ai-clinician on {} patients ({} steps): {config:?}", cohort.patients.len(), cohort.steps());
+    let model = AiClinician::train(&cohort, config);
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(out, serde_json::to_string(&model)?).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("wrote {} ({} clusters with data)", out.display(), model.support.iter().filter(|&&n| n > 0).count());
     Ok(())
 }
 

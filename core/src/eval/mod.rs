@@ -3,5 +3,6 @@
 
 pub mod exact;
 pub mod ope;
+pub mod policies;
 pub mod safety;
 pub mod scoreboard;

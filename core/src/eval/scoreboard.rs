@@ -10,6 +10,7 @@ use crate::env::icu_sepsis::{IcuSepsis, N_PATIENT_STATES};
 use crate::eval::exact::{occupancy, table_value, ExactError};
 use crate::eval::ope::{evaluate, logged_episodes, Interval, LoggedEpisode};
 use crate::eval::safety::exact_safety;
+use crate::eval::policies::NamedPolicy;
 use crate::policy::{Baseline, PolicyTable};
 
 /// The logged cohort OPE uses: the test split of `make data`'s cohort
@@ -83,8 +84,8 @@ impl<'a> Scoreboard<'a> {
         })
     }
 
-    pub fn score_baseline(&self, baseline: Baseline) -> Result<ScoreRow, ExactError> {
-        self.score(baseline.name(), &baseline.table(self.env), baseline == Baseline::Optimal)
+    pub fn score_named(&self, policy: &NamedPolicy) -> Result<ScoreRow, ExactError> {
+        self.score(&policy.name, &policy.table, policy.oracle)
     }
 }
 
@@ -165,7 +166,7 @@ mod tests {
             dr_ci: [estimate - 0.01, estimate + 0.01],
             ess: 1234.4,
             logged_episodes: 3000,
-            g1_rate: 0.0035,
+            g1_rate: 0.0031,
             g2_rate: 0.0019,
             unsafe_rate: 0.0054,
             out_of_support_rate: 0.121,

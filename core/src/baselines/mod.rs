@@ -1,0 +1,6 @@
+//! Trained baselines: policies learnt only from a logged training cohort,
+//! then judged on ICU-Sepsis like every other policy.
+
+pub mod ai_clinician;
+pub mod features;
+pub mod kmeans;

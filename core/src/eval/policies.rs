@@ -1,0 +1,50 @@
+//! Every policy the scoreboard knows, by name: the untrained baselines and
+//! the trained ones, whose small model files ship in `public/models/baselines/`.
+
+use std::path::{Path, PathBuf};
+
+use crate::baselines::ai_clinician::AiClinician;
+use crate::env::icu_sepsis::IcuSepsis;
+use crate::policy::{Baseline, PolicyTable};
+
+/// Where trained baselines are kept, relative to the repository root.
+pub const BASELINES_DIR: &str = "public/models/baselines";
+pub const AI_CLINICIAN: &str = "ai-clinician";
+
+/// Scoreboard order.
+pub const POLICY_NAMES: [&str; 5] = ["random", "clinicians", "no-treatment", "optimal", AI_CLINICIAN];
+
+pub struct NamedPolicy {
+    pub name: String,
+    pub table: PolicyTable,
+    /// Reads the true MDP: an upper bound, not a deployable policy.
+    pub oracle: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("unknown policy {0:?}; known policies: {known}", known = POLICY_NAMES.join(", "))]
+    Unknown(String),
+    #[error("{path}: {message} (train it with `sepsis train {name}`)")]
+    Model { name: String, path: PathBuf, message: String },
+}
+
+pub fn model_path(baselines_dir: &Path, name: &str) -> PathBuf {
+    baselines_dir.join(format!("{name}.json"))
+}
+
+pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path) -> Result<NamedPolicy, LookupError> {
+    if let Some(baseline) = Baseline::from_name(name) {
+        return Ok(NamedPolicy { name: name.into(), table: baseline.table(env), oracle: baseline == Baseline::Optimal });
+    }
+    match name {
+        AI_CLINICIAN => {
+            let path = model_path(baselines_dir, name);
+            let model_error = |message: String| LookupError::Model { name: name.into(), path: path.clone(), message };
+            let text = std::fs::read_to_string(&path).map_err(|e| model_error(e.to_string()))?;
+            let model: AiClinician = serde_json::from_str(&text).map_err(|e| model_error(e.to_string()))?;
+            Ok(NamedPolicy { name: name.into(), table: model.policy_table(env), oracle: false })
+        }
+        _ => Err(LookupError::Unknown(name.into())),
+    }
+}
