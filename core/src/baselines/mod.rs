@@ -2,5 +2,7 @@
 //! then judged on ICU-Sepsis like every other policy.
 
 pub mod ai_clinician;
+#[cfg(feature = "ml")]
+pub mod ddqn;
 pub mod features;
 pub mod kmeans;

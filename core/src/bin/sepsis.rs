@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
 use sepsis_core::baselines::ai_clinician::{AiClinician, Config as AiClinicianConfig};
+use sepsis_core::baselines::ddqn::{Config as DdqnConfig, Ddqn};
 use sepsis_core::cohort::csv_format::{read_cohort, write_cohort};
 use sepsis_core::cohort::Cohort;
 use sepsis_core::env::cohort_sampling::{sample_cohort, split};
@@ -69,7 +71,7 @@ struct EnvArgs {
 struct EvalArgs {
     #[command(flatten)]
     env: EnvArgs,
-    /// Policy to score: random, clinicians, no-treatment, optimal, ai-clinician.
+    /// Policy to score: random, clinicians, no-treatment, optimal, ai-clinician, ddqn.
     #[arg(long, required_unless_present = "all", conflicts_with = "all")]
     policy: Option<String>,
     /// Score every policy; print a Markdown table and write it to --results.
@@ -115,6 +117,26 @@ enum TrainCommand {
         #[arg(long, default_value = "public/models/baselines/ai-clinician.json")]
         out: PathBuf,
     },
+    /// Dueling double DQN on clinical features with the Raghu reward (candle, CPU).
+    Ddqn(DdqnArgs),
+}
+
+#[derive(Args)]
+struct DdqnArgs {
+    /// Training cohort CSV.
+    #[arg(long, default_value = ".cache/data/icu-sepsis.train.csv")]
+    train: PathBuf,
+    /// Validation cohort CSV (TD error logged while training).
+    #[arg(long, default_value = ".cache/data/icu-sepsis.validation.csv")]
+    validation: PathBuf,
+    /// Gradient steps.
+    #[arg(long, default_value_t = 30_000)]
+    steps: usize,
+    #[arg(long, default_value_t = 2017)]
+    seed: u64,
+    /// Output stem: writes STEM.safetensors and STEM.json.
+    #[arg(long, default_value = "public/models/baselines/ddqn")]
+    out: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -161,6 +183,7 @@ fn main() -> Result<()> {
             let config = AiClinicianConfig { clusters, min_action_count, seed, ..AiClinicianConfig::default() };
             train_ai_clinician(&cohort, config, &out)
         }
+        Command::Train { command: TrainCommand::Ddqn(args) } => train_ddqn(args),
         Command::Data { command: DataCommand::IcuSepsis { data_dir, episodes, seed, out, split } } => {
             sample_data(&data_dir, episodes, seed, &out, split)
         }
@@ -247,6 +270,27 @@ fn train_ai_clinician(cohort_path: &Path, config: AiClinicianConfig, out: &Path)
     }
     std::fs::write(out, serde_json::to_string(&model)?).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("wrote {} ({} clusters with data)", out.display(), model.support.iter().filter(|&&n| n > 0).count());
+    Ok(())
+}
+
+fn train_ddqn(args: DdqnArgs) -> Result<()> {
+    let train = read_cohort_file(&args.train)?;
+    let validation = read_cohort_file(&args.validation)?;
+    let config = DdqnConfig { steps: args.steps, seed: args.seed, ..DdqnConfig::default() };
+    eprintln!("training ddqn on {} transitions: {config:?}", train.steps());
+    let bar = ProgressBar::new(config.steps as u64)
+        .with_style(ProgressStyle::with_template("{bar:40} {pos}/{len} steps, {elapsed} elapsed, eta {eta} {msg}").expect("valid template"));
+    let started = std::time::Instant::now();
+    let model = Ddqn::train(&train, &validation, config, |p| {
+        bar.set_position(p.step as u64);
+        bar.set_message(format!("train loss {:.3}, validation TD error {:.3}", p.train_loss, p.validation_td_error.unwrap_or(f64::NAN)));
+    })?;
+    bar.finish();
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    model.save(&args.out)?;
+    eprintln!("wrote {}.safetensors and .json in {:.0} s", args.out.display(), started.elapsed().as_secs_f64());
     Ok(())
 }
 

@@ -10,9 +10,10 @@ use crate::policy::{Baseline, PolicyTable};
 /// Where trained baselines are kept, relative to the repository root.
 pub const BASELINES_DIR: &str = "public/models/baselines";
 pub const AI_CLINICIAN: &str = "ai-clinician";
+pub const DDQN: &str = "ddqn";
 
 /// Scoreboard order.
-pub const POLICY_NAMES: [&str; 5] = ["random", "clinicians", "no-treatment", "optimal", AI_CLINICIAN];
+pub const POLICY_NAMES: [&str; 6] = ["random", "clinicians", "no-treatment", "optimal", AI_CLINICIAN, DDQN];
 
 pub struct NamedPolicy {
     pub name: String,
@@ -44,6 +45,13 @@ pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path) -> Result
             let text = std::fs::read_to_string(&path).map_err(|e| model_error(e.to_string()))?;
             let model: AiClinician = serde_json::from_str(&text).map_err(|e| model_error(e.to_string()))?;
             Ok(NamedPolicy { name: name.into(), table: model.policy_table(env), oracle: false })
+        }
+        #[cfg(feature = "ml")]
+        DDQN => {
+            let stem = baselines_dir.join(name);
+            let model_error = |message: String| LookupError::Model { name: name.into(), path: stem.with_extension("safetensors"), message };
+            let model = crate::baselines::ddqn::Ddqn::load(&stem).map_err(|e| model_error(e.to_string()))?;
+            Ok(NamedPolicy { name: name.into(), table: model.policy_table(env).map_err(|e| model_error(e.to_string()))?, oracle: false })
         }
         _ => Err(LookupError::Unknown(name.into())),
     }
