@@ -39,6 +39,7 @@ data: fetch
 ## Retrain the shipped baselines from the training split (public/models/baselines/).
 baselines: data
 	$(SEPSIS) train ai-clinician
+	$(SEPSIS) train ddqn
 
 ## The scoreboard (docs/results.md).
 eval: fetch
