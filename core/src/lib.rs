@@ -22,6 +22,10 @@ pub mod eval;
 pub mod gguf;
 pub mod guideline;
 pub mod manifest;
+#[cfg(all(feature = "ml", feature = "eval"))]
+pub mod nn_init;
 #[cfg(feature = "eval")]
 pub mod policy;
 pub mod protocol;
+#[cfg(feature = "ml")]
+pub mod world_model;

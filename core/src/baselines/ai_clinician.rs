@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::features::Standardiser;
+use crate::cohort::normaliser::Normaliser;
 use super::kmeans::{kmeans, nearest};
 use crate::action::N_ACTIONS;
 use crate::cohort::schema::{Kind, FEATURES};
@@ -46,7 +46,7 @@ impl Default for Config {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AiClinician {
     pub config: Config,
-    pub standardiser: Standardiser,
+    pub standardiser: Normaliser,
     pub centres: Vec<Vec<f64>>,
     /// The chosen action index for each cluster.
     pub actions: Vec<usize>,
@@ -56,7 +56,7 @@ pub struct AiClinician {
 
 impl AiClinician {
     pub fn train(cohort: &Cohort, config: Config) -> Self {
-        let standardiser = Standardiser::fit(cohort);
+        let standardiser = Normaliser::fit(cohort);
         let points: Vec<Vec<f64>> = cohort.patients.iter().flat_map(|p| &p.steps).map(|s| dynamic_features(&standardiser, &s.values)).collect();
         let centres = kmeans(&points, config.clusters, config.kmeans_iterations, config.seed);
         let k = centres.len();
@@ -121,7 +121,7 @@ impl AiClinician {
 
 /// Standardised per-step features only: states describe the patient's
 /// physiology now; age, sex and weight do not change with treatment.
-fn dynamic_features(standardiser: &Standardiser, values: &[Option<f64>]) -> Vec<f64> {
+fn dynamic_features(standardiser: &Normaliser, values: &[Option<f64>]) -> Vec<f64> {
     standardiser.transform(values).into_iter().zip(FEATURES).filter(|(_, f)| f.kind == Kind::Dynamic).map(|(z, _)| z).collect()
 }
 

@@ -15,11 +15,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::features::Standardiser;
+use crate::cohort::normaliser::Normaliser;
 use crate::action::N_ACTIONS;
 use crate::cohort::{Cohort, Outcome, Step};
 use crate::env::clinical::state_features;
 use crate::env::icu_sepsis::{IcuSepsis, N_PATIENT_STATES};
+use crate::nn_init::seeded_init;
 use crate::policy::PolicyTable;
 
 pub const TERMINAL_REWARD: f64 = 15.0;
@@ -72,7 +73,7 @@ pub struct Transitions {
 }
 
 impl Transitions {
-    pub fn from_cohort(cohort: &Cohort, standardiser: &Standardiser) -> Self {
+    pub fn from_cohort(cohort: &Cohort, standardiser: &Normaliser) -> Self {
         let features = standardiser.mean.len();
         let mut t = Self { features, states: vec![], actions: vec![], rewards: vec![], next_states: vec![], done: vec![] };
         for patient in &cohort.patients {
@@ -148,23 +149,6 @@ impl Module for DuelingQ {
     }
 }
 
-/// Seeded initialisation (candle's CPU initialisers draw from an unseeded RNG).
-fn seeded_init(varmap: &VarMap, seed: u64) -> candle_core::Result<()> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let data = varmap.data().lock().expect("varmap lock");
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    for name in names {
-        let var = &data[name];
-        let dims = var.dims().to_vec();
-        let fan_in = if dims.len() == 2 { dims[1] } else { dims[0] };
-        let bound = 1.0 / (fan_in as f32).sqrt();
-        let values: Vec<f32> = (0..var.elem_count()).map(|_| rng.random_range(-bound..bound)).collect();
-        var.set(&Tensor::from_vec(values, dims, var.device())?)?;
-    }
-    Ok(())
-}
-
 fn copy_weights(from: &VarMap, to: &VarMap) -> candle_core::Result<()> {
     let source = from.data().lock().expect("varmap lock");
     let target = to.data().lock().expect("varmap lock");
@@ -185,7 +169,7 @@ pub struct Progress {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Card {
     pub config: Config,
-    pub standardiser: Standardiser,
+    pub standardiser: Normaliser,
     pub history: Vec<Progress>,
 }
 
@@ -209,7 +193,7 @@ fn td_loss(online: &DuelingQ, target: &DuelingQ, batch: &(Tensor, Tensor, Tensor
 impl Ddqn {
     pub fn train(train: &Cohort, validation: &Cohort, config: Config, mut on_progress: impl FnMut(&Progress)) -> candle_core::Result<Self> {
         let dev = Device::Cpu;
-        let standardiser = Standardiser::fit(train);
+        let standardiser = Normaliser::fit(train);
         let data = Transitions::from_cohort(train, &standardiser);
         let held_out = Transitions::from_cohort(validation, &standardiser);
         let features = standardiser.mean.len();
@@ -327,7 +311,7 @@ mod tests {
     fn every_parameter_receives_gradient() {
         let dev = Device::Cpu;
         let data = cohort(64);
-        let standardiser = Standardiser::fit(&data);
+        let standardiser = Normaliser::fit(&data);
         let transitions = Transitions::from_cohort(&data, &standardiser);
         let vars = VarMap::new();
         let net = DuelingQ::new(standardiser.mean.len(), 16, VarBuilder::from_varmap(&vars, DType::F32, &dev)).unwrap();

@@ -4,5 +4,4 @@
 pub mod ai_clinician;
 #[cfg(feature = "ml")]
 pub mod ddqn;
-pub mod features;
 pub mod kmeans;

@@ -3,6 +3,7 @@
 //! the worker validate uploads with the same code as the CLI.
 
 pub mod csv_format;
+pub mod normaliser;
 pub mod schema;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,18 @@
+//! The Clinical World Model: action-conditioned patient dynamics.
+//!
+//! Given a window of recent steps (features with missingness masks, statics,
+//! and the treatment given), each ensemble member predicts a Gaussian over
+//! the next step's per-step features (in z units) and the probability that
+//! the patient dies by the end of the stay. Members are independently seeded;
+//! their disagreement measures how far a question is from the data.
+//! The design starts from the SepsisAgent paper's (2-layer GRU, hidden 128,
+//! 6-step window).
+
+pub mod data;
+pub mod model;
+#[cfg(feature = "eval")]
+pub mod train;
+
+pub use data::{Layout, Windows};
+pub use crate::cohort::normaliser::Normaliser;
+pub use model::{Member, WorldModelConfig};

@@ -1,0 +1,266 @@
+//! Training the ensemble natively (`sepsis train world-model`): members one
+//! after another, each with its own seed and data order, validation each
+//! epoch, early stopping, and a checkpoint after every epoch so an
+//! interrupted run resumes where it stopped (optimiser moments restart from
+//! zero on resume; the data order does not change).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::data::{Layout, Windows};
+use super::model::{loss, Member, WorldModelConfig};
+use crate::cohort::normaliser::Normaliser;
+use crate::nn_init::seeded_init;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub member: usize,
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub validation_loss: f64,
+    pub validation_dynamics_nll: f64,
+    pub seconds: f64,
+}
+
+/// A member's progress, saved beside its weights after every epoch.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemberState {
+    pub epochs_done: usize,
+    pub best_validation_loss: Option<f64>,
+    pub best_epoch: usize,
+    pub finished: bool,
+    pub history: Vec<EpochLog>,
+}
+
+pub struct Checkpoints {
+    dir: PathBuf,
+}
+
+impl Checkpoints {
+    pub fn new(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Self { dir: dir.to_path_buf() })
+    }
+
+    fn path(&self, member: usize, what: &str) -> PathBuf {
+        self.dir.join(format!("member-{member}.{what}"))
+    }
+
+    pub fn state(&self, member: usize) -> MemberState {
+        std::fs::read_to_string(self.path(member, "json")).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+    }
+
+    fn save_state(&self, member: usize, state: &MemberState) -> candle_core::Result<()> {
+        let text = serde_json::to_string_pretty(state).map_err(candle_core::Error::wrap)?;
+        // Write then rename, so an interruption never leaves half a file.
+        let tmp = self.path(member, "json.tmp");
+        std::fs::write(&tmp, text).map_err(candle_core::Error::wrap)?;
+        std::fs::rename(tmp, self.path(member, "json")).map_err(candle_core::Error::wrap)
+    }
+
+    pub fn latest_weights(&self, member: usize) -> PathBuf {
+        self.path(member, "latest.safetensors")
+    }
+
+    pub fn best_weights(&self, member: usize) -> PathBuf {
+        self.path(member, "best.safetensors")
+    }
+}
+
+/// One batch as tensors.
+pub fn batch(windows: &Windows, indices: &[usize], dev: &Device) -> candle_core::Result<(Tensor, Tensor, Tensor, Tensor)> {
+    let (w, d, y) = (windows.window, windows.input_dim, windows.dynamic_dim);
+    let n = indices.len();
+    let gather = |data: &[f32], width: usize| indices.iter().flat_map(|&i| data[i * width..(i + 1) * width].iter().copied()).collect::<Vec<f32>>();
+    Ok((
+        Tensor::from_vec(gather(&windows.inputs, w * d), (n, w, d), dev)?,
+        Tensor::from_vec(gather(&windows.next, y), (n, y), dev)?,
+        Tensor::from_vec(gather(&windows.next_mask, y), (n, y), dev)?,
+        Tensor::from_vec(indices.iter().map(|&i| windows.died[i]).collect::<Vec<f32>>(), n, dev)?,
+    ))
+}
+
+/// Mean loss and dynamics NLL over a whole set, in batches.
+pub fn evaluate(member: &Member, windows: &Windows, config: &WorldModelConfig, dev: &Device) -> candle_core::Result<(f64, f64)> {
+    let (mut total, mut dynamics, mut batches) = (0.0, 0.0, 0.0);
+    let indices: Vec<usize> = (0..windows.len()).collect();
+    for chunk in indices.chunks(1024) {
+        let (x, next, mask, died) = batch(windows, chunk, dev)?;
+        let (l, d) = loss(&member.forward(&x)?, &next, &mask, &died, config.outcome_weight)?;
+        let weight = chunk.len() as f64;
+        total += l.to_scalar::<f32>()? as f64 * weight;
+        dynamics += d.to_scalar::<f32>()? as f64 * weight;
+        batches += weight;
+    }
+    Ok((total / batches, dynamics / batches))
+}
+
+/// Train (or resume) one member; its best weights end in the checkpoint folder.
+pub fn train_member(
+    member: usize,
+    train: &Windows,
+    validation: &Windows,
+    config: &WorldModelConfig,
+    checkpoints: &Checkpoints,
+    mut on_batch: impl FnMut(usize, usize, f64),
+    mut on_epoch: impl FnMut(&EpochLog),
+) -> candle_core::Result<MemberState> {
+    let dev = Device::Cpu;
+    let mut state = checkpoints.state(member);
+    if state.finished {
+        return Ok(state);
+    }
+    let mut varmap = VarMap::new();
+    let model = Member::new(train.input_dim, train.dynamic_dim, config.hidden, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    let member_seed = config.seed.wrapping_mul(1000).wrapping_add(member as u64);
+    if state.epochs_done > 0 {
+        varmap.load(checkpoints.latest_weights(member))?;
+    } else {
+        seeded_init(&varmap, member_seed)?;
+    }
+    let mut optimiser = AdamW::new(varmap.all_vars(), ParamsAdamW { lr: config.learning_rate, weight_decay: 1e-5, ..Default::default() })?;
+    let batches_per_epoch = train.len().div_ceil(config.batch);
+    for epoch in state.epochs_done + 1..=config.epochs {
+        let started = Instant::now();
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(member_seed ^ ((epoch as u64) << 20)));
+        let mut running = 0.0;
+        for (b, chunk) in order.chunks(config.batch).enumerate() {
+            let (x, next, mask, died) = batch(train, chunk, &dev)?;
+            let (total, _) = loss(&model.forward(&x)?, &next, &mask, &died, config.outcome_weight)?;
+            optimiser.backward_step(&total)?;
+            running += total.to_scalar::<f32>()? as f64;
+            on_batch(epoch, b + 1, running / (b + 1) as f64);
+        }
+        let (validation_loss, validation_dynamics_nll) = evaluate(&model, validation, config, &dev)?;
+        let log = EpochLog {
+            member,
+            epoch,
+            train_loss: running / batches_per_epoch as f64,
+            validation_loss,
+            validation_dynamics_nll,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        on_epoch(&log);
+        state.history.push(log);
+        state.epochs_done = epoch;
+        varmap.save(checkpoints.latest_weights(member))?;
+        if state.best_validation_loss.is_none_or(|best| validation_loss < best) {
+            state.best_validation_loss = Some(validation_loss);
+            state.best_epoch = epoch;
+            varmap.save(checkpoints.best_weights(member))?;
+        }
+        state.finished = epoch == config.epochs || epoch - state.best_epoch >= config.patience;
+        checkpoints.save_state(member, &state)?;
+        if state.finished {
+            break;
+        }
+    }
+    Ok(state)
+}
+
+/// What ships beside the weights (`world-model.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub config: WorldModelConfig,
+    pub layout: Layout,
+    pub normaliser: Normaliser,
+    pub training: Vec<MemberState>,
+}
+
+/// Gather every member's best weights into one safetensors file
+/// (`member{k}.` prefixes) and write the card beside it.
+pub fn export(card: &ModelCard, checkpoints: &Checkpoints, stem: &Path) -> candle_core::Result<()> {
+    let mut tensors = std::collections::HashMap::new();
+    for member in 0..card.config.members {
+        for (name, tensor) in candle_core::safetensors::load(checkpoints.best_weights(member), &Device::Cpu)? {
+            tensors.insert(format!("member{member}.{name}"), tensor);
+        }
+    }
+    candle_core::safetensors::save(&tensors, stem.with_extension("safetensors"))?;
+    let text = serde_json::to_string_pretty(card).map_err(candle_core::Error::wrap)?;
+    std::fs::write(stem.with_extension("json"), text).map_err(candle_core::Error::wrap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::Action;
+    use crate::cohort::schema::{idx, FEATURES};
+    use crate::cohort::{Cohort, Outcome, Patient, Step};
+
+    /// MAP rises by 5 mmHg per step with fluid and falls by 5 without;
+    /// patients whose MAP ends low die.
+    fn cohort(patients: usize) -> Cohort {
+        let patients = (0..patients)
+            .map(|p| {
+                let mut map = 60.0 + (p % 7) as f64;
+                let steps: Vec<Step> = (0..5)
+                    .map(|t| {
+                        let fluid = ((p + t) % 3 == 0) as u8;
+                        let mut values = vec![Some(1.0 + (p % 3) as f64); FEATURES.len()];
+                        values[idx("map")] = Some(map);
+                        map += if fluid == 1 { 5.0 } else { -5.0 };
+                        Step { index: t as u32, values, action: Action { fluid, vaso: 0 }, state: None }
+                    })
+                    .collect();
+                Patient { id: format!("p{p}"), steps, outcome: if map < 50.0 { Outcome::Died } else { Outcome::Survived } }
+            })
+            .collect();
+        Cohort { patients }
+    }
+
+    fn windows(patients: usize, normaliser: &Normaliser) -> Windows {
+        Windows::build(&cohort(patients), normaliser, &Layout::default(), 6)
+    }
+
+    #[test]
+    fn every_parameter_receives_gradient() {
+        let dev = Device::Cpu;
+        let normaliser = Normaliser::fit(&cohort(20));
+        let w = windows(20, &normaliser);
+        let varmap = VarMap::new();
+        let model = Member::new(w.input_dim, w.dynamic_dim, 16, VarBuilder::from_varmap(&varmap, DType::F32, &dev)).unwrap();
+        seeded_init(&varmap, 3).unwrap();
+        let (x, next, mask, died) = batch(&w, &(0..w.len()).collect::<Vec<_>>(), &dev).unwrap();
+        let (total, _) = loss(&model.forward(&x).unwrap(), &next, &mask, &died, 1.0).unwrap();
+        let grads = total.backward().unwrap();
+        let vars = varmap.data().lock().unwrap();
+        assert_eq!(vars.len(), 14, "2 GRUs x 4 + 3 heads x 2");
+        for (name, var) in vars.iter() {
+            let g = grads.get(var).unwrap_or_else(|| panic!("no gradient for {name}"));
+            assert!(g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0, "zero gradient for {name}");
+        }
+    }
+
+    #[test]
+    fn training_lowers_validation_loss_and_resumes_from_checkpoints() {
+        let normaliser = Normaliser::fit(&cohort(200));
+        let (train, validation) = (windows(200, &normaliser), windows(40, &normaliser));
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoints = Checkpoints::new(dir.path()).unwrap();
+        let mut config = WorldModelConfig { hidden: 32, members: 1, epochs: 1, batch: 64, learning_rate: 3e-3, patience: 10, ..Default::default() };
+        let first = train_member(0, &train, &validation, &config, &checkpoints, |_, _, _| {}, |_| {}).unwrap();
+        assert_eq!((first.epochs_done, first.finished), (1, true));
+        // "Interrupted" after one epoch: asking for more epochs resumes at epoch 2.
+        config.epochs = 8;
+        std::fs::write(dir.path().join("member-0.json"), serde_json::to_string(&MemberState { finished: false, ..first.clone() }).unwrap()).unwrap();
+        let mut epochs_run = Vec::new();
+        let resumed = train_member(0, &train, &validation, &config, &checkpoints, |_, _, _| {}, |log| epochs_run.push(log.epoch)).unwrap();
+        assert_eq!(epochs_run, (2..=8).collect::<Vec<_>>());
+        assert_eq!(resumed.history.len(), 8);
+        let losses: Vec<f64> = resumed.history.iter().map(|h| h.validation_loss).collect();
+        assert!(losses[7] < losses[0] - 0.3, "validation loss {losses:?}");
+        assert!(checkpoints.best_weights(0).exists());
+        // A finished member is not trained again.
+        let again = train_member(0, &train, &validation, &config, &checkpoints, |_, _, _| panic!("no training"), |_| {}).unwrap();
+        assert_eq!(again, resumed);
+    }
+}
