@@ -9,6 +9,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use sepsis_core::baselines::ai_clinician::{AiClinician, Config as AiClinicianConfig};
 use sepsis_core::baselines::ddqn::{Config as DdqnConfig, Ddqn};
+use sepsis_core::cohort::normaliser::Normaliser;
+use sepsis_core::world_model::train::{export, train_member, Checkpoints, ModelCard};
+use sepsis_core::world_model::{Layout, Windows, WorldModelConfig};
 use sepsis_core::cohort::csv_format::{read_cohort, write_cohort};
 use sepsis_core::cohort::Cohort;
 use sepsis_core::env::cohort_sampling::{sample_cohort, split};
@@ -119,6 +122,28 @@ enum TrainCommand {
     },
     /// Dueling double DQN on clinical features with the Raghu reward (candle, CPU).
     Ddqn(DdqnArgs),
+    /// The Clinical World Model ensemble (GRU, candle, CPU); resumes from its checkpoints.
+    WorldModel(WorldModelArgs),
+}
+
+#[derive(Args)]
+struct WorldModelArgs {
+    /// Training configuration (JSON).
+    #[arg(long, default_value = "configs/world-model.json")]
+    config: PathBuf,
+    /// Override the configuration's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long, default_value = ".cache/data/icu-sepsis.train.csv")]
+    train: PathBuf,
+    #[arg(long, default_value = ".cache/data/icu-sepsis.validation.csv")]
+    validation: PathBuf,
+    /// Checkpoint folder; a run with the same folder continues where the last one stopped.
+    #[arg(long, default_value = ".cache/checkpoints/world-model")]
+    checkpoints: PathBuf,
+    /// Output stem: writes STEM.safetensors (all members) and STEM.json (card).
+    #[arg(long, default_value = "public/models/world-model")]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -184,6 +209,7 @@ fn main() -> Result<()> {
             train_ai_clinician(&cohort, config, &out)
         }
         Command::Train { command: TrainCommand::Ddqn(args) } => train_ddqn(args),
+        Command::Train { command: TrainCommand::WorldModel(args) } => train_world_model(args),
         Command::Data { command: DataCommand::IcuSepsis { data_dir, episodes, seed, out, split } } => {
             sample_data(&data_dir, episodes, seed, &out, split)
         }
@@ -291,6 +317,59 @@ fn train_ddqn(args: DdqnArgs) -> Result<()> {
     }
     model.save(&args.out)?;
     eprintln!("wrote {}.safetensors and .json in {:.0} s", args.out.display(), started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn train_world_model(args: WorldModelArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
+    let mut config: WorldModelConfig = serde_json::from_str(&text).with_context(|| format!("{} is not a world-model configuration", args.config.display()))?;
+    if let Some(seed) = args.seed {
+        config.seed = seed;
+    }
+    let train = read_cohort_file(&args.train)?;
+    let validation = read_cohort_file(&args.validation)?;
+    let normaliser = Normaliser::fit(&train);
+    let layout = Layout::default();
+    let train_windows = Windows::build(&train, &normaliser, &layout, config.window);
+    let validation_windows = Windows::build(&validation, &normaliser, &layout, config.window);
+    eprintln!("world model: {} training and {} validation windows; {config:?}", train_windows.len(), validation_windows.len());
+    let checkpoints = Checkpoints::new(&args.checkpoints)?;
+    let batches = train_windows.len().div_ceil(config.batch) as u64;
+    let mut training = Vec::new();
+    for member in 0..config.members {
+        let bar = ProgressBar::new(batches)
+            .with_style(ProgressStyle::with_template("member {prefix} {bar:30} {pos}/{len} batches, eta {eta} {msg}").expect("valid template"));
+        bar.set_prefix(format!("{}/{}", member + 1, config.members));
+        let state = train_member(
+            member,
+            &train_windows,
+            &validation_windows,
+            &config,
+            &checkpoints,
+            |epoch, b, loss| {
+                bar.set_position(b as u64);
+                bar.set_message(format!("epoch {epoch}, train loss {loss:.3}"));
+            },
+            |log| {
+                // Printed outside the bar so it also reaches logs when stderr is not a terminal.
+                bar.suspend(|| {
+                    eprintln!(
+                        "member {} epoch {}: train {:.4}, validation {:.4} (dynamics NLL {:.4}), {:.0} s",
+                        log.member + 1, log.epoch, log.train_loss, log.validation_loss, log.validation_dynamics_nll, log.seconds
+                    )
+                });
+                bar.reset();
+            },
+        )?;
+        bar.finish_and_clear();
+        eprintln!("member {}: best validation loss {:.4} at epoch {}", member + 1, state.best_validation_loss.unwrap_or(f64::NAN), state.best_epoch);
+        training.push(state);
+    }
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    export(&ModelCard { config, layout, normaliser, training }, &checkpoints, &args.out)?;
+    eprintln!("wrote {}.safetensors and .json", args.out.display());
     Ok(())
 }
 
