@@ -4,5 +4,6 @@
 pub mod exact;
 pub mod ope;
 pub mod policies;
+pub mod results_file;
 pub mod safety;
 pub mod scoreboard;

@@ -8,11 +8,16 @@
 //! The design starts from the SepsisAgent paper's (2-layer GRU, hidden 128,
 //! 6-step window).
 
+pub mod card;
 pub mod data;
+pub mod ensemble;
+#[cfg(feature = "eval")]
+pub mod evaluate;
 pub mod model;
 #[cfg(feature = "eval")]
 pub mod train;
 
 pub use data::{Layout, Windows};
 pub use crate::cohort::normaliser::Normaliser;
+pub use ensemble::WorldModel;
 pub use model::{Member, WorldModelConfig};

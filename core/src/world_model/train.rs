@@ -12,32 +12,11 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
-use super::data::{Layout, Windows};
+use super::card::{EpochLog, MemberState, ModelCard};
+use super::data::Windows;
 use super::model::{loss, Member, WorldModelConfig};
-use crate::cohort::normaliser::Normaliser;
 use crate::nn_init::seeded_init;
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EpochLog {
-    pub member: usize,
-    pub epoch: usize,
-    pub train_loss: f64,
-    pub validation_loss: f64,
-    pub validation_dynamics_nll: f64,
-    pub seconds: f64,
-}
-
-/// A member's progress, saved beside its weights after every epoch.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct MemberState {
-    pub epochs_done: usize,
-    pub best_validation_loss: Option<f64>,
-    pub best_epoch: usize,
-    pub finished: bool,
-    pub history: Vec<EpochLog>,
-}
 
 pub struct Checkpoints {
     dir: PathBuf,
@@ -164,15 +143,6 @@ pub fn train_member(
         }
     }
     Ok(state)
-}
-
-/// What ships beside the weights (`world-model.json`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ModelCard {
-    pub config: WorldModelConfig,
-    pub layout: Layout,
-    pub normaliser: Normaliser,
-    pub training: Vec<MemberState>,
 }
 
 /// Gather every member's best weights into one safetensors file

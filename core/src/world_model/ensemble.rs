@@ -1,0 +1,81 @@
+//! The trained ensemble for inference, natively and in the worker: built
+//! from the card (JSON) and the weights (safetensors bytes).
+
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::card::ModelCard;
+use super::model::{Member, Prediction};
+
+pub struct WorldModel {
+    pub card: ModelCard,
+    members: Vec<Member>,
+}
+
+impl WorldModel {
+    pub fn from_bytes(card_json: &str, safetensors: Vec<u8>) -> Result<Self> {
+        let card: ModelCard = serde_json::from_str(card_json).map_err(candle_core::Error::wrap)?;
+        let vb = VarBuilder::from_buffered_safetensors(safetensors, DType::F32, &Device::Cpu)?;
+        let (input_dim, dynamic_dim) = (card.layout.input_dim(), card.layout.dynamic.len());
+        let members = (0..card.config.members)
+            .map(|k| Member::new(input_dim, dynamic_dim, card.config.hidden, vb.pp(format!("member{k}"))))
+            .collect::<Result<_>>()?;
+        Ok(Self { card, members })
+    }
+
+    /// `STEM.json` and `STEM.safetensors`, as `sepsis train world-model` writes them.
+    pub fn load(stem: &std::path::Path) -> Result<Self> {
+        let card = std::fs::read_to_string(stem.with_extension("json")).map_err(candle_core::Error::wrap)?;
+        let weights = std::fs::read(stem.with_extension("safetensors")).map_err(candle_core::Error::wrap)?;
+        Self::from_bytes(&card, weights)
+    }
+
+    pub fn members(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Every member's prediction for a batch of windows (`batch x window x input`).
+    pub fn predict(&self, inputs: &Tensor) -> Result<Vec<Prediction>> {
+        self.members.iter().map(|m| m.forward(inputs)).collect()
+    }
+}
+
+/// Per-example summaries of an ensemble's predictions, in z units.
+pub struct EnsembleSummary {
+    /// Mean over members of the predicted means, `batch x dynamic`.
+    pub mean: Vec<Vec<f32>>,
+    /// Moment-matched predictive SD: sqrt(mean sigma^2 + variance of the means).
+    pub sd: Vec<Vec<f32>>,
+    /// SD of the members' means, averaged over features: the disagreement.
+    pub disagreement: Vec<f32>,
+    /// Mean over members of the predicted probability of death.
+    pub death: Vec<f32>,
+}
+
+pub fn summarise(predictions: &[Prediction]) -> Result<EnsembleSummary> {
+    let k = predictions.len() as f32;
+    let means: Vec<Vec<Vec<f32>>> = predictions.iter().map(|p| p.mean.to_vec2()).collect::<Result<_>>()?;
+    let sigmas: Vec<Vec<Vec<f32>>> = predictions.iter().map(|p| p.log_sigma.exp()?.to_vec2()).collect::<Result<_>>()?;
+    let deaths: Vec<Vec<f32>> =
+        predictions.iter().map(|p| candle_nn::ops::sigmoid(&p.outcome_logit)?.to_vec1()).collect::<Result<_>>()?;
+    let (batch, dims) = (means[0].len(), means[0][0].len());
+    let mut summary = EnsembleSummary { mean: vec![], sd: vec![], disagreement: vec![], death: vec![] };
+    for b in 0..batch {
+        let mut mean = vec![0.0; dims];
+        let mut sd = vec![0.0; dims];
+        let mut spread = 0.0;
+        for d in 0..dims {
+            let m: f32 = means.iter().map(|member| member[b][d]).sum::<f32>() / k;
+            let between: f32 = means.iter().map(|member| (member[b][d] - m).powi(2)).sum::<f32>() / k;
+            let within: f32 = sigmas.iter().map(|member| member[b][d].powi(2)).sum::<f32>() / k;
+            mean[d] = m;
+            sd[d] = (within + between).sqrt();
+            spread += between.sqrt();
+        }
+        summary.mean.push(mean);
+        summary.sd.push(sd);
+        summary.disagreement.push(spread / dims as f32);
+        summary.death.push(deaths.iter().map(|member| member[b]).sum::<f32>() / k);
+    }
+    Ok(summary)
+}
