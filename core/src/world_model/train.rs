@@ -163,6 +163,8 @@ pub fn export(card: &ModelCard, checkpoints: &Checkpoints, stem: &Path) -> candl
 mod tests {
     use super::*;
     use crate::action::Action;
+    use crate::cohort::normaliser::Normaliser;
+    use crate::world_model::data::Layout;
     use crate::cohort::schema::{idx, FEATURES};
     use crate::cohort::{Cohort, Outcome, Patient, Step};
 
