@@ -24,6 +24,8 @@ pub mod guideline;
 pub mod manifest;
 #[cfg(all(feature = "ml", feature = "eval"))]
 pub mod nn_init;
+#[cfg(feature = "ml")]
+pub mod planner;
 #[cfg(feature = "eval")]
 pub mod policy;
 pub mod protocol;

@@ -11,9 +11,12 @@ use crate::policy::{Baseline, PolicyTable};
 pub const BASELINES_DIR: &str = "public/models/baselines";
 pub const AI_CLINICIAN: &str = "ai-clinician";
 pub const DDQN: &str = "ddqn";
+pub const WM_MPC: &str = "wm-mpc";
+/// The world model the planner consults, relative to the repository root.
+pub const WORLD_MODEL: &str = "public/models/world-model";
 
 /// Scoreboard order.
-pub const POLICY_NAMES: [&str; 6] = ["random", "clinicians", "no-treatment", "optimal", AI_CLINICIAN, DDQN];
+pub const POLICY_NAMES: [&str; 7] = ["random", "clinicians", "no-treatment", "optimal", AI_CLINICIAN, DDQN, WM_MPC];
 
 pub struct NamedPolicy {
     pub name: String,
@@ -52,6 +55,15 @@ pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path) -> Result
             let model_error = |message: String| LookupError::Model { name: name.into(), path: stem.with_extension("safetensors"), message };
             let model = crate::baselines::ddqn::Ddqn::load(&stem).map_err(|e| model_error(e.to_string()))?;
             Ok(NamedPolicy { name: name.into(), table: model.policy_table(env).map_err(|e| model_error(e.to_string()))?, oracle: false })
+        }
+        #[cfg(feature = "ml")]
+        WM_MPC => {
+            let stem = Path::new(WORLD_MODEL);
+            let model_error = |message: String| LookupError::Model { name: "world-model".into(), path: stem.with_extension("safetensors"), message };
+            let model = crate::world_model::WorldModel::load(stem).map_err(|e| model_error(e.to_string()))?;
+            let table = crate::planner::icu_sepsis::policy_table(&model, env, &crate::planner::MpcConfig::default())
+                .map_err(|e| model_error(e.to_string()))?;
+            Ok(NamedPolicy { name: name.into(), table, oracle: false })
         }
         _ => Err(LookupError::Unknown(name.into())),
     }

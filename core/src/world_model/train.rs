@@ -160,7 +160,7 @@ pub fn export(card: &ModelCard, checkpoints: &Checkpoints, stem: &Path) -> candl
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::action::Action;
     use crate::cohort::normaliser::Normaliser;
@@ -170,7 +170,7 @@ mod tests {
 
     /// MAP rises by 5 mmHg per step with fluid and falls by 5 without;
     /// patients whose MAP ends low die.
-    fn cohort(patients: usize) -> Cohort {
+    pub(crate) fn cohort(patients: usize) -> Cohort {
         let patients = (0..patients)
             .map(|p| {
                 let mut map = 60.0 + (p % 7) as f64;
