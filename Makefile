@@ -26,9 +26,9 @@ fetch:
 ## Release bundle in dist/, with the verified model files beside the manifest.
 build: setup fetch
 	trunk build --release
-	$(SEPSIS) manifest check --dir .cache/models
 	mkdir -p dist/models
 	for f in .cache/models/*; do ln -f "$$f" dist/models/ 2>/dev/null || cp -f "$$f" dist/models/; done
+	$(SEPSIS) manifest check --dir dist/models
 
 SEPSIS := cargo run --quiet --release -p sepsis-core --bin sepsis --
 

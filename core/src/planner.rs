@@ -183,7 +183,7 @@ mod tests {
         let train = cohort(400);
         let normaliser = Normaliser::fit(&train);
         let layout = Layout::default();
-        let config = WorldModelConfig { hidden: 32, members: 2, epochs: 20, batch: 64, learning_rate: 3e-3, patience: 20, outcome_weight: 10.0, ..Default::default() };
+        let config = WorldModelConfig { hidden: 32, members: 2, epochs: 20, batch: 64, learning_rate: 3e-3, patience: 20, ..Default::default() };
         let windows = Windows::build(&train, &normaliser, &layout, config.window);
         let validation = Windows::build(&cohort(40), &normaliser, &layout, config.window);
         let dir = tempfile::tempdir().unwrap();

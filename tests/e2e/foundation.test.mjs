@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { startServer, openBrowser, foreignRequests, outputDir, distDir, test_id as t } from './harness.mjs';
 
 const MODEL = 'SmolLM2-135M-Instruct.Q4_1.gguf';
+const modelFile = `[data-test="model-file"][data-file="${MODEL}"]`;
 let server;
 before(async () => { server = await startServer(); });
 after(() => server?.stop());
@@ -59,7 +60,7 @@ test('the model downloads with progress, is verified, and the next load reads it
     });
     await page.goto(server.url);
     await page.locator(t('model-status') + '[data-state="ready"]').waitFor({ timeout: 120_000 });
-    const file = page.locator(t('model-file'));
+    const file = page.locator(modelFile);
     assert.equal(await file.getAttribute('data-source'), 'downloaded');
     assert.match(await file.innerText(), /llama, 30 blocks/);
     const seen = await page.evaluate(() => window.__progressSeen);
@@ -71,7 +72,8 @@ test('the model downloads with progress, is verified, and the next load reads it
     requests.length = 0;
     await page.reload();
     await page.locator(t('model-status') + '[data-state="ready"]').waitFor({ timeout: 120_000 });
-    assert.equal(await page.locator(t('model-file')).getAttribute('data-source'), 'from cache');
+    assert.equal(await page.locator(modelFile).getAttribute('data-source'), 'from cache');
+    assert.equal(await page.locator(t('model-file') + '[data-source="downloaded"]').count(), 0, 'every file from the cache');
     assert.deepEqual(modelRequests(), [], 'no model request on the second load');
     assert.ok(requests.some((url) => url.endsWith('/models/manifest.json')), 'the log does see worker requests');
   } finally {
@@ -91,7 +93,7 @@ test('a tampered model file is rejected with a visible error and never used', as
     await status.waitFor({ timeout: 120_000 });
     assert.match(await status.innerText(), /SHA-256 mismatch/);
     assert.equal(await page.locator(t('error') + '[data-kind="ModelVerification"]').count(), 1);
-    assert.equal(await page.locator(t('model-file')).count(), 0, 'no model listed as verified');
+    assert.equal(await page.locator(modelFile).count(), 0, 'the tampered model is not listed as verified');
     await page.screenshot({ path: join(outputDir, 'tampered-model.png'), fullPage: true });
   } finally {
     await browser.close();

@@ -107,10 +107,19 @@ async fn load_models(state: &Rc<RefCell<WorkerState>>, id: RequestId) {
 
 /// Parse a verified file far enough to prove it is the model it claims to be.
 fn describe(model: &store::LoadedModel) -> Result<String, String> {
-    if model.file.name.ends_with(".gguf") {
+    let name = &model.file.name;
+    if name.ends_with(".gguf") {
         GgufSummary::read(&mut Cursor::new(&model.bytes))
             .map(|summary| summary.to_string())
-            .map_err(|e| format!("{}: not a readable GGUF file: {e}", model.file.name))
+            .map_err(|e| format!("{name}: not a readable GGUF file: {e}"))
+    } else if name.ends_with(".safetensors") {
+        candle_core::safetensors::load_buffer(&model.bytes, &candle_core::Device::Cpu)
+            .map(|tensors| format!("{} tensors", tensors.len()))
+            .map_err(|e| format!("{name}: not a readable safetensors file: {e}"))
+    } else if name.ends_with(".json") {
+        serde_json::from_slice::<serde_json::Value>(&model.bytes)
+            .map(|_| "model card (JSON)".to_string())
+            .map_err(|e| format!("{name}: not valid JSON: {e}"))
     } else {
         Ok(format!("{} bytes", model.bytes.len()))
     }

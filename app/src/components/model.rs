@@ -42,7 +42,7 @@ pub fn ModelStatusPanel() -> impl IntoView {
                     ModelSource::Cache => "from cache",
                 };
                 view! {
-                    <li data-test="model-file" data-source=source>
+                    <li data-test="model-file" data-file=m.file.clone() data-source=source>
                         <strong>{m.file.clone()}</strong>
                         {format!(" — {}, {}, {source}; SHA-256 {}… verified", m.description, format_bytes(m.bytes), &m.sha256[..12])}
                     </li>

@@ -18,7 +18,7 @@ impl WorldModel {
         let vb = VarBuilder::from_buffered_safetensors(safetensors, DType::F32, &Device::Cpu)?;
         let (input_dim, dynamic_dim) = (card.layout.input_dim(), card.layout.dynamic.len());
         let members = (0..card.config.members)
-            .map(|k| Member::new(input_dim, dynamic_dim, card.config.hidden, vb.pp(format!("member{k}"))))
+            .map(|k| Member::new(input_dim, dynamic_dim, &card.config, vb.pp(format!("member{k}"))))
             .collect::<Result<_>>()?;
         Ok(Self { card, members })
     }

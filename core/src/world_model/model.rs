@@ -1,7 +1,10 @@
-//! One ensemble member: a 2-layer GRU over the window, a Gaussian head
-//! (mean and log sigma of every per-step feature, z units) and an outcome
-//! head (logit of death by the end of the stay). Plain candle modules built
-//! from a `VarBuilder`, as candle-transformers' models are.
+//! One ensemble member: a 2-layer GRU over the window with a Gaussian head
+//! (mean and log sigma of every per-step feature, z units), and a separate
+//! 1-layer GRU with an outcome head (logit of death by the end of the stay).
+//! The outcome network is separate, as in the SepsisAgent paper, because a
+//! shared one let the dynamics likelihood drown the outcome signal
+//! (docs/world-model.md). Plain candle modules built from a `VarBuilder`, as
+//! candle-transformers' models are.
 
 use candle_core::{IndexOp, Module, Result, Tensor};
 use candle_nn::rnn::{gru, GRUConfig, GRU, RNN};
@@ -22,6 +25,8 @@ pub struct WorldModelConfig {
     pub learning_rate: f64,
     /// Stop a member after this many epochs without a better validation loss.
     pub patience: usize,
+    /// Hidden size of the outcome network's GRU.
+    pub outcome_hidden: usize,
     /// Weight of the outcome loss against the dynamics loss.
     pub outcome_weight: f64,
     pub seed: u64,
@@ -29,7 +34,7 @@ pub struct WorldModelConfig {
 
 impl Default for WorldModelConfig {
     fn default() -> Self {
-        Self { window: 6, hidden: 128, members: 5, epochs: 20, batch: 256, learning_rate: 1e-3, patience: 3, outcome_weight: 1.0, seed: 4 }
+        Self { window: 6, hidden: 128, members: 5, epochs: 20, batch: 256, learning_rate: 1e-3, patience: 3, outcome_hidden: 64, outcome_weight: 1.0, seed: 4 }
     }
 }
 
@@ -46,33 +51,37 @@ pub struct Member {
     gru2: GRU,
     mean: Linear,
     log_sigma: Linear,
+    outcome_gru: GRU,
     outcome: Linear,
 }
 
 impl Member {
-    pub fn new(input_dim: usize, dynamic_dim: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(input_dim: usize, dynamic_dim: usize, config: &WorldModelConfig, vb: VarBuilder) -> Result<Self> {
+        let (hidden, outcome_hidden) = (config.hidden, config.outcome_hidden);
         Ok(Self {
             gru1: gru(input_dim, hidden, GRUConfig::default(), vb.pp("gru1"))?,
             gru2: gru(hidden, hidden, GRUConfig::default(), vb.pp("gru2"))?,
             mean: linear(hidden, dynamic_dim, vb.pp("mean"))?,
             log_sigma: linear(hidden, dynamic_dim, vb.pp("log_sigma"))?,
-            outcome: linear(hidden, 1, vb.pp("outcome"))?,
+            outcome_gru: gru(input_dim, outcome_hidden, GRUConfig::default(), vb.pp("outcome_gru"))?,
+            outcome: linear(outcome_hidden, 1, vb.pp("outcome"))?,
         })
     }
 
     /// `inputs`: `batch x window x input_dim`.
     pub fn forward(&self, inputs: &Tensor) -> Result<Prediction> {
         let (_, window, _) = inputs.dims3()?;
-        let mut h1 = self.gru1.zero_state(inputs.dim(0)?)?;
-        let mut h2 = self.gru2.zero_state(inputs.dim(0)?)?;
+        let batch = inputs.dim(0)?;
+        let (mut h1, mut h2, mut ho) = (self.gru1.zero_state(batch)?, self.gru2.zero_state(batch)?, self.outcome_gru.zero_state(batch)?);
         for t in 0..window {
             let x = inputs.i((.., t, ..))?.contiguous()?;
             h1 = self.gru1.step(&x, &h1)?;
             h2 = self.gru2.step(&h1.h, &h2)?;
+            ho = self.outcome_gru.step(&x, &ho)?;
         }
         let h = h2.h;
         let log_sigma = self.log_sigma.forward(&h)?.clamp(LOG_SIGMA_RANGE.0 as f32, LOG_SIGMA_RANGE.1 as f32)?;
-        Ok(Prediction { mean: self.mean.forward(&h)?, log_sigma, outcome_logit: self.outcome.forward(&h)?.squeeze(1)? })
+        Ok(Prediction { mean: self.mean.forward(&h)?, log_sigma, outcome_logit: self.outcome.forward(&ho.h)?.squeeze(1)? })
     }
 }
 

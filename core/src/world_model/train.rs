@@ -97,7 +97,7 @@ pub fn train_member(
         return Ok(state);
     }
     let mut varmap = VarMap::new();
-    let model = Member::new(train.input_dim, train.dynamic_dim, config.hidden, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    let model = Member::new(train.input_dim, train.dynamic_dim, config, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
     let member_seed = config.seed.wrapping_mul(1000).wrapping_add(member as u64);
     if state.epochs_done > 0 {
         varmap.load(checkpoints.latest_weights(member))?;
@@ -199,13 +199,13 @@ pub(crate) mod tests {
         let normaliser = Normaliser::fit(&cohort(20));
         let w = windows(20, &normaliser);
         let varmap = VarMap::new();
-        let model = Member::new(w.input_dim, w.dynamic_dim, 16, VarBuilder::from_varmap(&varmap, DType::F32, &dev)).unwrap();
+        let model = Member::new(w.input_dim, w.dynamic_dim, &WorldModelConfig { hidden: 16, outcome_hidden: 8, ..Default::default() }, VarBuilder::from_varmap(&varmap, DType::F32, &dev)).unwrap();
         seeded_init(&varmap, 3).unwrap();
         let (x, next, mask, died) = batch(&w, &(0..w.len()).collect::<Vec<_>>(), &dev).unwrap();
         let (total, _) = loss(&model.forward(&x).unwrap(), &next, &mask, &died, 1.0).unwrap();
         let grads = total.backward().unwrap();
         let vars = varmap.data().lock().unwrap();
-        assert_eq!(vars.len(), 14, "2 GRUs x 4 + 3 heads x 2");
+        assert_eq!(vars.len(), 18, "3 GRUs x 4 + 3 heads x 2");
         for (name, var) in vars.iter() {
             let g = grads.get(var).unwrap_or_else(|| panic!("no gradient for {name}"));
             assert!(g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0, "zero gradient for {name}");
