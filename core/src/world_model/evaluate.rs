@@ -56,6 +56,11 @@ pub struct Report {
     pub coverage_90: f64,
     pub auroc: f64,
     pub auprc: f64,
+    /// The same measures for the truth: 1 - the exact survival probability of
+    /// the ICU-Sepsis state under the clinicians' policy (an upper reference:
+    /// how predictable death is from the state at all).
+    pub oracle_auroc: Option<f64>,
+    pub oracle_auprc: Option<f64>,
     pub death_rate: f64,
     /// Mean disagreement with the logged action vs. an out-of-support action.
     pub disagreement_in_support: f64,
@@ -110,6 +115,22 @@ pub fn evaluate(model: &WorldModel, cohort: &Cohort, env: Option<&IcuSepsis>, se
         .collect();
 
     let (auroc, auprc) = discrimination(&summary.death, &windows.died);
+    let (oracle_auroc, oracle_auprc) = match env {
+        Some(env) => {
+            let clinicians = crate::policy::Baseline::Clinicians.table(env);
+            let values = crate::eval::exact::state_values(&env.mdp, clinicians.rows()).map_err(candle_core::Error::wrap)?;
+            let risk: Option<Vec<f32>> =
+                cohort.patients.iter().flat_map(|p| &p.steps).map(|s| s.state.map(|state| 1.0 - values[state as usize] as f32)).collect();
+            match risk {
+                Some(risk) => {
+                    let (a, p) = discrimination(&risk, &windows.died);
+                    (Some(a), Some(p))
+                }
+                None => (None, None),
+            }
+        }
+        None => (None, None),
+    };
     let death_rate = windows.died.iter().map(|&d| d as f64).sum::<f64>() / n.max(1) as f64;
     let multi_step = multi_step(model, cohort)?;
 
@@ -150,6 +171,8 @@ pub fn evaluate(model: &WorldModel, cohort: &Cohort, env: Option<&IcuSepsis>, se
         coverage_90: in90 / observed.max(1.0),
         auroc,
         auprc,
+        oracle_auroc,
+        oracle_auprc,
         death_rate,
         disagreement_in_support: inside,
         disagreement_out_of_support: outside,
@@ -276,14 +299,19 @@ pub fn markdown(report: &Report, model_name: &str) -> String {
          | ensemble disagreement, logged action | {:.4} |\n\
          | ensemble disagreement, an out-of-support action in the same state | {:.4} |\n\
          | outcome head AUROC (per window) | {:.3} |\n\
-         | outcome head AUPRC (per window; death rate {:.1}%) | {:.3} |\n",
+         | outcome head AUPRC (per window; death rate {:.1}%) | {:.3} |\n\
+         | reference: AUROC / AUPRC of the exact state risk (1 - state value under the clinicians) | {} |\n",
         100.0 * report.coverage_50,
         100.0 * report.coverage_90,
         report.disagreement_in_support,
         report.disagreement_out_of_support,
         report.auroc,
         100.0 * report.death_rate,
-        report.auprc
+        report.auprc,
+        match (report.oracle_auroc, report.oracle_auprc) {
+            (Some(a), Some(p)) => format!("{a:.3} / {p:.3}"),
+            _ => "— (no state ids)".to_string(),
+        }
     ));
     out
 }
