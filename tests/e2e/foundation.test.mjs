@@ -65,8 +65,14 @@ test('the model downloads with progress, is verified, and the next load reads it
     assert.match(await file.innerText(), /llama, 30 blocks/);
     const seen = await page.evaluate(() => window.__progressSeen);
     assert.ok(seen.some(([value, max]) => value > 0 && value < max), `partial progress shown: ${JSON.stringify(seen.slice(0, 5))}`);
-    const modelRequests = () => requests.filter((url) => url.endsWith(`/models/${MODEL}`));
-    assert.equal(modelRequests().length, 1, 'model fetched once on first visit');
+    const modelRequests = () => requests.filter((url) => url.includes('/models/') && !url.endsWith('/models/manifest.json'));
+    const manifest = JSON.parse(readFileSync(join(distDir, 'models', 'manifest.json'), 'utf8'));
+    assert.deepEqual(
+      modelRequests().map((url) => url.split('/').pop()).sort(),
+      manifest.files.map((f) => f.name).sort(),
+      'every manifest file fetched exactly once on the first visit',
+    );
+    assert.equal(await page.locator(t('model-file')).count(), manifest.files.length, 'every file listed as verified');
     await page.screenshot({ path: join(outputDir, 'main-screen.png'), fullPage: true });
 
     requests.length = 0;
@@ -74,7 +80,7 @@ test('the model downloads with progress, is verified, and the next load reads it
     await page.locator(t('model-status') + '[data-state="ready"]').waitFor({ timeout: 120_000 });
     assert.equal(await page.locator(modelFile).getAttribute('data-source'), 'from cache');
     assert.equal(await page.locator(t('model-file') + '[data-source="downloaded"]').count(), 0, 'every file from the cache');
-    assert.deepEqual(modelRequests(), [], 'no model request on the second load');
+    assert.deepEqual(modelRequests(), [], 'no model file requested on the second load');
     assert.ok(requests.some((url) => url.endsWith('/models/manifest.json')), 'the log does see worker requests');
   } finally {
     await browser.close();
@@ -109,7 +115,9 @@ function tamperedSite() {
     if (entry !== 'models') symlinkSync(join(distDir, entry), join(site, entry));
   }
   mkdirSync(join(site, 'models'));
-  symlinkSync(join(distDir, 'models', 'manifest.json'), join(site, 'models', 'manifest.json'));
+  for (const entry of readdirSync(join(distDir, 'models'))) {
+    if (entry !== MODEL) symlinkSync(join(distDir, 'models', entry), join(site, 'models', entry));
+  }
   const model = readFileSync(join(distDir, 'models', MODEL));
   model[model.length >> 1] ^= 0xff;
   writeFileSync(join(site, 'models', MODEL), model);

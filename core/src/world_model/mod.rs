@@ -13,6 +13,8 @@ pub mod data;
 pub mod ensemble;
 #[cfg(feature = "eval")]
 pub mod evaluate;
+#[cfg(feature = "eval")]
+pub mod fidelity;
 pub mod model;
 #[cfg(feature = "eval")]
 pub mod train;

@@ -1,0 +1,94 @@
+//! Fidelity where it matters for decisions: a policy's value estimated by
+//! rolling it out inside the learned model, against its exact value on
+//! ICU-Sepsis. Each rollout starts from an ICU-Sepsis initial state, follows
+//! one ensemble member (rollout i uses member i mod K), reads the policy's
+//! action at the ICU-Sepsis state nearest to the predicted values, and ends
+//! after a fixed horizon, where the member's outcome head gives the
+//! probability of death.
+
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::ensemble::WorldModel;
+use crate::action::{Action, N_ACTIONS};
+use crate::env::clinical::state_features;
+use crate::env::icu_sepsis::{IcuSepsis, N_PATIENT_STATES};
+use crate::policy::PolicyTable;
+
+/// The ICU-Sepsis patient states as the model sees them (z-scored per-step features).
+pub struct StateIndex {
+    points: Vec<Vec<f64>>,
+}
+
+impl StateIndex {
+    pub fn new(model: &WorldModel, env: &IcuSepsis) -> Self {
+        let card = &model.card;
+        let points = (0..N_PATIENT_STATES)
+            .map(|s| {
+                let values = state_features(env, s);
+                card.layout.dynamic.iter().map(|&f| values[f].map_or(0.0, |v| card.normaliser.z(f, v))).collect()
+            })
+            .collect();
+        Self { points }
+    }
+
+    pub fn nearest(&self, model: &WorldModel, values: &[Option<f64>]) -> usize {
+        let card = &model.card;
+        let z: Vec<f64> = card.layout.dynamic.iter().map(|&f| values[f].map_or(0.0, |v| card.normaliser.z(f, v))).collect();
+        let distance = |p: &Vec<f64>| p.iter().zip(&z).map(|(a, b)| (a - b) * (a - b)).sum::<f64>();
+        (0..self.points.len()).min_by(|&a, &b| distance(&self.points[a]).total_cmp(&distance(&self.points[b]))).expect("states")
+    }
+}
+
+fn sample_action<R: Rng>(row: &[f64; N_ACTIONS], rng: &mut R) -> Action {
+    let u: f64 = rng.random();
+    let mut cumulative = 0.0;
+    for (a, p) in row.iter().enumerate() {
+        cumulative += p;
+        if u < cumulative {
+            return Action::from_index(a).expect("0..25");
+        }
+    }
+    Action::from_index(row.iter().rposition(|p| *p > 0.0).unwrap_or(0)).expect("0..25")
+}
+
+/// Survival estimated in the model: 1 - mean predicted death after `horizon` steps.
+pub fn value_in_model(model: &WorldModel, env: &IcuSepsis, index: &StateIndex, policy: &PolicyTable, rollouts: usize, horizon: usize, seed: u64) -> candle_core::Result<f64> {
+    let card = &model.card;
+    let (layout, normaliser, window, members) = (&card.layout, &card.normaliser, card.config.window, model.members());
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut histories: Vec<Vec<(Vec<Option<f64>>, Action)>> = (0..rollouts)
+        .map(|_| {
+            let state = env.sample_initial(&mut rng);
+            vec![(state_features(env, state), sample_action(policy.row(state), &mut rng))]
+        })
+        .collect();
+    let mut death = vec![0.0f64; rollouts];
+    for step in 0..horizon {
+        let mut inputs = Vec::with_capacity(rollouts * window * layout.input_dim());
+        for history in &histories {
+            let steps: Vec<(&[Option<f64>], Action)> = history.iter().map(|(v, a)| (v.as_slice(), *a)).collect();
+            layout.encode_window(normaliser, &steps, window, &mut inputs);
+        }
+        let x = Tensor::from_vec(inputs, (rollouts, window, layout.input_dim()), &Device::Cpu)?;
+        let predictions = model.predict(&x)?;
+        let means: Vec<Vec<Vec<f32>>> = predictions.iter().map(|p| p.mean.to_vec2()).collect::<candle_core::Result<_>>()?;
+        let deaths: Vec<Vec<f32>> =
+            predictions.iter().map(|p| candle_nn::ops::sigmoid(&p.outcome_logit)?.to_vec1()).collect::<candle_core::Result<_>>()?;
+        for (i, history) in histories.iter_mut().enumerate() {
+            let member = i % members;
+            death[i] = deaths[member][i] as f64;
+            if step + 1 < horizon {
+                let mut next = history.last().expect("non-empty").0.clone();
+                for (d, &f) in layout.dynamic.iter().enumerate() {
+                    next[f] = Some(normaliser.value(f, means[member][i][d] as f64));
+                }
+                let state = index.nearest(model, &next);
+                let action = sample_action(policy.row(state), &mut rng);
+                history.push((next, action));
+            }
+        }
+    }
+    Ok(1.0 - death.iter().sum::<f64>() / rollouts as f64)
+}
