@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::clinical::state_features;
 use super::icu_sepsis::{IcuSepsis, STATE_SURVIVAL};
-use crate::action::{Action, N_ACTIONS};
+use crate::action::Action;
 use crate::cohort::{Cohort, Outcome, Patient, Step};
 use crate::policy::PolicyTable;
 
@@ -40,7 +40,7 @@ fn sample_patient<R: Rng>(env: &IcuSepsis, policy: &PolicyTable, id: &str, rng: 
         .map(|(i, _)| i)
         .collect();
     loop {
-        let action = sample_action(policy.row(state), rng);
+        let action = policy.sample(state, rng);
         let mut values = state_features(env, state);
         for &i in &statics {
             values[i] = admission[i];
@@ -53,18 +53,6 @@ fn sample_patient<R: Rng>(env: &IcuSepsis, policy: &PolicyTable, id: &str, rng: 
         }
         state = transition.next;
     }
-}
-
-fn sample_action<R: Rng>(row: &[f64; N_ACTIONS], rng: &mut R) -> usize {
-    let u: f64 = rng.random();
-    let mut cumulative = 0.0;
-    for (a, p) in row.iter().enumerate() {
-        cumulative += p;
-        if u < cumulative {
-            return a;
-        }
-    }
-    row.iter().rposition(|p| *p > 0.0).unwrap_or(0)
 }
 
 pub struct Split {

@@ -7,11 +7,11 @@
 //! probability of death.
 
 use candle_core::{Device, Tensor};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::ensemble::WorldModel;
-use crate::action::{Action, N_ACTIONS};
+use crate::action::Action;
 use crate::env::clinical::state_features;
 use crate::env::icu_sepsis::{IcuSepsis, N_PATIENT_STATES};
 use crate::policy::PolicyTable;
@@ -41,18 +41,6 @@ impl StateIndex {
     }
 }
 
-fn sample_action<R: Rng>(row: &[f64; N_ACTIONS], rng: &mut R) -> Action {
-    let u: f64 = rng.random();
-    let mut cumulative = 0.0;
-    for (a, p) in row.iter().enumerate() {
-        cumulative += p;
-        if u < cumulative {
-            return Action::from_index(a).expect("0..25");
-        }
-    }
-    Action::from_index(row.iter().rposition(|p| *p > 0.0).unwrap_or(0)).expect("0..25")
-}
-
 /// Survival estimated in the model: 1 - mean predicted death after `horizon` steps.
 pub fn value_in_model(model: &WorldModel, env: &IcuSepsis, index: &StateIndex, policy: &PolicyTable, rollouts: usize, horizon: usize, seed: u64) -> candle_core::Result<f64> {
     let card = &model.card;
@@ -61,7 +49,7 @@ pub fn value_in_model(model: &WorldModel, env: &IcuSepsis, index: &StateIndex, p
     let mut histories: Vec<Vec<(Vec<Option<f64>>, Action)>> = (0..rollouts)
         .map(|_| {
             let state = env.sample_initial(&mut rng);
-            vec![(state_features(env, state), sample_action(policy.row(state), &mut rng))]
+            vec![(state_features(env, state), Action::from_index(policy.sample(state, &mut rng)).expect("0..25"))]
         })
         .collect();
     let mut death = vec![0.0f64; rollouts];
@@ -85,7 +73,7 @@ pub fn value_in_model(model: &WorldModel, env: &IcuSepsis, index: &StateIndex, p
                     next[f] = Some(normaliser.value(f, means[member][i][d] as f64));
                 }
                 let state = index.nearest(model, &next);
-                let action = sample_action(policy.row(state), &mut rng);
+                let action = Action::from_index(policy.sample(state, &mut rng)).expect("0..25");
                 history.push((next, action));
             }
         }
