@@ -19,7 +19,7 @@ use sepsis_core::cohort::csv_format::{read_cohort, write_cohort};
 use sepsis_core::cohort::Cohort;
 use sepsis_core::env::cohort_sampling::{sample_cohort, split};
 use sepsis_core::env::icu_sepsis::{IcuSepsis, DEFAULT_DIR};
-use sepsis_core::eval::policies::{named_policy, BASELINES_DIR, POLICY_NAMES};
+use sepsis_core::eval::policies::{named_policy, BASELINES_DIR, POLICY_NAMES, WORLD_MODEL};
 use sepsis_core::eval::scoreboard::{estimator_errors, markdown, Scoreboard, LOGGED_EPISODES, LOGGED_SEED};
 use sepsis_core::manifest::{Manifest, Verifier};
 use sepsis_core::policy::Baseline;
@@ -99,7 +99,7 @@ enum EvalWhat {
     /// How well the world model predicts (written to its section of docs/results.md).
     WorldModel {
         /// Model stem (STEM.json + STEM.safetensors).
-        #[arg(long, default_value = "public/models/world-model")]
+        #[arg(long, default_value = WORLD_MODEL)]
         model: PathBuf,
         /// Held-out cohort (`make data` writes the test split).
         #[arg(long, default_value = ".cache/data/icu-sepsis.test.csv")]
@@ -166,7 +166,7 @@ struct WorldModelArgs {
     #[arg(long, default_value = ".cache/checkpoints/world-model")]
     checkpoints: PathBuf,
     /// Output stem: writes STEM.safetensors (all members) and STEM.json (card).
-    #[arg(long, default_value = "public/models/world-model")]
+    #[arg(long, default_value = WORLD_MODEL)]
     out: PathBuf,
 }
 

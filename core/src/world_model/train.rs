@@ -67,7 +67,7 @@ pub fn batch(windows: &Windows, indices: &[usize], dev: &Device) -> candle_core:
 }
 
 /// Mean loss and dynamics NLL over a whole set, in batches.
-pub fn evaluate(member: &Member, windows: &Windows, config: &WorldModelConfig, dev: &Device) -> candle_core::Result<(f64, f64)> {
+pub fn validation_loss(member: &Member, windows: &Windows, config: &WorldModelConfig, dev: &Device) -> candle_core::Result<(f64, f64)> {
     let (mut total, mut dynamics, mut batches) = (0.0, 0.0, 0.0);
     let indices: Vec<usize> = (0..windows.len()).collect();
     for chunk in indices.chunks(1024) {
@@ -118,7 +118,7 @@ pub fn train_member(
             running += total.to_scalar::<f32>()? as f64;
             on_batch(epoch, b + 1, running / (b + 1) as f64);
         }
-        let (validation_loss, validation_dynamics_nll) = evaluate(&model, validation, config, &dev)?;
+        let (validation_loss, validation_dynamics_nll) = validation_loss(&model, validation, config, &dev)?;
         let log = EpochLog {
             member,
             epoch,
