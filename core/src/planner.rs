@@ -5,12 +5,12 @@
 //! ensemble disagreement (a question far from the data is not trusted).
 //! It is a scoreboard policy and, later, the agent's teacher.
 
-use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, N_ACTIONS};
 use crate::cohort::schema::idx;
 use crate::guideline::{violations, Situation};
+use crate::world_model::ensemble::History;
 use crate::world_model::WorldModel;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,14 +41,9 @@ pub struct CandidateScore {
     pub score: f64,
 }
 
-/// One patient's history: clinical values and the action given at each step.
-pub type History = Vec<(Vec<Option<f64>>, Action)>;
-
 /// Score every action for each history (the last entry's action is ignored:
 /// it is the decision being made).
 pub fn score_all(model: &WorldModel, histories: &[History], situations: &[Situation], config: &MpcConfig) -> candle_core::Result<Vec<Vec<CandidateScore>>> {
-    let card = &model.card;
-    let (layout, normaliser, window) = (&card.layout, &card.normaliser, card.config.window);
     let members = model.members();
     // One rollout per (history, action, member), advanced together.
     let mut rollouts: Vec<(usize, usize, History)> = Vec::new();
@@ -64,13 +59,8 @@ pub fn score_all(model: &WorldModel, histories: &[History], situations: &[Situat
     }
     let mut survival = vec![0.0f64; rollouts.len()];
     for step in 0..config.horizon {
-        let mut inputs = Vec::with_capacity(rollouts.len() * window * layout.input_dim());
-        for (_, _, history) in &rollouts {
-            let steps: Vec<(&[Option<f64>], Action)> = history.iter().map(|(v, a)| (v.as_slice(), *a)).collect();
-            layout.encode_window(normaliser, &steps, window, &mut inputs);
-        }
-        let x = Tensor::from_vec(inputs, (rollouts.len(), window, layout.input_dim()), &Device::Cpu)?;
-        let predictions = model.predict(&x)?;
+        let histories: Vec<History> = rollouts.iter().map(|(_, _, h)| h.clone()).collect();
+        let predictions = model.predict(&model.encode(&histories)?)?;
         let means: Vec<Vec<Vec<f32>>> = predictions.iter().map(|p| p.mean.to_vec2()).collect::<candle_core::Result<_>>()?;
         let deaths: Vec<Vec<f32>> =
             predictions.iter().map(|p| candle_nn::ops::sigmoid(&p.outcome_logit)?.to_vec1()).collect::<candle_core::Result<_>>()?;
@@ -78,12 +68,8 @@ pub fn score_all(model: &WorldModel, histories: &[History], situations: &[Situat
             // Each rollout follows its own member.
             survival[r] = 1.0 - deaths[*member][r] as f64;
             if step + 1 < config.horizon {
-                let action = history.last().expect("non-empty").1;
-                let mut next = history.last().expect("non-empty").0.clone();
-                for (d, &f) in layout.dynamic.iter().enumerate() {
-                    next[f] = Some(normaliser.value(f, means[*member][r][d] as f64));
-                }
-                history.push((next, action));
+                let (current, action) = history.last().expect("non-empty").clone();
+                history.push((model.predicted_values(&current, &means[*member][r]), action));
             }
         }
     }

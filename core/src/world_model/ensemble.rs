@@ -6,6 +6,11 @@ use candle_nn::VarBuilder;
 
 use super::card::ModelCard;
 use super::model::{Member, Prediction};
+use crate::action::Action;
+
+/// A patient's course as the model reads it: clinical values and the action
+/// given at each step, oldest first.
+pub type History = Vec<(Vec<Option<f64>>, Action)>;
 
 pub struct WorldModel {
     pub card: ModelCard,
@@ -32,6 +37,27 @@ impl WorldModel {
 
     pub fn members(&self) -> usize {
         self.members.len()
+    }
+
+    /// The newest window of each history, as one input batch.
+    pub fn encode(&self, histories: &[History]) -> Result<Tensor> {
+        let (layout, window) = (&self.card.layout, self.card.config.window);
+        let mut inputs = Vec::with_capacity(histories.len() * window * layout.input_dim());
+        for history in histories {
+            let steps: Vec<(&[Option<f64>], Action)> = history.iter().map(|(v, a)| (v.as_slice(), *a)).collect();
+            layout.encode_window(&self.card.normaliser, &steps, window, &mut inputs);
+        }
+        Tensor::from_vec(inputs, (histories.len(), window, layout.input_dim()), &Device::Cpu)
+    }
+
+    /// The next step's clinical values from one member's predicted means
+    /// (z units): per-step features replaced, statics carried over.
+    pub fn predicted_values(&self, current: &[Option<f64>], means: &[f32]) -> Vec<Option<f64>> {
+        let mut next = current.to_vec();
+        for (d, &f) in self.card.layout.dynamic.iter().enumerate() {
+            next[f] = Some(self.card.normaliser.value(f, means[d] as f64));
+        }
+        next
     }
 
     /// Every member's prediction for a batch of windows (`batch x window x input`).

@@ -8,7 +8,7 @@ use rand::seq::IndexedRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::ensemble::{summarise, EnsembleSummary, WorldModel};
+use super::ensemble::{summarise, EnsembleSummary, History, WorldModel};
 use crate::action::{Action, N_ACTIONS};
 use crate::cohort::schema::FEATURES;
 use crate::cohort::Cohort;
@@ -199,11 +199,11 @@ pub fn evaluate(model: &WorldModel, cohort: &Cohort, env: Option<&IcuSepsis>, se
 /// step, and compare with what was observed `k` steps later.
 fn multi_step(model: &WorldModel, cohort: &Cohort) -> candle_core::Result<Vec<(f64, f64, usize)>> {
     let card = &model.card;
-    let (layout, normaliser, window) = (&card.layout, &card.normaliser, card.config.window);
+    let (layout, normaliser) = (&card.layout, &card.normaliser);
     // Every (patient, start) with at least one later step.
     let starts: Vec<(usize, usize)> =
         cohort.patients.iter().enumerate().flat_map(|(p, pat)| (0..pat.steps.len().saturating_sub(1)).map(move |t| (p, t))).collect();
-    let mut histories: Vec<Vec<(Vec<Option<f64>>, Action)>> = starts
+    let mut histories: Vec<History> = starts
         .iter()
         .map(|&(p, t)| cohort.patients[p].steps[..=t].iter().map(|s| (s.values.clone(), s.action)).collect())
         .collect();
@@ -213,21 +213,17 @@ fn multi_step(model: &WorldModel, cohort: &Cohort) -> candle_core::Result<Vec<(f
         if active.is_empty() {
             break;
         }
-        let mut inputs = Vec::with_capacity(active.len() * window * layout.input_dim());
-        for &i in &active {
-            let steps: Vec<(&[Option<f64>], Action)> = histories[i].iter().map(|(v, a)| (v.as_slice(), *a)).collect();
-            layout.encode_window(normaliser, &steps, window, &mut inputs);
-        }
+        let batch: Vec<History> = active.iter().map(|&i| histories[i].clone()).collect();
+        let inputs = model.encode(&batch)?.flatten_all()?.to_vec1::<f32>()?;
         let summary = run(model, &inputs, active.len())?;
         let (mut model_err, mut persist_err, mut values) = (0.0f64, 0.0f64, 0.0f64);
         for (row, &i) in active.iter().enumerate() {
             let (p, t) = starts[i];
             let truth = &cohort.patients[p].steps[t + k];
             let origin = &cohort.patients[p].steps[t];
-            let mut predicted = histories[i].last().expect("non-empty").0.clone();
+            let predicted = model.predicted_values(&histories[i].last().expect("non-empty").0, &summary.mean[row]);
             for (d, &f) in layout.dynamic.iter().enumerate() {
                 let z = summary.mean[row][d] as f64;
-                predicted[f] = Some(normaliser.value(f, z));
                 if let (Some(actual), Some(start)) = (truth.values[f], origin.values[f]) {
                     model_err += (z - normaliser.z(f, actual)).abs();
                     persist_err += (normaliser.z(f, start) - normaliser.z(f, actual)).abs();

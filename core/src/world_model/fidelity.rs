@@ -6,11 +6,10 @@
 //! after a fixed horizon, where the member's outcome head gives the
 //! probability of death.
 
-use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::ensemble::WorldModel;
+use super::ensemble::{History, WorldModel};
 use crate::action::Action;
 use crate::env::clinical::state_features;
 use crate::env::icu_sepsis::{IcuSepsis, N_PATIENT_STATES};
@@ -43,10 +42,9 @@ impl StateIndex {
 
 /// Survival estimated in the model: 1 - mean predicted death after `horizon` steps.
 pub fn value_in_model(model: &WorldModel, env: &IcuSepsis, index: &StateIndex, policy: &PolicyTable, rollouts: usize, horizon: usize, seed: u64) -> candle_core::Result<f64> {
-    let card = &model.card;
-    let (layout, normaliser, window, members) = (&card.layout, &card.normaliser, card.config.window, model.members());
+    let members = model.members();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut histories: Vec<Vec<(Vec<Option<f64>>, Action)>> = (0..rollouts)
+    let mut histories: Vec<History> = (0..rollouts)
         .map(|_| {
             let state = env.sample_initial(&mut rng);
             vec![(state_features(env, state), Action::from_index(policy.sample(state, &mut rng)).expect("0..25"))]
@@ -54,13 +52,7 @@ pub fn value_in_model(model: &WorldModel, env: &IcuSepsis, index: &StateIndex, p
         .collect();
     let mut death = vec![0.0f64; rollouts];
     for step in 0..horizon {
-        let mut inputs = Vec::with_capacity(rollouts * window * layout.input_dim());
-        for history in &histories {
-            let steps: Vec<(&[Option<f64>], Action)> = history.iter().map(|(v, a)| (v.as_slice(), *a)).collect();
-            layout.encode_window(normaliser, &steps, window, &mut inputs);
-        }
-        let x = Tensor::from_vec(inputs, (rollouts, window, layout.input_dim()), &Device::Cpu)?;
-        let predictions = model.predict(&x)?;
+        let predictions = model.predict(&model.encode(&histories)?)?;
         let means: Vec<Vec<Vec<f32>>> = predictions.iter().map(|p| p.mean.to_vec2()).collect::<candle_core::Result<_>>()?;
         let deaths: Vec<Vec<f32>> =
             predictions.iter().map(|p| candle_nn::ops::sigmoid(&p.outcome_logit)?.to_vec1()).collect::<candle_core::Result<_>>()?;
@@ -68,10 +60,7 @@ pub fn value_in_model(model: &WorldModel, env: &IcuSepsis, index: &StateIndex, p
             let member = i % members;
             death[i] = deaths[member][i] as f64;
             if step + 1 < horizon {
-                let mut next = history.last().expect("non-empty").0.clone();
-                for (d, &f) in layout.dynamic.iter().enumerate() {
-                    next[f] = Some(normaliser.value(f, means[member][i][d] as f64));
-                }
+                let next = model.predicted_values(&history.last().expect("non-empty").0, &means[member][i]);
                 let state = index.nearest(model, &next);
                 let action = Action::from_index(policy.sample(state, &mut rng)).expect("0..25");
                 history.push((next, action));

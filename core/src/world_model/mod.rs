@@ -21,5 +21,5 @@ pub mod train;
 
 pub use data::{Layout, Windows};
 pub use crate::cohort::normaliser::Normaliser;
-pub use ensemble::WorldModel;
+pub use ensemble::{History, WorldModel};
 pub use model::{Member, WorldModelConfig};
