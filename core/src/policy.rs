@@ -62,18 +62,9 @@ impl PolicyTable {
         &self.rows[state]
     }
 
-    /// Draw an action index in `state` (inverse CDF; rounding falls to the last possible action).
+    /// Draw an action index in `state`.
     pub fn sample<R: rand::Rng>(&self, state: usize, rng: &mut R) -> usize {
-        let row = &self.rows[state];
-        let u: f64 = rng.random();
-        let mut cumulative = 0.0;
-        for (a, p) in row.iter().enumerate() {
-            cumulative += p;
-            if u < cumulative {
-                return a;
-            }
-        }
-        row.iter().rposition(|p| *p > 0.0).unwrap_or(0)
+        crate::env::icu_sepsis::sample_index(self.rows[state].iter().copied(), rng)
     }
 
     pub fn probability(&self, state: usize, action: usize) -> f64 {

@@ -134,8 +134,9 @@ impl IcuSepsis {
     }
 }
 
-/// Inverse-CDF draw; the last index absorbs rounding so a draw always lands.
-fn sample_index<R: Rng>(probabilities: impl Iterator<Item = f64>, rng: &mut R) -> usize {
+/// Inverse-CDF draw of an index with the given probabilities; the last
+/// possible index absorbs rounding so a draw always lands.
+pub fn sample_index<R: Rng>(probabilities: impl Iterator<Item = f64>, rng: &mut R) -> usize {
     let u: f64 = rng.random();
     let mut cumulative = 0.0;
     let mut last = 0;

@@ -17,20 +17,23 @@ use crate::env::icu_sepsis::IcuSepsis;
 const CHUNK: usize = 2048;
 pub const HORIZON: usize = 6;
 
-/// Ensemble summaries for many windows, in chunks.
-fn run(model: &WorldModel, inputs: &[f32], n: usize) -> candle_core::Result<EnsembleSummary> {
-    let (w, d) = (model.card.config.window, model.card.layout.input_dim());
+/// Ensemble summaries for a batch of windows (`n x window x input`), in chunks.
+fn run(model: &WorldModel, inputs: &Tensor) -> candle_core::Result<EnsembleSummary> {
+    let n = inputs.dim(0)?;
     let mut all = EnsembleSummary { mean: vec![], sd: vec![], disagreement: vec![], death: vec![] };
     for start in (0..n).step_by(CHUNK) {
-        let end = (start + CHUNK).min(n);
-        let x = Tensor::from_slice(&inputs[start * w * d..end * w * d], (end - start, w, d), &Device::Cpu)?;
-        let s = summarise(&model.predict(&x)?)?;
+        let s = summarise(&model.predict(&inputs.narrow(0, start, CHUNK.min(n - start))?)?)?;
         all.mean.extend(s.mean);
         all.sd.extend(s.sd);
         all.disagreement.extend(s.disagreement);
         all.death.extend(s.death);
     }
     Ok(all)
+}
+
+/// Training-style windows as one tensor.
+fn window_tensor(model: &WorldModel, inputs: &[f32], n: usize) -> candle_core::Result<Tensor> {
+    Tensor::from_slice(inputs, (n, model.card.config.window, model.card.layout.input_dim()), &Device::Cpu)
 }
 
 #[derive(Clone, Debug)]
@@ -77,7 +80,7 @@ pub fn evaluate(model: &WorldModel, cohort: &Cohort, env: Option<&IcuSepsis>, se
     let (layout, normaliser, window) = (&card.layout, &card.normaliser, card.config.window);
     let windows = super::data::Windows::build(cohort, normaliser, layout, window);
     let n = windows.len();
-    let summary = run(model, &windows.inputs, n)?;
+    let summary = run(model, &window_tensor(model, &windows.inputs, n)?)?;
     let dims = layout.dynamic.len();
 
     // One step ahead, and calibration.
@@ -163,7 +166,7 @@ pub fn evaluate(model: &WorldModel, cohort: &Cohort, env: Option<&IcuSepsis>, se
                 index += 1;
             }
         }
-        let swapped_summary = run(model, &swapped, n)?;
+        let swapped_summary = run(model, &window_tensor(model, &swapped, n)?)?;
         let m = chosen.len().max(1) as f64;
         inside = chosen.iter().map(|&i| summary.disagreement[i] as f64).sum::<f64>() / m;
         outside = chosen.iter().map(|&i| swapped_summary.disagreement[i] as f64).sum::<f64>() / m;
@@ -214,8 +217,7 @@ fn multi_step(model: &WorldModel, cohort: &Cohort) -> candle_core::Result<Vec<(f
             break;
         }
         let batch: Vec<History> = active.iter().map(|&i| histories[i].clone()).collect();
-        let inputs = model.encode(&batch)?.flatten_all()?.to_vec1::<f32>()?;
-        let summary = run(model, &inputs, active.len())?;
+        let summary = run(model, &model.encode(&batch)?)?;
         let (mut model_err, mut persist_err, mut values) = (0.0f64, 0.0f64, 0.0f64);
         for (row, &i) in active.iter().enumerate() {
             let (p, t) = starts[i];
