@@ -29,5 +29,6 @@ pub mod planner;
 #[cfg(feature = "eval")]
 pub mod policy;
 pub mod protocol;
+pub mod simulation;
 #[cfg(feature = "ml")]
 pub mod world_model;

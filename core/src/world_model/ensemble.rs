@@ -39,6 +39,10 @@ impl WorldModel {
         self.members.len()
     }
 
+    pub fn member(&self, k: usize) -> &Member {
+        &self.members[k]
+    }
+
     /// The newest window of each history, as one input batch.
     pub fn encode(&self, histories: &[History]) -> Result<Tensor> {
         let (layout, window) = (&self.card.layout, self.card.config.window);

@@ -16,6 +16,7 @@ pub mod evaluate;
 #[cfg(feature = "eval")]
 pub mod fidelity;
 pub mod model;
+pub mod simulate;
 #[cfg(feature = "eval")]
 pub mod train;
 

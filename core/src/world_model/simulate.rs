@@ -1,0 +1,356 @@
+//! Simulating candidate treatments in the ensemble, as a state machine that
+//! does no arithmetic of the networks itself: each step it hands out every
+//! member's input windows, takes back the member's outputs and Gaussian
+//! draws, and turns them into the step's forecasts. The candle CPU path
+//! ([`simulate_on_cpu`]) and the worker's WGSL path drive the same
+//! [`Rollout`], so they can only differ in the forward pass and the draws,
+//! which the parity tests compare.
+//!
+//! Rows: member `m` simulates `candidates x samples` rollouts, row
+//! `r = candidate * samples + sample`. Every rollout follows its own member
+//! (members are whole hypotheses of the dynamics, not mixed per step) and
+//! draws its next values from that member's Gaussian.
+
+use candle_core::{Device, Result, Tensor};
+
+use super::card::ModelCard;
+use super::WorldModel;
+use crate::cohort::schema::{idx, FEATURES};
+use crate::simulation::{
+    quantile, standard_normal, CandidateStep, FeatureBand, RequestError, SimulateRequest, Simulation, SimulationStep, KEY_FEATURES,
+};
+
+/// One member's outputs for all of its rows, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemberOutput {
+    /// `rows x dynamic`, z units.
+    pub mean: Vec<f32>,
+    /// `rows x dynamic`, already clamped to `LOG_SIGMA_RANGE`.
+    pub log_sigma: Vec<f32>,
+    /// `rows`: logit of death by the end of the stay.
+    pub outcome_logit: Vec<f32>,
+}
+
+pub struct Rollout<'a> {
+    card: &'a ModelCard,
+    request: SimulateRequest,
+    members: usize,
+    /// Per member: `rows x window x input_dim`, the newest window of every rollout.
+    windows: Vec<Vec<f32>>,
+    /// z bounds of each dynamic feature (its plausible range): draws are clipped to them.
+    bounds: Vec<(f32, f32)>,
+    /// (position among the dynamic features, schema index) of each key feature.
+    key: Vec<(usize, usize)>,
+    result: Simulation,
+}
+
+impl<'a> Rollout<'a> {
+    pub fn new(card: &'a ModelCard, request: SimulateRequest) -> std::result::Result<Self, RequestError> {
+        request.validate(FEATURES.len())?;
+        let (layout, window) = (&card.layout, card.config.window);
+        let steps: Vec<(&[Option<f64>], crate::action::Action)> = request.history.iter().map(|s| (s.values.as_slice(), s.action)).collect();
+        let mut one_member = Vec::with_capacity(request.candidates.len() * request.samples * window * layout.input_dim());
+        let mut own = steps.clone();
+        for c in 0..request.candidates.len() {
+            own.last_mut().expect("validated: non-empty").1 = request.action(c, 0);
+            let mut encoded = Vec::new();
+            layout.encode_window(&card.normaliser, &own, window, &mut encoded);
+            for _ in 0..request.samples {
+                one_member.extend_from_slice(&encoded);
+            }
+        }
+        let bounds = layout
+            .dynamic
+            .iter()
+            .map(|&f| {
+                let (low, high) = FEATURES[f].plausible;
+                (card.normaliser.z(f, low) as f32, card.normaliser.z(f, high) as f32)
+            })
+            .collect();
+        let key = KEY_FEATURES
+            .iter()
+            .map(|k| {
+                let f = idx(k);
+                (layout.dynamic.iter().position(|&d| d == f).expect("key features are per-step features"), f)
+            })
+            .collect();
+        let members = card.config.members;
+        Ok(Self { card, request, members, windows: vec![one_member; members], bounds, key, result: Simulation::default() })
+    }
+
+    pub fn members(&self) -> usize {
+        self.members
+    }
+
+    /// Rollouts per member: candidates x samples.
+    pub fn rows(&self) -> usize {
+        self.request.candidates.len() * self.request.samples
+    }
+
+    pub fn dynamic_dim(&self) -> usize {
+        self.card.layout.dynamic.len()
+    }
+
+    pub fn window(&self) -> usize {
+        self.card.config.window
+    }
+
+    pub fn input_dim(&self) -> usize {
+        self.card.layout.input_dim()
+    }
+
+    /// Steps simulated so far.
+    pub fn steps_done(&self) -> usize {
+        self.result.steps.len()
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.steps_done() == self.request.horizon
+    }
+
+    pub fn seed(&self) -> u32 {
+        self.request.seed
+    }
+
+    /// Member `m`'s input windows for the next step, `rows x window x input_dim`.
+    pub fn inputs(&self, member: usize) -> &[f32] {
+        &self.windows[member]
+    }
+
+    /// The noise counter of member `m`'s first draw this step; draw `i`
+    /// (row-major over `rows x dynamic`) uses counter `base + i`.
+    pub fn counter_base(&self, member: usize) -> u32 {
+        ((self.steps_done() * self.members + member) * self.rows() * self.dynamic_dim()) as u32
+    }
+
+    /// Take every member's outputs and draws for this step, record the
+    /// step's forecasts, and move every window one step on.
+    pub fn advance(&mut self, outputs: &[MemberOutput], draws: &[Vec<f32>]) -> &SimulationStep {
+        assert!(!self.is_done(), "the simulation is complete");
+        assert_eq!((outputs.len(), draws.len()), (self.members, self.members), "one output and one draw set per member");
+        let (dims, samples) = (self.dynamic_dim(), self.request.samples);
+        let t = self.steps_done();
+        // Clip draws to what is physically possible.
+        let draws: Vec<Vec<f32>> = draws
+            .iter()
+            .map(|d| d.iter().enumerate().map(|(i, &z)| z.clamp(self.bounds[i % dims].0, self.bounds[i % dims].1)).collect())
+            .collect();
+        let mut candidates = Vec::with_capacity(self.request.candidates.len());
+        for c in 0..self.request.candidates.len() {
+            let rows_of = || c * samples..(c + 1) * samples;
+            let bands = self
+                .key
+                .iter()
+                .map(|&(d, f)| {
+                    let mut values: Vec<f64> =
+                        draws.iter().flat_map(|member| rows_of().map(move |r| member[r * dims + d] as f64)).map(|z| self.card.normaliser.value(f, z)).collect();
+                    values.sort_by(f64::total_cmp);
+                    FeatureBand { feature: FEATURES[f].key.to_string(), p10: quantile(&values, 0.1), p50: quantile(&values, 0.5), p90: quantile(&values, 0.9) }
+                })
+                .collect();
+            let deaths: f64 = outputs.iter().flat_map(|o| rows_of().map(move |r| sigmoid(o.outcome_logit[r] as f64))).sum();
+            let survival = 1.0 - deaths / (self.members * samples) as f64;
+            // SD over members of the predicted mean, per row and feature.
+            let mut spread = 0.0;
+            for r in rows_of() {
+                for d in 0..dims {
+                    let at = r * dims + d;
+                    let mean = outputs.iter().map(|o| o.mean[at] as f64).sum::<f64>() / self.members as f64;
+                    let var = outputs.iter().map(|o| (o.mean[at] as f64 - mean).powi(2)).sum::<f64>() / self.members as f64;
+                    spread += var.sqrt();
+                }
+            }
+            let disagreement = spread / (samples * dims) as f64;
+            candidates.push(CandidateStep { candidate: c, action: self.request.action(c, t), bands, survival, disagreement });
+        }
+        self.shift_windows(&draws, t + 1);
+        self.result.steps.push(SimulationStep { step: t + 1, candidates });
+        self.result.steps.last().expect("just pushed")
+    }
+
+    /// Drop each window's oldest step and append the simulated one: drawn
+    /// values (all observed now), the statics carried over, and the action
+    /// the candidate gives at step `next`.
+    fn shift_windows(&mut self, draws: &[Vec<f32>], next: usize) {
+        let (rows, dims, window, width) = (self.rows(), self.dynamic_dim(), self.window(), self.input_dim());
+        let statics = self.card.layout.statics.len();
+        for (member, windows) in self.windows.iter_mut().enumerate() {
+            for r in 0..rows {
+                let action = self.request.action(r / self.request.samples, next);
+                let row = &mut windows[r * window * width..(r + 1) * window * width];
+                row.copy_within(width.., 0);
+                let newest = &mut row[(window - 1) * width..];
+                let static_z: Vec<f32> = newest[2 * dims..2 * dims + statics].to_vec();
+                newest.fill(0.0);
+                newest[..dims].copy_from_slice(&draws[member][r * dims..(r + 1) * dims]);
+                newest[dims..2 * dims].fill(1.0);
+                newest[2 * dims..2 * dims + statics].copy_from_slice(&static_z);
+                let levels = crate::action::LEVELS as usize;
+                newest[2 * dims + statics + action.fluid as usize] = 1.0;
+                newest[2 * dims + statics + levels + action.vaso as usize] = 1.0;
+            }
+        }
+    }
+
+    pub fn finish(self) -> Simulation {
+        assert!(self.is_done(), "finish() before the last step");
+        self.result
+    }
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// `mean + exp(log_sigma) * N(0, 1)` for every value, the noise keyed by
+/// `(seed, base + i)`: what the WGSL sampling kernel computes on the GPU.
+pub fn draw(output: &MemberOutput, seed: u32, base: u32) -> Vec<f32> {
+    output
+        .mean
+        .iter()
+        .zip(&output.log_sigma)
+        .enumerate()
+        .map(|(i, (&m, &ls))| m + ls.exp() * standard_normal(seed, base.wrapping_add(i as u32)))
+        .collect()
+}
+
+impl WorldModel {
+    /// Member `m`'s forward pass with candle on the CPU.
+    pub fn member_output(&self, member: usize, inputs: &[f32], rows: usize) -> Result<MemberOutput> {
+        let (window, width) = (self.card.config.window, self.card.layout.input_dim());
+        let x = Tensor::from_slice(inputs, (rows, window, width), &Device::Cpu)?;
+        let p = self.member(member).forward(&x)?;
+        Ok(MemberOutput { mean: p.mean.flatten_all()?.to_vec1()?, log_sigma: p.log_sigma.flatten_all()?.to_vec1()?, outcome_logit: p.outcome_logit.to_vec1()? })
+    }
+}
+
+/// Run a whole simulation with candle on the CPU, calling `on_step` as each
+/// step completes (the worker streams these).
+pub fn simulate_on_cpu(model: &WorldModel, request: SimulateRequest, mut on_step: impl FnMut(&SimulationStep)) -> Result<Simulation> {
+    let mut rollout = Rollout::new(&model.card, request).map_err(candle_core::Error::wrap)?;
+    while !rollout.is_done() {
+        let rows = rollout.rows();
+        let outputs: Vec<MemberOutput> = (0..rollout.members()).map(|m| model.member_output(m, rollout.inputs(m), rows)).collect::<Result<_>>()?;
+        let draws: Vec<Vec<f32>> = outputs.iter().enumerate().map(|(m, o)| draw(o, rollout.seed(), rollout.counter_base(m))).collect();
+        on_step(rollout.advance(&outputs, &draws));
+    }
+    Ok(rollout.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::Action;
+    use crate::simulation::CourseStep;
+
+    pub const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../public/models/world-model");
+
+    fn shipped() -> WorldModel {
+        WorldModel::load(std::path::Path::new(SHIPPED)).expect("the shipped world model")
+    }
+
+    fn course() -> Vec<CourseStep> {
+        let mut values: Vec<Option<f64>> = FEATURES.iter().map(|f| Some((f.clip.0 + f.clip.1) / 2.0)).collect();
+        values[idx("map")] = Some(58.0);
+        values[idx("lactate")] = Some(4.1);
+        values[idx("sex_male")] = Some(1.0);
+        values[idx("mechvent")] = Some(0.0);
+        let earlier = CourseStep { values: values.clone(), action: Action { fluid: 2, vaso: 0 } };
+        vec![earlier, CourseStep { values, action: Action::NONE }]
+    }
+
+    fn request(seed: u32) -> SimulateRequest {
+        SimulateRequest {
+            history: course(),
+            candidates: vec![vec![Action::NONE], vec![Action { fluid: 3, vaso: 2 }], vec![Action { fluid: 4, vaso: 0 }, Action::NONE]],
+            horizon: 4,
+            samples: 8,
+            seed,
+        }
+    }
+
+    #[test]
+    fn a_simulation_has_every_step_and_candidate_with_ordered_bands() {
+        let model = shipped();
+        let mut streamed = 0;
+        let simulation = simulate_on_cpu(&model, request(1), |_| streamed += 1).unwrap();
+        assert_eq!((simulation.steps.len(), streamed), (4, 4));
+        for step in &simulation.steps {
+            assert_eq!(step.candidates.len(), 3);
+            for c in &step.candidates {
+                assert_eq!(c.bands.len(), KEY_FEATURES.len());
+                for b in &c.bands {
+                    assert!(b.p10 <= b.p50 && b.p50 <= b.p90, "{b:?}");
+                    let f = FEATURES[idx(&b.feature)];
+                    assert!(b.p10 >= f.plausible.0 - 1e-6 && b.p90 <= f.plausible.1 + 1e-6, "{b:?} outside {:?}", f.plausible);
+                }
+                assert!((0.0..=1.0).contains(&c.survival));
+                assert!(c.disagreement > 0.0, "independently trained members never agree exactly");
+            }
+        }
+        // The plan is followed: candidate 2 gives fluid 4 first, then nothing.
+        let actions: Vec<Action> = simulation.course(2).map(|c| c.action).collect();
+        assert_eq!(actions, vec![Action { fluid: 4, vaso: 0 }, Action::NONE, Action::NONE, Action::NONE]);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_simulation_and_another_seed_does_not() {
+        let model = shipped();
+        let a = simulate_on_cpu(&model, request(5), |_| {}).unwrap();
+        assert_eq!(a, simulate_on_cpu(&model, request(5), |_| {}).unwrap());
+        assert_ne!(a, simulate_on_cpu(&model, request(6), |_| {}).unwrap());
+    }
+
+    #[test]
+    fn the_first_step_reads_the_same_windows_as_the_ensemble() {
+        let model = shipped();
+        let rollout = Rollout::new(&model.card, request(1)).unwrap();
+        let mut history: super::super::History = course().into_iter().map(|s| (s.values, s.action)).collect();
+        history.last_mut().unwrap().1 = Action { fluid: 3, vaso: 2 };
+        let expected: Vec<f32> = model.encode(&[history]).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let width = rollout.window() * rollout.input_dim();
+        // Candidate 1, every sample, every member.
+        for m in 0..rollout.members() {
+            for s in 0..8 {
+                let r = 8 + s;
+                assert_eq!(&rollout.inputs(m)[r * width..(r + 1) * width], expected.as_slice());
+            }
+        }
+    }
+
+    #[test]
+    fn advancing_appends_the_draws_and_next_action_and_scores_members() {
+        let model = shipped();
+        let mut rollout = Rollout::new(&model.card, SimulateRequest { samples: 1, ..request(1) }).unwrap();
+        let (rows, dims) = (rollout.rows(), rollout.dynamic_dim());
+        // Every member says the same: no disagreement; death logit 0: survival 0.5.
+        let same = MemberOutput { mean: vec![0.25; rows * dims], log_sigma: vec![-1.0; rows * dims], outcome_logit: vec![0.0; rows] };
+        let outputs = vec![same.clone(); rollout.members()];
+        let draws = vec![vec![0.25f32; rows * dims]; rollout.members()];
+        let step = rollout.advance(&outputs, &draws).clone();
+        for c in &step.candidates {
+            assert_eq!(c.disagreement, 0.0);
+            assert!((c.survival - 0.5).abs() < 1e-12);
+            let map = &c.bands[0];
+            let expected = model.card.normaliser.value(idx("map"), 0.25);
+            assert!((map.p10 - expected).abs() < 1e-4 && (map.p90 - expected).abs() < 1e-4, "{map:?} vs {expected}");
+        }
+        let (window, width) = (rollout.window(), rollout.input_dim());
+        // Candidate 2 (row 2) holds nothing after its first fluid-4 step.
+        let newest = &rollout.inputs(0)[2 * window * width + (window - 1) * width..3 * window * width];
+        assert!(newest[..dims].iter().all(|&z| z == 0.25));
+        assert!(newest[dims..2 * dims].iter().all(|&m| m == 1.0));
+        let statics = model.card.layout.statics.len();
+        let one_hot = &newest[2 * dims + statics..];
+        assert_eq!(one_hot, &[1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn cpu_draws_follow_each_members_gaussian() {
+        let output = MemberOutput { mean: vec![2.0; 20_000], log_sigma: vec![(0.5f32).ln(); 20_000], outcome_logit: vec![] };
+        let draws = draw(&output, 9, 0);
+        let mean = draws.iter().map(|&x| x as f64).sum::<f64>() / 20_000.0;
+        let sd = (draws.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / 20_000.0).sqrt();
+        assert!((mean - 2.0).abs() < 0.02 && (sd - 0.5).abs() < 0.02, "mean {mean} sd {sd}");
+    }
+}
