@@ -8,7 +8,7 @@ mod worker_link;
 use leptos::prelude::*;
 use send_wrapper::SendWrapper;
 
-use components::{ComputeStatus, Diagnostics, ErrorList, ModelStatusPanel, PrivacyStatement};
+use components::{ComputeStatus, Diagnostics, ErrorList, ModelStatusPanel, PrivacyStatement, SimulationCheck};
 use state::AppState;
 use worker_link::WorkerLink;
 
@@ -35,6 +35,7 @@ fn App() -> impl IntoView {
             <PrivacyStatement/>
             <ComputeStatus/>
             <ModelStatusPanel/>
+            <SimulationCheck/>
             <ErrorList/>
             <Diagnostics/>
         </main>

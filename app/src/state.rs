@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 use sepsis_core::compute::BackendReport;
-use sepsis_core::protocol::{ModelProgress, ModelVerified, WorkerError};
+use sepsis_core::protocol::{ModelProgress, ModelVerified, Simulated, WorkerError};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum WorkerStatus {
@@ -20,6 +20,14 @@ pub enum ModelStatus {
     Failed(String),
 }
 
+#[derive(Clone, Debug, PartialEq)]
+pub enum SimulationStatus {
+    Idle,
+    /// Steps received so far out of the horizon.
+    Running { steps: usize, horizon: usize },
+    Done(Box<Simulated>),
+}
+
 /// One copy in the context; every field is a signal, so the struct is `Copy`.
 #[derive(Clone, Copy)]
 pub struct AppState {
@@ -30,6 +38,7 @@ pub struct AppState {
     pub models: RwSignal<ModelStatus>,
     pub verified: RwSignal<Vec<ModelVerified>>,
     pub errors: RwSignal<Vec<WorkerError>>,
+    pub simulation: RwSignal<SimulationStatus>,
 }
 
 impl AppState {
@@ -41,6 +50,7 @@ impl AppState {
             models: RwSignal::new(ModelStatus::Waiting),
             verified: RwSignal::new(Vec::new()),
             errors: RwSignal::new(Vec::new()),
+            simulation: RwSignal::new(SimulationStatus::Idle),
         }
     }
 }

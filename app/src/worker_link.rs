@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{ErrorEvent, MessageEvent, Worker};
 
-use crate::state::{AppState, ModelStatus, WorkerStatus};
+use crate::state::{AppState, ModelStatus, SimulationStatus, WorkerStatus};
 
 /// The loader trunk writes for the worker bin (`data-loader-shim`, no file hashes).
 const WORKER_URL: &str = "./worker_loader.js";
@@ -102,11 +102,21 @@ impl WorkerLink {
                 self.crashed(format!("the worker panicked: {}", error.message));
             }
             EventBody::Error(error) => {
+                // A failed simulation stops; the error list says why.
+                if matches!(state.simulation.get_untracked(), SimulationStatus::Running { .. }) {
+                    state.simulation.set(SimulationStatus::Idle);
+                }
                 if matches!(error.kind, ErrorKind::ModelVerification | ErrorKind::Network) {
                     state.models.set(ModelStatus::Failed(error.message.clone()));
                 }
                 self.report(error);
             }
+            EventBody::SimulationStep(step) => state.simulation.update(|s| {
+                if let SimulationStatus::Running { steps, .. } = s {
+                    *steps = step.step;
+                }
+            }),
+            EventBody::Simulated(done) => state.simulation.set(SimulationStatus::Done(Box::new(done))),
             EventBody::Done => {}
         }
     }

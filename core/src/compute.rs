@@ -61,6 +61,15 @@ pub struct KernelCheck {
     pub passed: bool,
 }
 
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::WebGpu => "WebGPU",
+            BackendKind::Cpu => "CPU (wasm SIMD)",
+        }
+    }
+}
+
 impl BackendReport {
     pub fn cpu(reason: impl Into<String>) -> Self {
         Self { chosen: BackendKind::Cpu, reason: reason.into(), adapter: None, kernel_check: None }
@@ -69,9 +78,8 @@ impl BackendReport {
     /// The short label the UI shows, e.g. "WebGPU (SwiftShader)" or "CPU (wasm SIMD)".
     pub fn label(&self) -> String {
         match (self.chosen, &self.adapter) {
-            (BackendKind::WebGpu, Some(adapter)) => format!("WebGPU ({})", adapter.display_name()),
-            (BackendKind::WebGpu, None) => "WebGPU".to_string(),
-            (BackendKind::Cpu, _) => "CPU (wasm SIMD)".to_string(),
+            (BackendKind::WebGpu, Some(adapter)) => format!("{} ({})", BackendKind::WebGpu.name(), adapter.display_name()),
+            (kind, _) => kind.name().to_string(),
         }
     }
 }

@@ -7,7 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::compute::BackendReport;
+use crate::compute::{BackendKind, BackendReport};
+use crate::simulation::{SimulateRequest, Simulation, SimulationStep};
 
 pub type RequestId = u32;
 
@@ -25,6 +26,10 @@ pub enum RequestBody {
     /// Fetch (or read from the Cache API) every file of the model manifest,
     /// verify it, and report progress.
     LoadModels,
+    /// Simulate candidate plans in the world model (needs `LoadModels`
+    /// first). Streams a `SimulationStep` per simulated step, then
+    /// `Simulated`.
+    Simulate(SimulateRequest),
     /// Diagnostics: make the worker panic, so the crash-recovery path (typed
     /// error event, restart, UI notice) can be exercised on demand.
     DiagnosticPanic,
@@ -48,6 +53,10 @@ pub enum EventBody {
     ModelVerified(ModelVerified),
     /// Every manifest file is verified and loaded.
     ModelsReady,
+    /// One simulated step of every candidate, as soon as it is computed.
+    SimulationStep(SimulationStep),
+    /// The whole simulation, which compute path ran it, and how long it took.
+    Simulated(Simulated),
     Error(WorkerError),
     /// The request finished (successfully or after an `Error`).
     Done,
@@ -80,6 +89,15 @@ pub struct ModelVerified {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Simulated {
+    pub simulation: Simulation,
+    pub backend: BackendKind,
+    /// Why the CPU ran it when WebGPU had been chosen (a GPU error); empty otherwise.
+    pub fallback_reason: String,
+    pub elapsed_ms: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WorkerError {
     pub kind: ErrorKind,
     pub message: String,
@@ -93,6 +111,10 @@ pub enum ErrorKind {
     ModelVerification,
     /// A fetch failed or returned a non-success status.
     Network,
+    /// The request needs the models: send `LoadModels` first.
+    ModelsNotLoaded,
+    /// The request's contents are invalid (the message says which part).
+    InvalidRequest,
     /// The worker panicked; it must be restarted.
     Panic,
     /// Anything else that went wrong inside the worker.
@@ -112,7 +134,7 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compute::{BackendKind, BackendReport};
+    use crate::compute::BackendReport;
 
     fn round_trip<T: Serialize + for<'de> Deserialize<'de>>(value: &T) -> T {
         serde_json::from_str(&serde_json::to_string(value).unwrap()).unwrap()
@@ -120,7 +142,8 @@ mod tests {
 
     #[test]
     fn every_request_round_trips() {
-        for body in [RequestBody::ProbeBackend, RequestBody::LoadModels, RequestBody::DiagnosticPanic] {
+        let simulate = RequestBody::Simulate(crate::simulation::SimulateRequest::full_sweep(crate::simulation::reference_course(), 6, 16, 3));
+        for body in [RequestBody::ProbeBackend, RequestBody::LoadModels, RequestBody::DiagnosticPanic, simulate] {
             let request = Request { id: 7, body };
             assert_eq!(round_trip(&request), request);
         }
@@ -136,6 +159,9 @@ mod tests {
             Event::reply(2, EventBody::ModelsReady),
             Event::error(Some(3), ErrorKind::ModelVerification, "mismatch"),
             Event::reply(3, EventBody::Done),
+            Event::reply(4, EventBody::SimulationStep(SimulationStep { step: 1, candidates: vec![] })),
+            Event::reply(4, EventBody::Simulated(Simulated { simulation: Simulation::default(), backend: BackendKind::Cpu, fallback_reason: String::new(), elapsed_ms: 3.5 })),
+            Event::error(Some(5), ErrorKind::ModelsNotLoaded, "load the models first"),
         ];
         for event in events {
             assert_eq!(round_trip(&event), event);

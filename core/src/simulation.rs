@@ -89,6 +89,27 @@ impl SimulateRequest {
     }
 }
 
+impl SimulateRequest {
+    /// Every one of the 25 actions, held for `horizon` steps: the sweep the
+    /// planner and the 5 x 5 grid need.
+    pub fn full_sweep(history: Vec<CourseStep>, horizon: usize, samples: usize, seed: u32) -> Self {
+        let candidates = (0..crate::action::N_ACTIONS).map(|a| vec![Action::from_index(a).expect("0..25")]).collect();
+        Self { history, candidates, horizon, samples, seed }
+    }
+}
+
+/// A fixed, made-up hypotensive patient (two steps: fluids given, MAP still
+/// 58 mmHg, lactate 4.1 mmol/L; every other value mid-band). The app's
+/// world-model check and the benchmarks simulate it; it is nobody's data.
+pub fn reference_course() -> Vec<CourseStep> {
+    use crate::cohort::schema::{idx, FEATURES};
+    let mut values: Vec<Option<f64>> = FEATURES.iter().map(|f| Some(((f.clip.0 + f.clip.1) / 2.0).round())).collect();
+    for (key, value) in [("map", 58.0), ("lactate", 4.1), ("sex_male", 1.0), ("mechvent", 0.0), ("sofa", 8.0), ("age_years", 67.0)] {
+        values[idx(key)] = Some(value);
+    }
+    vec![CourseStep { values: values.clone(), action: Action { fluid: 2, vaso: 0 } }, CourseStep { values, action: Action::NONE }]
+}
+
 /// 10 / 50 / 90 % of one feature's simulated values, in clinical units.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FeatureBand {
@@ -148,7 +169,21 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// same function, so both compute paths draw the same numbers.
 pub fn standard_normal(seed: u32, counter: u32) -> f32 {
     let (u1, u2) = uniform_pair(seed, counter);
-    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+    (-2.0 * u1.ln()).sqrt() * cos_turns(u2)
+}
+
+/// cos(2 pi u) for u in [0, 1): reduced by symmetry to an angle in
+/// [0, pi/2] and summed as a Taylor polynomial (error < 1e-8). WGSL's own
+/// `cos` may be off by 2^-11, too much for the 1e-4 parity the two compute
+/// paths are held to, so both evaluate this polynomial.
+pub fn cos_turns(u: f32) -> f32 {
+    // cos(2 pi u) = -cos(2 pi t) with t = |u - 1/2| in [0, 1/2].
+    let t = (u - 0.5).abs();
+    let (angle, sign) = if t > 0.25 { (std::f32::consts::TAU * (0.5 - t), 1.0) } else { (std::f32::consts::TAU * t, -1.0) };
+    let x2 = angle * angle;
+    let c = 1.0
+        + x2 * (-1.0 / 2.0 + x2 * (1.0 / 24.0 + x2 * (-1.0 / 720.0 + x2 * (1.0 / 40_320.0 + x2 * (-1.0 / 3_628_800.0 + x2 * (1.0 / 479_001_600.0))))));
+    sign * c
 }
 
 /// Two uniforms in (0, 1) from a PCG-style hash (24 bits each: exact in f32).
@@ -201,12 +236,29 @@ mod tests {
     }
 
     #[test]
+    fn the_full_sweep_and_reference_course_are_valid_requests() {
+        let sweep = SimulateRequest::full_sweep(reference_course(), 6, 16, 1);
+        assert_eq!(sweep.validate(crate::cohort::schema::FEATURES.len()), Ok(()));
+        assert_eq!(sweep.candidates.len(), 25);
+        assert_eq!(sweep.candidates[7], vec![Action { fluid: 1, vaso: 2 }]);
+    }
+
+    #[test]
     fn quantiles_interpolate_like_numpy() {
         let sorted = [1.0, 2.0, 3.0, 4.0, 5.0];
         assert_eq!(quantile(&sorted, 0.5), 3.0);
         assert!((quantile(&sorted, 0.1) - 1.4).abs() < 1e-12);
         assert!((quantile(&sorted, 0.9) - 4.6).abs() < 1e-12);
         assert_eq!(quantile(&[7.0], 0.9), 7.0);
+    }
+
+    #[test]
+    fn the_cosine_polynomial_matches_cos() {
+        for i in 0..10_000 {
+            let u = i as f32 / 10_000.0;
+            let exact = (std::f64::consts::TAU * u as f64).cos();
+            assert!((cos_turns(u) as f64 - exact).abs() < 1e-6, "u = {u}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use sepsis_core::action::Action;
 use sepsis_core::cohort::csv_format::read_cohort;
 use sepsis_core::simulation::{CourseStep, SimulateRequest, Simulation};
-use sepsis_core::world_model::simulate::simulate_on_cpu;
+use sepsis_core::world_model::simulate::{parity_diff, simulate_on_cpu};
 use sepsis_core::world_model::WorldModel;
 use serde::{Deserialize, Serialize};
 
@@ -35,20 +35,6 @@ fn request() -> SimulateRequest {
     }
 }
 
-/// Largest absolute difference between two simulations' numbers.
-fn max_diff(a: &Simulation, b: &Simulation) -> f64 {
-    assert_eq!(a.steps.len(), b.steps.len());
-    let mut diff: f64 = 0.0;
-    for (x, y) in a.steps.iter().flat_map(|s| &s.candidates).zip(b.steps.iter().flat_map(|s| &s.candidates)) {
-        assert_eq!(x.action, y.action);
-        diff = diff.max((x.survival - y.survival).abs()).max((x.disagreement - y.disagreement).abs());
-        for (p, q) in x.bands.iter().zip(&y.bands) {
-            diff = diff.max((p.p10 - q.p10).abs()).max((p.p50 - q.p50).abs()).max((p.p90 - q.p90).abs());
-        }
-    }
-    diff
-}
-
 #[test]
 fn the_parity_fixture_matches_a_native_run() {
     let model = WorldModel::load(std::path::Path::new(&format!("{ROOT}/public/models/world-model"))).unwrap();
@@ -60,6 +46,6 @@ fn the_parity_fixture_matches_a_native_run() {
     }
     let fixture: Fixture = serde_json::from_str(&std::fs::read_to_string(FIXTURE).unwrap()).unwrap();
     assert_eq!(fixture.request, request, "the fixture's request is out of date: rerun with UPDATE_FIXTURES=1");
-    let diff = max_diff(&fixture.simulation, &simulation);
+    let diff = parity_diff(&model.card, &fixture.simulation, &simulation);
     assert!(diff <= TOLERANCE, "native simulation moved by {diff} from the fixture (retrained? rerun with UPDATE_FIXTURES=1)");
 }

@@ -109,13 +109,18 @@ fn js_message(value: JsValue) -> String {
 
 /// An open WebGPU device with our compiled kernels.
 pub struct GpuContext {
-    device: wgpu::Device,
-    queue: wgpu::Queue,
-    linear: wgpu::ComputePipeline,
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) linear: wgpu::ComputePipeline,
+    pub(crate) gru_cell: wgpu::ComputePipeline,
+    pub(crate) sample: wgpu::ComputePipeline,
 }
 
 const LINEAR_WGSL: &str = include_str!("kernels/linear.wgsl");
-const LINEAR_WORKGROUP: u32 = 64;
+const GRU_CELL_WGSL: &str = include_str!("kernels/gru_cell.wgsl");
+const SAMPLE_WGSL: &str = include_str!("kernels/sample.wgsl");
+/// Every kernel uses 64 invocations per workgroup (WebGPU guarantees 256).
+pub(crate) const WORKGROUP: u32 = 64;
 
 impl GpuContext {
     pub async fn new() -> Result<Self, String> {
@@ -128,19 +133,23 @@ impl GpuContext {
             .request_device(&wgpu::DeviceDescriptor { label: Some("sepsis"), ..Default::default() })
             .await
             .map_err(|e| format!("no device: {e}"))?;
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("linear.wgsl"),
-            source: wgpu::ShaderSource::Wgsl(LINEAR_WGSL.into()),
-        });
-        let linear = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("linear"),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        Ok(Self { device, queue, linear })
+        let pipeline = |label: &str, source: &str| {
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(label),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        };
+        let (linear, gru_cell, sample) =
+            (pipeline("linear.wgsl", LINEAR_WGSL), pipeline("gru_cell.wgsl", GRU_CELL_WGSL), pipeline("sample.wgsl", SAMPLE_WGSL));
+        Ok(Self { device, queue, linear, gru_cell, sample })
     }
 
     /// `y = x Wᵀ + b` on the GPU.
@@ -186,7 +195,7 @@ impl GpuContext {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("linear"), timestamp_writes: None });
             pass.set_pipeline(&self.linear);
             pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(((p.batch * p.outputs) as u32).div_ceil(LINEAR_WORKGROUP), 1, 1);
+            pass.dispatch_workgroups(((p.batch * p.outputs) as u32).div_ceil(WORKGROUP), 1, 1);
         }
         encoder.copy_buffer_to_buffer(&y, 0, &readback, 0, out_bytes);
         self.queue.submit([encoder.finish()]);
@@ -211,7 +220,7 @@ impl GpuContext {
 
 /// Map a MAP_READ buffer and copy it out as f32. On the web, mapping
 /// completes from the event loop, so await a oneshot channel.
-async fn read_buffer(buffer: &wgpu::Buffer) -> Result<Vec<f32>, String> {
+pub(crate) async fn read_buffer(buffer: &wgpu::Buffer) -> Result<Vec<f32>, String> {
     let (sender, receiver) = futures_channel::oneshot::channel();
     buffer.map_async(wgpu::MapMode::Read, .., move |result| {
         let _ = sender.send(result);

@@ -7,6 +7,8 @@
 //! before the wasm instance traps, so the app can restart the worker.
 
 pub mod gpu;
+pub mod gpu_world_model;
+pub mod simulator;
 pub mod store;
 
 use std::cell::RefCell;
@@ -22,9 +24,11 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 /// What the worker holds between requests.
 #[derive(Default)]
-struct WorkerState {
+pub(crate) struct WorkerState {
     backend: Option<BackendReport>,
     models: Vec<store::LoadedModel>,
+    /// Built from the loaded world model on the first simulation.
+    simulator: Option<Rc<simulator::Simulator>>,
 }
 
 /// Entry point, called once when the worker's wasm starts.
@@ -72,6 +76,7 @@ async fn handle(state: Rc<RefCell<WorkerState>>, request: Request) {
             reply(EventBody::Backend(report));
         }
         RequestBody::LoadModels => load_models(&state, id).await,
+        RequestBody::Simulate(request) => simulator::handle(&state, id, request).await,
         RequestBody::DiagnosticPanic => panic!("diagnostic panic requested by the app (request {id})"),
     }
     reply(EventBody::Done);
@@ -101,7 +106,9 @@ async fn load_models(state: &Rc<RefCell<WorkerState>>, id: RequestId) {
         models.push(model);
     }
     fail(store::prune(&manifest).await);
-    state.borrow_mut().models = models;
+    let mut state = state.borrow_mut();
+    state.models = models;
+    state.simulator = None;
     emit(EventBody::ModelsReady);
 }
 

@@ -82,3 +82,66 @@ fn candle_in_wasm_matches_the_plain_loop() {
     let problem = LinearProblem::probe();
     assert!(max_abs_diff(&problem.reference().unwrap(), &problem.naive()) <= PARITY_TOLERANCE);
 }
+
+/// The world model as shipped, and the native run of the fixed simulation
+/// (`core/tests/simulation_fixture.rs` writes it).
+const WEIGHTS: &[u8] = include_bytes!("../../public/models/world-model.safetensors");
+const CARD: &str = include_str!("../../public/models/world-model.json");
+const FIXTURE: &str = include_str!("../../core/tests/fixtures/simulation.json");
+/// wasm against native: the same candle code, different SIMD.
+const WASM_NATIVE_TOLERANCE: f64 = 1e-5;
+/// WebGPU against the CPU: our WGSL kernels against candle.
+const GPU_CPU_TOLERANCE: f64 = 1e-4;
+
+#[derive(serde::Deserialize)]
+struct Fixture {
+    request: sepsis_core::simulation::SimulateRequest,
+    simulation: sepsis_core::simulation::Simulation,
+}
+
+#[wasm_bindgen_test]
+fn the_cpu_simulation_in_wasm_matches_native() {
+    use sepsis_core::world_model::simulate::{parity_diff, simulate_on_cpu};
+    let fixture: Fixture = serde_json::from_str(FIXTURE).unwrap();
+    let model = sepsis_core::world_model::WorldModel::from_bytes(CARD, WEIGHTS.to_vec()).unwrap();
+    let in_wasm = simulate_on_cpu(&model, fixture.request, |_| {}).unwrap();
+    let diff = parity_diff(&model.card, &fixture.simulation, &in_wasm);
+    assert!(diff <= WASM_NATIVE_TOLERANCE, "wasm differs from native by {diff}");
+}
+
+#[wasm_bindgen_test]
+async fn the_webgpu_simulation_matches_the_cpu() {
+    use sepsis_core::world_model::simulate::{draw, parity_diff, simulate_on_cpu, Rollout};
+    use sepsis_worker::gpu_world_model::{simulate_on_gpu, GpuWorldModel, StepPlan};
+    let fixture: Fixture = serde_json::from_str(FIXTURE).unwrap();
+    let model = sepsis_core::world_model::WorldModel::from_bytes(CARD, WEIGHTS.to_vec()).unwrap();
+    let gpu = GpuContext::new().await.expect("WebGPU adapter (run with --enable-unsafe-webgpu)");
+    let on_gpu_model = GpuWorldModel::upload(&gpu, WEIGHTS, &model.card).unwrap();
+
+    // One step, raw: every member's means, log sigmas, outcome logits and draws.
+    let rollout = Rollout::new(&model.card, fixture.request.clone()).unwrap();
+    let plan = StepPlan::new(&gpu, &on_gpu_model, rollout.rows(), rollout.window());
+    let (outputs, draws) = plan.run(&gpu, &rollout).await.unwrap();
+    for m in 0..rollout.members() {
+        let cpu = model.member_output(m, rollout.inputs(m), rollout.rows()).unwrap();
+        let cpu_draws = draw(&cpu, rollout.seed(), rollout.counter_base(m));
+        for (name, a, b) in [
+            ("mean", &outputs[m].mean, &cpu.mean),
+            ("log sigma", &outputs[m].log_sigma, &cpu.log_sigma),
+            ("outcome logit", &outputs[m].outcome_logit, &cpu.outcome_logit),
+            ("draws", &draws[m], &cpu_draws),
+        ] {
+            assert_eq!(a.len(), b.len(), "{name}");
+            let diff = max_abs_diff(a, b) as f64;
+            assert!(diff <= GPU_CPU_TOLERANCE, "member {m} {name}: max |gpu - cpu| = {diff}");
+        }
+    }
+
+    // The whole six-step simulation, streamed step by step.
+    let mut streamed = 0;
+    let on_gpu = simulate_on_gpu(&gpu, &on_gpu_model, &model.card, fixture.request.clone(), |_| streamed += 1).await.unwrap();
+    assert_eq!(streamed, fixture.request.horizon);
+    let on_cpu = simulate_on_cpu(&model, fixture.request, |_| {}).unwrap();
+    let diff = parity_diff(&model.card, &on_cpu, &on_gpu);
+    assert!(diff <= GPU_CPU_TOLERANCE, "WebGPU simulation differs from the CPU by {diff}");
+}

@@ -5,12 +5,14 @@ mod diagnostics;
 mod errors;
 mod model;
 mod privacy;
+mod simulation_check;
 
 pub use compute::ComputeStatus;
 pub use diagnostics::Diagnostics;
 pub use errors::ErrorList;
 pub use model::ModelStatusPanel;
 pub use privacy::PrivacyStatement;
+pub use simulation_check::SimulationCheck;
 
 /// Human-readable byte count (MB with one decimal above 1 MB).
 pub fn format_bytes(bytes: u64) -> String {

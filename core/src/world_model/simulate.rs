@@ -198,6 +198,26 @@ impl<'a> Rollout<'a> {
     }
 }
 
+/// The largest difference between two simulations of the same request, with
+/// every band in z units (divided by its feature's SD, so that urine in mL
+/// and pH count alike), survival and disagreement as they are. Parity tests
+/// hold the compute paths to this.
+pub fn parity_diff(card: &ModelCard, a: &Simulation, b: &Simulation) -> f64 {
+    assert_eq!(a.steps.len(), b.steps.len(), "simulations of different horizons");
+    let mut diff: f64 = 0.0;
+    for (x, y) in a.steps.iter().flat_map(|s| &s.candidates).zip(b.steps.iter().flat_map(|s| &s.candidates)) {
+        assert_eq!(x.action, y.action, "simulations of different candidates");
+        diff = diff.max((x.survival - y.survival).abs()).max((x.disagreement - y.disagreement).abs());
+        for (p, q) in x.bands.iter().zip(&y.bands) {
+            let sd = card.normaliser.sd[idx(&p.feature)];
+            for (u, v) in [(p.p10, q.p10), (p.p50, q.p50), (p.p90, q.p90)] {
+                diff = diff.max((u - v).abs() / sd);
+            }
+        }
+    }
+    diff
+}
+
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -250,13 +270,7 @@ mod tests {
     }
 
     fn course() -> Vec<CourseStep> {
-        let mut values: Vec<Option<f64>> = FEATURES.iter().map(|f| Some((f.clip.0 + f.clip.1) / 2.0)).collect();
-        values[idx("map")] = Some(58.0);
-        values[idx("lactate")] = Some(4.1);
-        values[idx("sex_male")] = Some(1.0);
-        values[idx("mechvent")] = Some(0.0);
-        let earlier = CourseStep { values: values.clone(), action: Action { fluid: 2, vaso: 0 } };
-        vec![earlier, CourseStep { values, action: Action::NONE }]
+        crate::simulation::reference_course()
     }
 
     fn request(seed: u32) -> SimulateRequest {

@@ -1,0 +1,40 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { startServer, openBrowser, foreignRequests, outputDir, test_id as t } from './harness.mjs';
+
+let server;
+before(async () => { server = await startServer(); });
+after(() => server?.stop());
+
+/** Run the world-model check and return what the page shows. */
+async function simulateReference(page) {
+  await page.goto(server.url);
+  await page.locator(t('model-status') + '[data-state="ready"]').waitFor({ timeout: 120_000 });
+  await page.locator(t('backend')).waitFor({ timeout: 60_000 });
+  await page.locator(t('simulate-reference')).click();
+  await page.locator(t('simulation-backend')).waitFor({ timeout: 120_000 });
+  const survival = await page.locator(t('simulation-survival')).allInnerTexts();
+  return { backend: await page.locator(t('simulation-backend')).innerText(), survival };
+}
+
+for (const webgpu of [false, true]) {
+  const path = webgpu ? 'WebGPU' : 'CPU';
+  test(`the worker simulates the reference patient on the ${path} path`, async () => {
+    const browser = await openBrowser({ webgpu });
+    try {
+      const { page, requests } = browser;
+      const shown = await simulateReference(page);
+      assert.match(shown.backend, webgpu ? /^Ran on WebGPU in \d+ ms\.$/ : /^Ran on CPU \(wasm SIMD\) in \d+ ms\.$/);
+      assert.equal(shown.survival.length, 3, 'one row per candidate');
+      for (const text of shown.survival) {
+        const value = Number(text.replace(' %', ''));
+        assert.ok(value > 0 && value < 100, `survival ${text}`);
+      }
+      assert.deepEqual(foreignRequests(requests), [], 'nothing left 127.0.0.1');
+      await page.locator(t('simulation-check')).screenshot({ path: join(outputDir, `simulation-${path.toLowerCase()}.png`) });
+    } finally {
+      await browser.close();
+    }
+  });
+}

@@ -1,0 +1,96 @@
+//! Answering `Simulate`: the loaded world model on WebGPU when the backend
+//! probe chose it, else candle on the CPU; any GPU error falls back to the
+//! CPU for that request and says why.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use sepsis_core::compute::BackendKind;
+use sepsis_core::protocol::{ErrorKind, Event, EventBody, RequestId, Simulated, WorkerError};
+use sepsis_core::simulation::SimulateRequest;
+use sepsis_core::world_model::simulate::simulate_on_cpu;
+use sepsis_core::world_model::WorldModel;
+
+use crate::gpu::GpuContext;
+use crate::gpu_world_model::{simulate_on_gpu, GpuWorldModel};
+use crate::{post, WorkerState};
+
+/// Manifest file names of the world model.
+pub const WEIGHTS: &str = "world-model.safetensors";
+pub const CARD: &str = "world-model.json";
+
+pub struct Simulator {
+    pub cpu: WorldModel,
+    /// The GPU path, or why there is none.
+    pub gpu: Result<(GpuContext, GpuWorldModel), String>,
+}
+
+impl Simulator {
+    /// Build from the verified files; the GPU path only when `want_gpu`.
+    pub async fn build(weights: &[u8], card: &str, want_gpu: bool) -> Result<Self, String> {
+        let cpu = WorldModel::from_bytes(card, weights.to_vec()).map_err(|e| format!("world model: {e}"))?;
+        let gpu = if want_gpu {
+            match GpuContext::new().await {
+                Ok(context) => GpuWorldModel::upload(&context, weights, &cpu.card).map(|model| (context, model)),
+                Err(e) => Err(e),
+            }
+        } else {
+            Err("the backend probe chose the CPU".into())
+        };
+        Ok(Self { cpu, gpu })
+    }
+}
+
+fn elapsed_ms(start: f64) -> f64 {
+    js_sys::Date::now() - start
+}
+
+pub(crate) async fn handle(state: &Rc<RefCell<WorkerState>>, id: RequestId, request: SimulateRequest) {
+    let fail = |kind: ErrorKind, message: String| post(&Event { id: Some(id), body: EventBody::Error(WorkerError { kind, message }) });
+    if let Err(e) = request.validate(sepsis_core::cohort::schema::FEATURES.len()) {
+        return fail(ErrorKind::InvalidRequest, e.to_string());
+    }
+    let simulator = match simulator(state).await {
+        Ok(simulator) => simulator,
+        Err((kind, message)) => return fail(kind, message),
+    };
+    let emit = |step: &sepsis_core::simulation::SimulationStep| post(&Event::reply(id, EventBody::SimulationStep(step.clone())));
+    let start = js_sys::Date::now();
+    let mut fallback_reason = String::new();
+    if let Ok((context, model)) = &simulator.gpu {
+        match simulate_on_gpu(context, model, &simulator.cpu.card, request.clone(), emit).await {
+            Ok(simulation) => {
+                let done = Simulated { simulation, backend: BackendKind::WebGpu, fallback_reason, elapsed_ms: elapsed_ms(start) };
+                return post(&Event::reply(id, EventBody::Simulated(done)));
+            }
+            Err(e) => fallback_reason = format!("WebGPU simulation failed ({e}); ran on the CPU"),
+        }
+    }
+    let start = js_sys::Date::now();
+    match simulate_on_cpu(&simulator.cpu, request, emit) {
+        Ok(simulation) => {
+            let done = Simulated { simulation, backend: BackendKind::Cpu, fallback_reason, elapsed_ms: elapsed_ms(start) };
+            post(&Event::reply(id, EventBody::Simulated(done)));
+        }
+        Err(e) => fail(ErrorKind::Internal, format!("simulation failed: {e}")),
+    }
+}
+
+/// The simulator, built on first use from the loaded model files.
+async fn simulator(state: &Rc<RefCell<WorkerState>>) -> Result<Rc<Simulator>, (ErrorKind, String)> {
+    if let Some(simulator) = state.borrow().simulator.clone() {
+        return Ok(simulator);
+    }
+    let (weights, card, want_gpu) = {
+        let state = state.borrow();
+        let file = |name: &str| state.models.iter().find(|m| m.file.name == name).map(|m| m.bytes.clone());
+        let missing = || (ErrorKind::ModelsNotLoaded, format!("the world model ({WEIGHTS}, {CARD}) is not loaded: load the models first"));
+        let weights = file(WEIGHTS).ok_or_else(missing)?;
+        let card = String::from_utf8(file(CARD).ok_or_else(missing)?).map_err(|e| (ErrorKind::Internal, format!("{CARD}: {e}")))?;
+        let want_gpu = state.backend.as_ref().is_some_and(|b| b.chosen == BackendKind::WebGpu);
+        (weights, card, want_gpu)
+    };
+    let simulator = Rc::new(Simulator::build(&weights, &card, want_gpu).await.map_err(|e| (ErrorKind::Internal, e))?);
+    state.borrow_mut().simulator = Some(simulator.clone());
+    Ok(simulator)
+}
