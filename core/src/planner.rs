@@ -21,11 +21,17 @@ pub struct MpcConfig {
     pub disagreement_penalty: f64,
     /// Subtracted per guideline rule the candidate violates now.
     pub guideline_penalty: f64,
+    /// A candidate is in support when clinicians gave it at least this often
+    /// in logged states like the patient's (the AI Clinician's threshold and
+    /// ICU-Sepsis's for admissible actions). Only supported candidates are
+    /// chosen: the model's disagreement alone does not flag them
+    /// (docs/world-model.md).
+    pub min_support: u32,
 }
 
 impl Default for MpcConfig {
     fn default() -> Self {
-        Self { horizon: 2, disagreement_penalty: 1.0, guideline_penalty: 0.05 }
+        Self { horizon: 2, disagreement_penalty: 1.0, guideline_penalty: 0.05, min_support: 20 }
     }
 }
 
@@ -38,12 +44,22 @@ pub struct CandidateScore {
     /// SD over members of that prediction.
     pub disagreement: f64,
     pub violations: usize,
+    /// Logged clinician decisions for this action in similar states.
+    pub logged: u32,
+    pub supported: bool,
     pub score: f64,
 }
 
 /// Score every action for each history (the last entry's action is ignored:
-/// it is the decision being made).
-pub fn score_all(model: &WorldModel, histories: &[History], situations: &[Situation], config: &MpcConfig) -> candle_core::Result<Vec<Vec<CandidateScore>>> {
+/// it is the decision being made). `logged[h][a]`: how often clinicians gave
+/// action `a` in states like history `h`'s.
+pub fn score_all(
+    model: &WorldModel,
+    histories: &[History],
+    situations: &[Situation],
+    logged: &[[u32; N_ACTIONS]],
+    config: &MpcConfig,
+) -> candle_core::Result<Vec<Vec<CandidateScore>>> {
     let members = model.members();
     // One rollout per (history, action, member), advanced together.
     let mut rollouts: Vec<(usize, usize, History)> = Vec::new();
@@ -83,15 +99,21 @@ pub fn score_all(model: &WorldModel, histories: &[History], situations: &[Situat
             let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / members as f64).sqrt();
             let violated = violations(situation, action).len();
             let score = mean - config.disagreement_penalty * sd - config.guideline_penalty * violated as f64;
-            scores[h].push(CandidateScore { action, survival: mean, disagreement: sd, violations: violated, score });
+            let count = logged[h][a];
+            scores[h].push(CandidateScore { action, survival: mean, disagreement: sd, violations: violated, logged: count, supported: count >= config.min_support, score });
         }
     }
     Ok(scores)
 }
 
-/// The best-scoring candidate (ties to the lower index: less treatment first).
+/// The best-scoring supported candidate (ties to the lower index: less
+/// treatment first). Where no candidate is supported, the most often logged.
 pub fn best(scores: &[CandidateScore]) -> &CandidateScore {
-    scores.iter().fold(&scores[0], |best, c| if c.score > best.score + 1e-12 { c } else { best })
+    let supported: Vec<&CandidateScore> = scores.iter().filter(|c| c.supported).collect();
+    match supported.first() {
+        Some(&first) => supported.into_iter().fold(first, |best, c| if c.score > best.score + 1e-12 { c } else { best }),
+        None => scores.iter().fold(&scores[0], |best, c| if c.logged > best.logged { c } else { best }),
+    }
 }
 
 /// The guideline situation of the newest step of a history.
@@ -111,17 +133,21 @@ pub mod icu_sepsis {
     //! The planner as a policy table on ICU-Sepsis: each state planned from
     //! its clinical values as a one-step history.
     use super::*;
+    use crate::baselines::ai_clinician::AiClinician;
     use crate::env::clinical::state_features;
     use crate::env::icu_sepsis::{IcuSepsis, N_PATIENT_STATES};
     use crate::policy::PolicyTable;
 
-    pub fn policy_table(model: &WorldModel, env: &IcuSepsis, config: &MpcConfig) -> candle_core::Result<PolicyTable> {
+    /// `support`: the logged clinician decisions (the AI Clinician's clusters
+    /// and counts from the training split).
+    pub fn policy_table(model: &WorldModel, support: &AiClinician, env: &IcuSepsis, config: &MpcConfig) -> candle_core::Result<PolicyTable> {
         let histories: Vec<History> = (0..N_PATIENT_STATES).map(|s| vec![(state_features(env, s), Action::NONE)]).collect();
+        let logged: Vec<[u32; N_ACTIONS]> = histories.iter().map(|h| support.logged_counts(&h[0].0)).collect();
         // State-level evaluation has no previous step: rules needing one do not apply.
         let situations: Vec<Situation> = histories.iter().map(|h| Situation { first_step: false, ..situation_of(h) }).collect();
         let mut actions = Vec::with_capacity(N_PATIENT_STATES);
-        for (chunk_h, chunk_s) in histories.chunks(64).zip(situations.chunks(64)) {
-            for scores in score_all(model, chunk_h, chunk_s, config)? {
+        for ((chunk_h, chunk_s), chunk_l) in histories.chunks(64).zip(situations.chunks(64)).zip(logged.chunks(64)) {
+            for scores in score_all(model, chunk_h, chunk_s, chunk_l, config)? {
                 actions.push(best(&scores).action.index());
             }
         }
@@ -184,12 +210,30 @@ mod tests {
 
         let low: History = vec![(cohort(1).patients[0].steps[0].values.clone(), Action::NONE)];
         let situation = situation_of(&low);
-        let scores = score_all(&model, &[low], &[situation], &MpcConfig { guideline_penalty: 0.0, ..MpcConfig::default() }).unwrap();
+        let config = MpcConfig { guideline_penalty: 0.0, ..MpcConfig::default() };
+        let mut logged = [0u32; N_ACTIONS];
+        logged[Action { fluid: 1, vaso: 0 }.index()] = 100;
+        logged[Action::NONE.index()] = 100;
+        let scores = score_all(&model, &[low], &[situation], &[logged], &config).unwrap();
         let fluid = scores[0].iter().find(|c| c.action == Action { fluid: 1, vaso: 0 }).unwrap();
         let none = scores[0].iter().find(|c| c.action == Action::NONE).unwrap();
         assert!(fluid.survival > none.survival + 0.5, "fluid {fluid:?} vs none {none:?}");
         assert_eq!(scores[0].len(), N_ACTIONS);
         assert_eq!(none.violations, 2, "G1 and initial resuscitation are counted even without a penalty");
+        assert_eq!(best(&scores[0]).action, Action { fluid: 1, vaso: 0 });
+        assert!(scores[0].iter().filter(|c| c.supported).count() == 2);
+    }
+
+    fn candidate(a: usize, score: f64, logged: u32) -> CandidateScore {
+        CandidateScore { action: Action::from_index(a).unwrap(), survival: score, disagreement: 0.0, violations: 0, logged, supported: logged >= 20, score }
+    }
+
+    #[test]
+    fn only_supported_candidates_are_chosen() {
+        let scores = vec![candidate(0, 0.5, 30), candidate(1, 0.9, 3), candidate(2, 0.6, 25)];
+        assert_eq!(best(&scores).action.index(), 2, "the better unsupported action is passed over");
+        let none = vec![candidate(0, 0.5, 3), candidate(1, 0.9, 1), candidate(2, 0.6, 7)];
+        assert_eq!(best(&none).action.index(), 2, "no support anywhere: the most often logged");
     }
 
     #[test]

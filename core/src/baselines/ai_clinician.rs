@@ -52,6 +52,10 @@ pub struct AiClinician {
     pub actions: Vec<usize>,
     /// Logged steps in each cluster (0: no data, action 0 by default).
     pub support: Vec<usize>,
+    /// Logged steps of each action in each cluster: what clinicians did in
+    /// states like this one. The `wm-mpc` planner reads it as its support.
+    #[serde(default)]
+    pub action_counts: Vec<[u32; N_ACTIONS]>,
 }
 
 impl AiClinician {
@@ -98,18 +102,27 @@ impl AiClinician {
         let mdp = TabularMdp::new(k, transitions, vec![1.0 / k as f64; k]);
         let observed = |c: usize, a: usize| counts[c * N_ACTIONS + a].values().sum::<f64>() >= config.min_action_count as f64;
         let optimal = value_iteration(&mdp, observed);
+        let action_counts = (0..k)
+            .map(|c| std::array::from_fn(|a| counts[c * N_ACTIONS + a].values().sum::<f64>() as u32))
+            .collect();
         let actions = (0..k)
             .map(|c| {
                 let any_allowed = (0..N_ACTIONS).any(|a| observed(c, a));
                 if any_allowed { optimal.rows[c].iter().position(|&p| p == 1.0).unwrap_or(0) } else { most_common_action(&counts[c * N_ACTIONS..(c + 1) * N_ACTIONS]) }
             })
             .collect();
-        Self { config, standardiser, centres, actions, support }
+        Self { config, standardiser, centres, actions, support, action_counts }
     }
 
     /// The learnt action for a step's clinical values.
     pub fn act(&self, values: &[Option<f64>]) -> usize {
         self.actions[nearest(&self.centres, &dynamic_features(&self.standardiser, values))]
+    }
+
+    /// How often clinicians gave each action in the logged steps of the
+    /// cluster these values fall in.
+    pub fn logged_counts(&self, values: &[Option<f64>]) -> [u32; N_ACTIONS] {
+        self.action_counts.get(nearest(&self.centres, &dynamic_features(&self.standardiser, values))).copied().unwrap_or([0; N_ACTIONS])
     }
 
     /// Its policy on every ICU-Sepsis patient state.
@@ -164,6 +177,10 @@ mod tests {
         low[idx("map")] = Some(56.0);
         assert_eq!(model.act(&low), Action { fluid: 1, vaso: 0 }.index());
         assert_eq!(model.support.iter().sum::<usize>(), 200);
+        // Half the low-MAP patients got fluid, half nothing.
+        let counts = model.logged_counts(&low);
+        assert_eq!((counts[0], counts[Action { fluid: 1, vaso: 0 }.index()]), (50, 50));
+        assert_eq!(counts.iter().sum::<u32>(), 100);
     }
 
     #[test]

@@ -37,18 +37,25 @@ pub fn model_path(baselines_dir: &Path, name: &str) -> PathBuf {
     baselines_dir.join(format!("{name}.json"))
 }
 
+/// The trained AI Clinician (its clusters and logged action counts are also
+/// the planner's support).
+pub fn load_ai_clinician(baselines_dir: &Path) -> Result<AiClinician, LookupError> {
+    let path = model_path(baselines_dir, AI_CLINICIAN);
+    let model_error = |message: String| LookupError::Model { name: AI_CLINICIAN.into(), path: path.clone(), message };
+    let text = std::fs::read_to_string(&path).map_err(|e| model_error(e.to_string()))?;
+    let model: AiClinician = serde_json::from_str(&text).map_err(|e| model_error(e.to_string()))?;
+    if model.action_counts.is_empty() {
+        return Err(model_error("the file predates logged action counts".into()));
+    }
+    Ok(model)
+}
+
 pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path) -> Result<NamedPolicy, LookupError> {
     if let Some(baseline) = Baseline::from_name(name) {
         return Ok(NamedPolicy { name: name.into(), table: baseline.table(env), oracle: baseline == Baseline::Optimal });
     }
     match name {
-        AI_CLINICIAN => {
-            let path = model_path(baselines_dir, name);
-            let model_error = |message: String| LookupError::Model { name: name.into(), path: path.clone(), message };
-            let text = std::fs::read_to_string(&path).map_err(|e| model_error(e.to_string()))?;
-            let model: AiClinician = serde_json::from_str(&text).map_err(|e| model_error(e.to_string()))?;
-            Ok(NamedPolicy { name: name.into(), table: model.policy_table(env), oracle: false })
-        }
+        AI_CLINICIAN => Ok(NamedPolicy { name: name.into(), table: load_ai_clinician(baselines_dir)?.policy_table(env), oracle: false }),
         #[cfg(feature = "ml")]
         DDQN => {
             let stem = baselines_dir.join(name);
@@ -61,7 +68,8 @@ pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path) -> Result
             let stem = Path::new(WORLD_MODEL);
             let model_error = |message: String| LookupError::Model { name: "world-model".into(), path: stem.with_extension("safetensors"), message };
             let model = crate::world_model::WorldModel::load(stem).map_err(|e| model_error(e.to_string()))?;
-            let table = crate::planner::icu_sepsis::policy_table(&model, env, &crate::planner::MpcConfig::default())
+            let support = load_ai_clinician(baselines_dir)?;
+            let table = crate::planner::icu_sepsis::policy_table(&model, &support, env, &crate::planner::MpcConfig::default())
                 .map_err(|e| model_error(e.to_string()))?;
             Ok(NamedPolicy { name: name.into(), table, oracle: false })
         }
