@@ -4,10 +4,12 @@
 //! differ only in arithmetic; `tests/in_worker.rs` holds them to 1e-4.
 //!
 //! Per simulated step and member the GPU runs: the layer-1 and outcome GRU
-//! input projections for all window steps at once, then for each window step
+//! input projections for all new steps at once (the context at the first
+//! simulated step, one simulated step after that), then for each new step
 //! the recurrent projections and the three GRU cells, then the heads and the
-//! draws. Everything for one step is one command buffer with one readback;
-//! bind groups are built once per request shape and reused every step.
+//! draws. The hidden states stay on the GPU between steps. Everything for one
+//! step is one command buffer with one readback; bind groups are built once
+//! per request shape and reused every step.
 
 use std::collections::HashMap;
 
@@ -125,15 +127,20 @@ enum Kernel {
 
 /// One member's buffers and launches for a request shape.
 struct MemberPlan {
-    input: wgpu::Buffer,
-    /// Hidden states zeroed at the start of every step.
+    /// `rows x context x input`, read at the first simulated step.
+    context_input: wgpu::Buffer,
+    /// `rows x input`, read at every later step.
+    step_input: wgpu::Buffer,
+    /// Hidden states, zeroed before the context is read.
     hidden: [wgpu::Buffer; 3],
     mean: wgpu::Buffer,
     log_sigma: wgpu::Buffer,
     draws: wgpu::Buffer,
     outcome: wgpu::Buffer,
     sample_params: wgpu::Buffer,
-    dispatches: Vec<Dispatch>,
+    /// Launches that read the context, and those that read one step.
+    context_dispatches: Vec<Dispatch>,
+    step_dispatches: Vec<Dispatch>,
 }
 
 /// Buffers and bind groups for simulating `rows` rollouts per member.
@@ -145,8 +152,8 @@ pub struct StepPlan {
 }
 
 impl StepPlan {
-    pub fn new(gpu: &GpuContext, model: &GpuWorldModel, rows: usize, window: usize) -> Self {
-        let members: Vec<MemberPlan> = model.members.iter().map(|m| MemberPlan::new(gpu, m, rows, window)).collect();
+    pub fn new(gpu: &GpuContext, model: &GpuWorldModel, rows: usize, context: usize) -> Self {
+        let members: Vec<MemberPlan> = model.members.iter().map(|m| MemberPlan::new(gpu, m, rows, context)).collect();
         let dynamic = model.members[0].mean.outputs as usize;
         let readback = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("simulation readback"),
@@ -160,17 +167,21 @@ impl StepPlan {
     /// Every member's outputs and draws for the rollout's next step.
     pub async fn run(&self, gpu: &GpuContext, rollout: &Rollout<'_>) -> Result<(Vec<MemberOutput>, Vec<Vec<f32>>), String> {
         let mut encoder = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("simulation step") });
+        let first = rollout.steps_done() == 0;
         for (m, plan) in self.members.iter().enumerate() {
-            gpu.queue.write_buffer(&plan.input, 0, bytemuck::cast_slice(rollout.inputs(m)));
+            let input = if first { &plan.context_input } else { &plan.step_input };
+            gpu.queue.write_buffer(input, 0, bytemuck::cast_slice(rollout.inputs(m)));
             let (low, high) = (LOG_SIGMA_RANGE.0 as f32, LOG_SIGMA_RANGE.1 as f32);
             let params = [(self.rows * self.dynamic) as u32, rollout.seed(), rollout.counter_base(m), 0, low.to_bits(), high.to_bits(), 0, 0];
             gpu.queue.write_buffer(&plan.sample_params, 0, bytemuck::cast_slice(&params));
-            for h in &plan.hidden {
-                encoder.clear_buffer(h, 0, None);
+            if first {
+                for h in &plan.hidden {
+                    encoder.clear_buffer(h, 0, None);
+                }
             }
             {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("member"), timestamp_writes: None });
-                for d in &plan.dispatches {
+                for d in if first { &plan.context_dispatches } else { &plan.step_dispatches } {
                     pass.set_pipeline(match d.kind {
                         Kernel::Linear => &gpu.linear,
                         Kernel::GruCell => &gpu.gru_cell,
@@ -211,13 +222,13 @@ impl StepPlan {
 }
 
 impl MemberPlan {
-    fn new(gpu: &GpuContext, weights: &MemberWeights, rows: usize, window: usize) -> Self {
+    fn new(gpu: &GpuContext, weights: &MemberWeights, rows: usize, context: usize) -> Self {
         let (h1, h2, ho) = (weights.gru1.hidden as usize, weights.gru2.hidden as usize, weights.outcome_gru.hidden as usize);
         let input_dim = weights.gru1.ih.inputs as usize;
         let dynamic = weights.mean.outputs as usize;
-        let input = scratch(gpu, rows * window * input_dim);
-        // Input projections of every window step: (rows * window) x 3H.
-        let (gi1, gio) = (scratch(gpu, rows * window * 3 * h1), scratch(gpu, rows * window * 3 * ho));
+        let (context_input, step_input) = (scratch(gpu, rows * context * input_dim), scratch(gpu, rows * input_dim));
+        // Input projections of every new step: (rows * steps) x 3H.
+        let (gi1, gio) = (scratch(gpu, rows * context * 3 * h1), scratch(gpu, rows * context * 3 * ho));
         let (gh1, gi2, gh2, gho) = (scratch(gpu, rows * 3 * h1), scratch(gpu, rows * 3 * h2), scratch(gpu, rows * 3 * h2), scratch(gpu, rows * 3 * ho));
         let hidden = [scratch(gpu, rows * h1), scratch(gpu, rows * h2), scratch(gpu, rows * ho)];
         let (mean, log_sigma, draws, outcome) = (scratch(gpu, rows * dynamic), scratch(gpu, rows * dynamic), scratch(gpu, rows * dynamic), scratch(gpu, rows));
@@ -247,27 +258,31 @@ impl MemberPlan {
             let dims = uniform(gpu, &[rows as u32, gru.hidden, gi_stride as u32, gi_offset as u32]);
             Dispatch { kind: Kernel::GruCell, bind_group: bind(Kernel::GruCell, &[&dims, gi, gh, h]), invocations: rows as u32 * gru.hidden }
         };
-
         let w = weights;
-        let mut dispatches = vec![linear(&w.gru1.ih, &input, &gi1, rows * window), linear(&w.outcome_gru.ih, &input, &gio, rows * window)];
-        for t in 0..window {
-            dispatches.push(linear(&w.gru1.hh, &hidden[0], &gh1, rows));
-            dispatches.push(cell(&w.gru1, &gi1, window * 3 * h1, t * 3 * h1, &gh1, &hidden[0]));
-            dispatches.push(linear(&w.gru2.ih, &hidden[0], &gi2, rows));
-            dispatches.push(linear(&w.gru2.hh, &hidden[1], &gh2, rows));
-            dispatches.push(cell(&w.gru2, &gi2, 3 * h2, 0, &gh2, &hidden[1]));
-            dispatches.push(linear(&w.outcome_gru.hh, &hidden[2], &gho, rows));
-            dispatches.push(cell(&w.outcome_gru, &gio, window * 3 * ho, t * 3 * ho, &gho, &hidden[2]));
-        }
-        dispatches.push(linear(&w.mean, &hidden[1], &mean, rows));
-        dispatches.push(linear(&w.log_sigma, &hidden[1], &log_sigma, rows));
-        dispatches.push(linear(&w.outcome, &hidden[2], &outcome, rows));
-        dispatches.push(Dispatch {
-            kind: Kernel::Sample,
-            bind_group: bind(Kernel::Sample, &[&sample_params, &mean, &log_sigma, &draws]),
-            invocations: (rows * dynamic) as u32,
-        });
-        Self { input, hidden, mean, log_sigma, draws, outcome, sample_params, dispatches }
+        // Read `steps` new steps from `input`, then predict and draw.
+        let launches = |input: &wgpu::Buffer, steps: usize| {
+            let mut list = vec![linear(&w.gru1.ih, input, &gi1, rows * steps), linear(&w.outcome_gru.ih, input, &gio, rows * steps)];
+            for t in 0..steps {
+                list.push(linear(&w.gru1.hh, &hidden[0], &gh1, rows));
+                list.push(cell(&w.gru1, &gi1, steps * 3 * h1, t * 3 * h1, &gh1, &hidden[0]));
+                list.push(linear(&w.gru2.ih, &hidden[0], &gi2, rows));
+                list.push(linear(&w.gru2.hh, &hidden[1], &gh2, rows));
+                list.push(cell(&w.gru2, &gi2, 3 * h2, 0, &gh2, &hidden[1]));
+                list.push(linear(&w.outcome_gru.hh, &hidden[2], &gho, rows));
+                list.push(cell(&w.outcome_gru, &gio, steps * 3 * ho, t * 3 * ho, &gho, &hidden[2]));
+            }
+            list.push(linear(&w.mean, &hidden[1], &mean, rows));
+            list.push(linear(&w.log_sigma, &hidden[1], &log_sigma, rows));
+            list.push(linear(&w.outcome, &hidden[2], &outcome, rows));
+            list.push(Dispatch {
+                kind: Kernel::Sample,
+                bind_group: bind(Kernel::Sample, &[&sample_params, &mean, &log_sigma, &draws]),
+                invocations: (rows * dynamic) as u32,
+            });
+            list
+        };
+        let (context_dispatches, step_dispatches) = (launches(&context_input, context), launches(&step_input, 1));
+        Self { context_input, step_input, hidden, mean, log_sigma, draws, outcome, sample_params, context_dispatches, step_dispatches }
     }
 }
 
@@ -280,7 +295,7 @@ pub async fn simulate_on_gpu(
     mut on_step: impl FnMut(&SimulationStep),
 ) -> Result<Simulation, String> {
     let mut rollout = Rollout::new(card, request).map_err(|e| e.to_string())?;
-    let plan = StepPlan::new(gpu, model, rollout.rows(), rollout.window());
+    let plan = StepPlan::new(gpu, model, rollout.rows(), rollout.steps());
     while !rollout.is_done() {
         let (outputs, draws) = plan.run(gpu, &rollout).await?;
         on_step(rollout.advance(&outputs, &draws));

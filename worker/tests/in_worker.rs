@@ -111,30 +111,39 @@ fn the_cpu_simulation_in_wasm_matches_native() {
 
 #[wasm_bindgen_test]
 async fn the_webgpu_simulation_matches_the_cpu() {
-    use sepsis_core::world_model::simulate::{draw, parity_diff, simulate_on_cpu, Rollout};
+    use sepsis_core::world_model::simulate::{draw, parity_diff, simulate_on_cpu, CpuForward, Rollout};
     use sepsis_worker::gpu_world_model::{simulate_on_gpu, GpuWorldModel, StepPlan};
     let fixture: Fixture = serde_json::from_str(FIXTURE).unwrap();
     let model = sepsis_core::world_model::WorldModel::from_bytes(CARD, WEIGHTS.to_vec()).unwrap();
     let gpu = GpuContext::new().await.expect("WebGPU adapter (run with --enable-unsafe-webgpu)");
     let on_gpu_model = GpuWorldModel::upload(&gpu, WEIGHTS, &model.card).unwrap();
 
-    // One step, raw: every member's means, log sigmas, outcome logits and draws.
-    let rollout = Rollout::new(&model.card, fixture.request.clone()).unwrap();
-    let plan = StepPlan::new(&gpu, &on_gpu_model, rollout.rows(), rollout.window());
-    let (outputs, draws) = plan.run(&gpu, &rollout).await.unwrap();
-    for m in 0..rollout.members() {
-        let cpu = model.member_output(m, rollout.inputs(m), rollout.rows()).unwrap();
-        let cpu_draws = draw(&cpu, rollout.seed(), rollout.counter_base(m));
-        for (name, a, b) in [
-            ("mean", &outputs[m].mean, &cpu.mean),
-            ("log sigma", &outputs[m].log_sigma, &cpu.log_sigma),
-            ("outcome logit", &outputs[m].outcome_logit, &cpu.outcome_logit),
-            ("draws", &draws[m], &cpu_draws),
-        ] {
-            assert_eq!(a.len(), b.len(), "{name}");
-            let diff = max_abs_diff(a, b) as f64;
-            assert!(diff <= GPU_CPU_TOLERANCE, "member {m} {name}: max |gpu - cpu| = {diff}");
+    // Two steps, raw (the context, then one carried step): every member's
+    // means, log sigmas, outcome logits and draws. Both paths continue from
+    // the CPU's draws, so the second step compares the carried states alone.
+    let mut rollout = Rollout::new(&model.card, fixture.request.clone()).unwrap();
+    let plan = StepPlan::new(&gpu, &on_gpu_model, rollout.rows(), rollout.steps());
+    let mut forward = CpuForward::new(&model);
+    for step in 1..=2 {
+        let (outputs, draws) = plan.run(&gpu, &rollout).await.unwrap();
+        let (mut cpu_outputs, mut cpu_draws) = (Vec::new(), Vec::new());
+        for m in 0..rollout.members() {
+            let cpu = forward.feed(m, rollout.inputs(m), rollout.rows(), rollout.steps()).unwrap();
+            let cpu_draw = draw(&cpu, rollout.seed(), rollout.counter_base(m));
+            for (name, a, b) in [
+                ("mean", &outputs[m].mean, &cpu.mean),
+                ("log sigma", &outputs[m].log_sigma, &cpu.log_sigma),
+                ("outcome logit", &outputs[m].outcome_logit, &cpu.outcome_logit),
+                ("draws", &draws[m], &cpu_draw),
+            ] {
+                assert_eq!(a.len(), b.len(), "{name}");
+                let diff = max_abs_diff(a, b) as f64;
+                assert!(diff <= GPU_CPU_TOLERANCE, "step {step} member {m} {name}: max |gpu - cpu| = {diff}");
+            }
+            cpu_outputs.push(cpu);
+            cpu_draws.push(cpu_draw);
         }
+        rollout.advance(&cpu_outputs, &cpu_draws);
     }
 
     // The whole six-step simulation, streamed step by step.

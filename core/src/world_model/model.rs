@@ -7,7 +7,7 @@
 //! candle-transformers' models are.
 
 use candle_core::{IndexOp, Module, Result, Tensor};
-use candle_nn::rnn::{gru, GRUConfig, GRU, RNN};
+use candle_nn::rnn::{gru, GRUConfig, GRUState, GRU, RNN};
 use candle_nn::{linear, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +16,7 @@ pub const LOG_SIGMA_RANGE: (f64, f64) = (-5.0, 1.5);
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WorldModelConfig {
-    /// Steps of history the model reads (paper: 6 = 24 h).
+    /// Steps the model reads: 6 of history (the paper's 24 h) plus up to 6 simulated.
     pub window: usize,
     pub hidden: usize,
     pub members: usize,
@@ -34,7 +34,7 @@ pub struct WorldModelConfig {
 
 impl Default for WorldModelConfig {
     fn default() -> Self {
-        Self { window: 6, hidden: 128, members: 5, epochs: 20, batch: 256, learning_rate: 1e-3, patience: 3, outcome_hidden: 64, outcome_weight: 1.0, seed: 4 }
+        Self { window: 12, hidden: 128, members: 5, epochs: 20, batch: 256, learning_rate: 1e-3, patience: 3, outcome_hidden: 64, outcome_weight: 1.0, seed: 4 }
     }
 }
 
@@ -44,6 +44,15 @@ pub struct Prediction {
     pub log_sigma: Tensor,
     /// `batch`, logit of death by the end of the stay.
     pub outcome_logit: Tensor,
+}
+
+/// The recurrent state of one member for a batch: it carries a simulation
+/// forward one step at a time.
+#[derive(Clone)]
+pub struct MemberState {
+    h1: GRUState,
+    h2: GRUState,
+    outcome: GRUState,
 }
 
 pub struct Member {
@@ -68,20 +77,44 @@ impl Member {
         })
     }
 
-    /// `inputs`: `batch x window x input_dim`.
+    pub fn zero_state(&self, batch: usize) -> Result<MemberState> {
+        Ok(MemberState { h1: self.gru1.zero_state(batch)?, h2: self.gru2.zero_state(batch)?, outcome: self.outcome_gru.zero_state(batch)? })
+    }
+
+    /// Read one step (`batch x input_dim`) into the state.
+    pub fn step(&self, x: &Tensor, state: &MemberState) -> Result<MemberState> {
+        let h1 = self.gru1.step(x, &state.h1)?;
+        let h2 = self.gru2.step(&h1.h, &state.h2)?;
+        let outcome = self.outcome_gru.step(x, &state.outcome)?;
+        Ok(MemberState { h1, h2, outcome })
+    }
+
+    /// The predictions from a state: next-step Gaussian and outcome logit.
+    pub fn heads(&self, state: &MemberState) -> Result<Prediction> {
+        let h = &state.h2.h;
+        let log_sigma = self.log_sigma.forward(h)?.clamp(LOG_SIGMA_RANGE.0 as f32, LOG_SIGMA_RANGE.1 as f32)?;
+        Ok(Prediction { mean: self.mean.forward(h)?, log_sigma, outcome_logit: self.outcome.forward(&state.outcome.h)?.squeeze(1)? })
+    }
+
+    /// `inputs`: `batch x window x input_dim`, left-padded with all-zero
+    /// steps. Padding steps leave the state untouched (a real step always has
+    /// a one-hot action, so it is never all zero): a window is read exactly
+    /// as its real steps from a zero state, which is what lets a simulation
+    /// carry the state forward one step at a time instead of re-reading the
+    /// window every step (docs/world-model.md).
     pub fn forward(&self, inputs: &Tensor) -> Result<Prediction> {
-        let (_, window, _) = inputs.dims3()?;
-        let batch = inputs.dim(0)?;
-        let (mut h1, mut h2, mut ho) = (self.gru1.zero_state(batch)?, self.gru2.zero_state(batch)?, self.outcome_gru.zero_state(batch)?);
+        let (batch, window, _) = inputs.dims3()?;
+        let mut state = self.zero_state(batch)?;
         for t in 0..window {
             let x = inputs.i((.., t, ..))?.contiguous()?;
-            h1 = self.gru1.step(&x, &h1)?;
-            h2 = self.gru2.step(&h1.h, &h2)?;
-            ho = self.outcome_gru.step(&x, &ho)?;
+            let real = x.abs()?.sum_keepdim(1)?.gt(0f32)?;
+            let next = self.step(&x, &state)?;
+            let keep = |new: &GRUState, old: &GRUState| -> Result<GRUState> {
+                Ok(GRUState { h: real.broadcast_as(new.h.shape())?.where_cond(&new.h, &old.h)? })
+            };
+            state = MemberState { h1: keep(&next.h1, &state.h1)?, h2: keep(&next.h2, &state.h2)?, outcome: keep(&next.outcome, &state.outcome)? };
         }
-        let h = h2.h;
-        let log_sigma = self.log_sigma.forward(&h)?.clamp(LOG_SIGMA_RANGE.0 as f32, LOG_SIGMA_RANGE.1 as f32)?;
-        Ok(Prediction { mean: self.mean.forward(&h)?, log_sigma, outcome_logit: self.outcome.forward(&ho.h)?.squeeze(1)? })
+        self.heads(&state)
     }
 }
 

@@ -1,7 +1,12 @@
 //! Simulating candidate treatments in the ensemble, as a state machine that
 //! does no arithmetic of the networks itself: each step it hands out every
-//! member's input windows, takes back the member's outputs and Gaussian
-//! draws, and turns them into the step's forecasts. The candle CPU path
+//! member's new input steps, takes back the member's outputs and Gaussian
+//! draws, and turns them into the step's forecasts. The compute paths carry
+//! each rollout's recurrent state: the first step feeds the context (the
+//! newest `CONTEXT_STEPS` of the history, the current step with the
+//! candidate's action), every later step feeds one simulated step. A rollout
+//! therefore never reads more than `CONTEXT_STEPS + MAX_HORIZON` steps, the
+//! model's training window. The candle CPU path
 //! ([`simulate_on_cpu`]) and the worker's WGSL path drive the same
 //! [`Rollout`], so they can only differ in the forward pass and the draws,
 //! which the parity tests compare.
@@ -11,14 +16,19 @@
 //! (members are whole hypotheses of the dynamics, not mixed per step) and
 //! draws its next values from that member's Gaussian.
 
-use candle_core::{Device, Result, Tensor};
+use candle_core::{Device, IndexOp, Result, Tensor};
 
 use super::card::ModelCard;
+use super::model::MemberState;
 use super::WorldModel;
 use crate::cohort::schema::{idx, FEATURES};
 use crate::simulation::{
-    quantile, standard_normal, CandidateStep, FeatureBand, RequestError, SimulateRequest, Simulation, SimulationStep, KEY_FEATURES,
+    quantile, standard_normal, CandidateStep, FeatureBand, RequestError, SimulateRequest, Simulation, SimulationStep, KEY_FEATURES, MAX_HORIZON,
 };
+
+/// History steps a simulation reads before its first simulated step. With
+/// the horizon, at most the model's window (`configs/world-model.json`).
+pub const CONTEXT_STEPS: usize = 6;
 
 /// One member's outputs for all of its rows, row-major.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,8 +45,10 @@ pub struct Rollout<'a> {
     card: &'a ModelCard,
     request: SimulateRequest,
     members: usize,
-    /// Per member: `rows x window x input_dim`, the newest window of every rollout.
-    windows: Vec<Vec<f32>>,
+    /// Per member: `rows x steps x input_dim`, what the rollouts read next.
+    pending: Vec<Vec<f32>>,
+    /// Steps per row in `pending`: the context first, then 1.
+    pending_steps: usize,
     /// z bounds of each dynamic feature (its plausible range): draws are clipped to them.
     bounds: Vec<(f32, f32)>,
     /// (position among the dynamic features, schema index) of each key feature.
@@ -47,14 +59,19 @@ pub struct Rollout<'a> {
 impl<'a> Rollout<'a> {
     pub fn new(card: &'a ModelCard, request: SimulateRequest) -> std::result::Result<Self, RequestError> {
         request.validate(FEATURES.len())?;
-        let (layout, window) = (&card.layout, card.config.window);
-        let steps: Vec<(&[Option<f64>], crate::action::Action)> = request.history.iter().map(|s| (s.values.as_slice(), s.action)).collect();
-        let mut one_member = Vec::with_capacity(request.candidates.len() * request.samples * window * layout.input_dim());
+        if card.config.window < CONTEXT_STEPS + MAX_HORIZON {
+            panic!("the model's window ({}) is shorter than context + horizon", card.config.window);
+        }
+        let layout = &card.layout;
+        let context = request.history.len().min(CONTEXT_STEPS);
+        let steps: Vec<(&[Option<f64>], crate::action::Action)> =
+            request.history[request.history.len() - context..].iter().map(|s| (s.values.as_slice(), s.action)).collect();
+        let mut one_member = Vec::with_capacity(request.candidates.len() * request.samples * context * layout.input_dim());
         let mut own = steps.clone();
         for c in 0..request.candidates.len() {
             own.last_mut().expect("validated: non-empty").1 = request.action(c, 0);
             let mut encoded = Vec::new();
-            layout.encode_window(&card.normaliser, &own, window, &mut encoded);
+            layout.encode_window(&card.normaliser, &own, context, &mut encoded);
             for _ in 0..request.samples {
                 one_member.extend_from_slice(&encoded);
             }
@@ -75,7 +92,7 @@ impl<'a> Rollout<'a> {
             })
             .collect();
         let members = card.config.members;
-        Ok(Self { card, request, members, windows: vec![one_member; members], bounds, key, result: Simulation::default() })
+        Ok(Self { card, request, members, pending: vec![one_member; members], pending_steps: context, bounds, key, result: Simulation::default() })
     }
 
     pub fn members(&self) -> usize {
@@ -89,10 +106,6 @@ impl<'a> Rollout<'a> {
 
     pub fn dynamic_dim(&self) -> usize {
         self.card.layout.dynamic.len()
-    }
-
-    pub fn window(&self) -> usize {
-        self.card.config.window
     }
 
     pub fn input_dim(&self) -> usize {
@@ -112,9 +125,14 @@ impl<'a> Rollout<'a> {
         self.request.seed
     }
 
-    /// Member `m`'s input windows for the next step, `rows x window x input_dim`.
+    /// Member `m`'s steps to read next, `rows x steps() x input_dim`.
     pub fn inputs(&self, member: usize) -> &[f32] {
-        &self.windows[member]
+        &self.pending[member]
+    }
+
+    /// Steps per row in `inputs`: the context length first, then 1.
+    pub fn steps(&self) -> usize {
+        self.pending_steps
     }
 
     /// The noise counter of member `m`'s first draw this step; draw `i`
@@ -163,33 +181,34 @@ impl<'a> Rollout<'a> {
             let disagreement = spread / (samples * dims) as f64;
             candidates.push(CandidateStep { candidate: c, action: self.request.action(c, t), bands, survival, disagreement });
         }
-        self.shift_windows(&draws, t + 1);
+        self.encode_simulated(&draws, t + 1);
         self.result.steps.push(SimulationStep { step: t + 1, candidates });
         self.result.steps.last().expect("just pushed")
     }
 
-    /// Drop each window's oldest step and append the simulated one: drawn
-    /// values (all observed now), the statics carried over, and the action
-    /// the candidate gives at step `next`.
-    fn shift_windows(&mut self, draws: &[Vec<f32>], next: usize) {
-        let (rows, dims, window, width) = (self.rows(), self.dynamic_dim(), self.window(), self.input_dim());
+    /// Encode each rollout's simulated step as the next input: drawn values
+    /// (all observed now), the statics carried over, and the action the
+    /// candidate gives at step `next`.
+    fn encode_simulated(&mut self, draws: &[Vec<f32>], next: usize) {
+        let (rows, dims, width, steps) = (self.rows(), self.dynamic_dim(), self.input_dim(), self.pending_steps);
         let statics = self.card.layout.statics.len();
-        for (member, windows) in self.windows.iter_mut().enumerate() {
+        let levels = crate::action::LEVELS as usize;
+        for (member, pending) in self.pending.iter_mut().enumerate() {
+            let mut encoded = vec![0.0f32; rows * width];
             for r in 0..rows {
                 let action = self.request.action(r / self.request.samples, next);
-                let row = &mut windows[r * window * width..(r + 1) * window * width];
-                row.copy_within(width.., 0);
-                let newest = &mut row[(window - 1) * width..];
-                let static_z: Vec<f32> = newest[2 * dims..2 * dims + statics].to_vec();
-                newest.fill(0.0);
-                newest[..dims].copy_from_slice(&draws[member][r * dims..(r + 1) * dims]);
-                newest[dims..2 * dims].fill(1.0);
-                newest[2 * dims..2 * dims + statics].copy_from_slice(&static_z);
-                let levels = crate::action::LEVELS as usize;
-                newest[2 * dims + statics + action.fluid as usize] = 1.0;
-                newest[2 * dims + statics + levels + action.vaso as usize] = 1.0;
+                // Statics: from the newest step this row read.
+                let previous = &pending[(r * steps + steps - 1) * width..(r * steps + steps) * width];
+                let step = &mut encoded[r * width..(r + 1) * width];
+                step[..dims].copy_from_slice(&draws[member][r * dims..(r + 1) * dims]);
+                step[dims..2 * dims].fill(1.0);
+                step[2 * dims..2 * dims + statics].copy_from_slice(&previous[2 * dims..2 * dims + statics]);
+                step[2 * dims + statics + action.fluid as usize] = 1.0;
+                step[2 * dims + statics + levels + action.vaso as usize] = 1.0;
             }
+            *pending = encoded;
         }
+        self.pending_steps = 1;
     }
 
     pub fn finish(self) -> Simulation {
@@ -234,12 +253,31 @@ pub fn draw(output: &MemberOutput, seed: u32, base: u32) -> Vec<f32> {
         .collect()
 }
 
-impl WorldModel {
-    /// Member `m`'s forward pass with candle on the CPU.
-    pub fn member_output(&self, member: usize, inputs: &[f32], rows: usize) -> Result<MemberOutput> {
-        let (window, width) = (self.card.config.window, self.card.layout.input_dim());
-        let x = Tensor::from_slice(inputs, (rows, window, width), &Device::Cpu)?;
-        let p = self.member(member).forward(&x)?;
+/// The candle CPU forward pass, carrying every member's recurrent state.
+pub struct CpuForward<'m> {
+    model: &'m WorldModel,
+    states: Vec<Option<MemberState>>,
+}
+
+impl<'m> CpuForward<'m> {
+    pub fn new(model: &'m WorldModel) -> Self {
+        Self { model, states: vec![None; model.members()] }
+    }
+
+    /// Read `rows x steps x input_dim` into member `m`'s state (zero at
+    /// first) and return its predictions.
+    pub fn feed(&mut self, member: usize, inputs: &[f32], rows: usize, steps: usize) -> Result<MemberOutput> {
+        let net = self.model.member(member);
+        let x = Tensor::from_slice(inputs, (rows, steps, self.model.card.layout.input_dim()), &Device::Cpu)?;
+        let mut state = match self.states[member].take() {
+            Some(state) => state,
+            None => net.zero_state(rows)?,
+        };
+        for t in 0..steps {
+            state = net.step(&x.i((.., t, ..))?.contiguous()?, &state)?;
+        }
+        let p = net.heads(&state)?;
+        self.states[member] = Some(state);
         Ok(MemberOutput { mean: p.mean.flatten_all()?.to_vec1()?, log_sigma: p.log_sigma.flatten_all()?.to_vec1()?, outcome_logit: p.outcome_logit.to_vec1()? })
     }
 }
@@ -248,9 +286,10 @@ impl WorldModel {
 /// step completes (the worker streams these).
 pub fn simulate_on_cpu(model: &WorldModel, request: SimulateRequest, mut on_step: impl FnMut(&SimulationStep)) -> Result<Simulation> {
     let mut rollout = Rollout::new(&model.card, request).map_err(candle_core::Error::wrap)?;
+    let mut forward = CpuForward::new(model);
     while !rollout.is_done() {
-        let rows = rollout.rows();
-        let outputs: Vec<MemberOutput> = (0..rollout.members()).map(|m| model.member_output(m, rollout.inputs(m), rows)).collect::<Result<_>>()?;
+        let (rows, steps) = (rollout.rows(), rollout.steps());
+        let outputs: Vec<MemberOutput> = (0..rollout.members()).map(|m| forward.feed(m, rollout.inputs(m), rows, steps)).collect::<Result<_>>()?;
         let draws: Vec<Vec<f32>> = outputs.iter().enumerate().map(|(m, o)| draw(o, rollout.seed(), rollout.counter_base(m))).collect();
         on_step(rollout.advance(&outputs, &draws));
     }
@@ -316,13 +355,66 @@ mod tests {
     }
 
     #[test]
-    fn the_first_step_reads_the_same_windows_as_the_ensemble() {
+    fn carrying_the_state_predicts_what_the_whole_window_predicts() {
+        // The design's premise: feeding the context, then one simulated step
+        // at a time, gives the same predictions as reading the whole course
+        // as one left-padded window (docs/world-model.md).
         let model = shipped();
-        let rollout = Rollout::new(&model.card, request(1)).unwrap();
+        let request = SimulateRequest { samples: 1, ..request(3) };
+        let mut rollout = Rollout::new(&model.card, request.clone()).unwrap();
+        let mut forward = CpuForward::new(&model);
+        let mut courses: Vec<super::super::History> = (0..3)
+            .map(|c| {
+                let mut h: super::super::History = course().into_iter().map(|s| (s.values, s.action)).collect();
+                h.last_mut().unwrap().1 = request.action(c, 0);
+                h
+            })
+            .collect();
+        for t in 0..3 {
+            let (rows, steps) = (rollout.rows(), rollout.steps());
+            assert_eq!(steps, if t == 0 { 2 } else { 1 });
+            let outputs: Vec<MemberOutput> = (0..rollout.members()).map(|m| forward.feed(m, rollout.inputs(m), rows, steps).unwrap()).collect();
+            let windowed = model.predict(&model.encode(&courses).unwrap()).unwrap();
+            for (m, output) in outputs.iter().enumerate() {
+                let mean: Vec<f32> = windowed[m].mean.flatten_all().unwrap().to_vec1().unwrap();
+                let logit: Vec<f32> = windowed[m].outcome_logit.to_vec1().unwrap();
+                let diff = output.mean.iter().zip(&mean).chain(output.outcome_logit.iter().zip(&logit)).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                assert!(diff < 1e-5, "step {t} member {m}: carried state differs from the window by {diff}");
+            }
+            // Member 0's course continues with its own drawn values.
+            let draws: Vec<Vec<f32>> = outputs.iter().enumerate().map(|(m, o)| draw(o, rollout.seed(), rollout.counter_base(m))).collect();
+            rollout.advance(&outputs, &draws);
+            // Only member 0 is checked against the window from here on: give
+            // every member member 0's draws so all courses agree.
+            for (c, history) in courses.iter_mut().enumerate() {
+                let current = history.last().unwrap().0.clone();
+                let dims = rollout.dynamic_dim();
+                let z = &draws[0][c * dims..(c + 1) * dims];
+                let clipped: Vec<f32> = z.iter().enumerate().map(|(d, &v)| v.clamp(rollout.bounds[d].0, rollout.bounds[d].1)).collect();
+                let values = model.predicted_values(&current, &clipped);
+                history.push((values, request.action(c, t + 1)));
+            }
+            let member0 = rollout.pending[0].clone();
+            for pending in rollout.pending.iter_mut() {
+                pending.clone_from(&member0);
+            }
+        }
+    }
+
+    #[test]
+    fn the_context_is_the_newest_history_steps_with_the_candidates_action() {
+        let model = shipped();
+        let long: Vec<CourseStep> = (0..9).flat_map(|_| course()).collect();
+        let rollout = Rollout::new(&model.card, SimulateRequest { history: long, ..request(1) }).unwrap();
+        assert_eq!(rollout.steps(), CONTEXT_STEPS);
         let mut history: super::super::History = course().into_iter().map(|s| (s.values, s.action)).collect();
         history.last_mut().unwrap().1 = Action { fluid: 3, vaso: 2 };
-        let expected: Vec<f32> = model.encode(&[history]).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-        let width = rollout.window() * rollout.input_dim();
+        let mut expected = Vec::new();
+        let steps: Vec<(&[Option<f64>], Action)> = history.iter().map(|(v, a)| (v.as_slice(), *a)).collect();
+        let mut context: Vec<(&[Option<f64>], Action)> = steps.iter().cycle().take(CONTEXT_STEPS).copied().collect();
+        context.last_mut().unwrap().1 = Action { fluid: 3, vaso: 2 };
+        model.card.layout.encode_window(&model.card.normaliser, &context, CONTEXT_STEPS, &mut expected);
+        let width = CONTEXT_STEPS * rollout.input_dim();
         // Candidate 1, every sample, every member.
         for m in 0..rollout.members() {
             for s in 0..8 {
@@ -349,9 +441,10 @@ mod tests {
             let expected = model.card.normaliser.value(idx("map"), 0.25);
             assert!((map.p10 - expected).abs() < 1e-4 && (map.p90 - expected).abs() < 1e-4, "{map:?} vs {expected}");
         }
-        let (window, width) = (rollout.window(), rollout.input_dim());
+        assert_eq!(rollout.steps(), 1);
+        let width = rollout.input_dim();
         // Candidate 2 (row 2) holds nothing after its first fluid-4 step.
-        let newest = &rollout.inputs(0)[2 * window * width + (window - 1) * width..3 * window * width];
+        let newest = &rollout.inputs(0)[2 * width..3 * width];
         assert!(newest[..dims].iter().all(|&z| z == 0.25));
         assert!(newest[dims..2 * dims].iter().all(|&m| m == 1.0));
         let statics = model.card.layout.statics.len();
