@@ -76,3 +76,18 @@ fn a_sampled_cohort_is_reproducible_valid_csv_with_the_clinicians_survival_rate(
     let ids = |c: &sepsis_core::cohort::Cohort| c.patients.iter().map(|p| p.id.clone()).collect::<std::collections::HashSet<_>>();
     assert!(ids(&parts.train).is_disjoint(&ids(&parts.test)) && ids(&parts.train).is_disjoint(&ids(&parts.validation)));
 }
+
+#[test]
+fn more_logged_data_lets_a_state_seeing_learner_get_closer_to_the_optimum() {
+    use sepsis_core::eval::ceiling::ceiling;
+    let env = env();
+    let rows = ceiling(&env, &[2000, 60000], &[50], 2026);
+    let (small, large) = (&rows[0], &rows[1]);
+    assert!(large.one_step_improvement > small.one_step_improvement + 0.02, "{rows:?}");
+    assert!(large.logged_mdp_value_iteration > small.logged_mdp_value_iteration + 0.02, "{rows:?}");
+    for r in &rows {
+        // No learner beats the optimum; with this much data both beat random (0.780).
+        assert!(r.one_step_improvement < 0.8752 && r.logged_mdp_value_iteration < 0.8752, "{r:?}");
+    }
+    assert!(large.one_step_improvement > 0.80);
+}

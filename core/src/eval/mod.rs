@@ -1,6 +1,7 @@
 //! Evaluation: exact values on ICU-Sepsis (and, as they land, off-policy
 //! estimates and safety metrics).
 
+pub mod ceiling;
 pub mod exact;
 pub mod ope;
 pub mod policies;

@@ -1,0 +1,150 @@
+//! How good can a policy learnt from logged clinicians' data be? The most
+//! generous learner sees the MDP's own state ids in the logged cohort (no
+//! clinical features to get wrong) and may only choose actions clinicians
+//! took at least `min_count` times in a state (anything rarer cannot be
+//! estimated). Two such learners, scored exactly on ICU-Sepsis:
+//!
+//! - *logged-MDP value iteration*: transitions counted from the data,
+//!   optimal policy in that estimated MDP (what the AI Clinician does with
+//!   k-means clusters);
+//! - *one-step improvement*: the clinicians' value per state estimated from
+//!   logged outcomes (Monte Carlo, shrunk to the mean with 5 pseudo-visits),
+//!   then the action with the best counted next-state value (one step of
+//!   policy iteration; robust offline, Brandfonbrener et al. 2021).
+//!
+//! Both bound what `wm-mpc` (and the agent it teaches) can reach from a
+//! cohort of that size: the world model learns from the same data.
+
+use std::collections::HashMap;
+
+use crate::action::N_ACTIONS;
+use crate::cohort::{Cohort, Outcome};
+use crate::env::cohort_sampling::sample_cohort;
+use crate::env::icu_sepsis::{IcuSepsis, N_PATIENT_STATES, STATE_DEATH, STATE_SURVIVAL};
+use crate::env::{TabularMdp, Transition};
+use crate::eval::exact::{table_value, value_iteration};
+use crate::policy::{Baseline, PolicyTable};
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct CeilingRow {
+    pub episodes: usize,
+    pub min_count: u32,
+    pub logged_mdp_value_iteration: f64,
+    pub one_step_improvement: f64,
+}
+
+/// Logged (state, action) -> next-state counts; terminal outcomes as
+/// `STATE_DEATH` / `STATE_SURVIVAL`.
+struct Counts {
+    next: Vec<HashMap<usize, f64>>,
+    /// Logged survival per state visit: (sum, visits).
+    survival: Vec<(f64, f64)>,
+}
+
+impl Counts {
+    fn of(cohort: &Cohort) -> Self {
+        let mut counts = Self { next: vec![HashMap::new(); N_PATIENT_STATES * N_ACTIONS], survival: vec![(0.0, 0.0); N_PATIENT_STATES] };
+        for patient in &cohort.patients {
+            let survived = f64::from(u8::from(patient.outcome == Outcome::Survived));
+            for (t, step) in patient.steps.iter().enumerate() {
+                let state = step.state.expect("sampled cohorts carry state ids") as usize;
+                let next = match patient.steps.get(t + 1) {
+                    Some(next) => next.state.expect("state ids") as usize,
+                    None if survived == 1.0 => STATE_SURVIVAL,
+                    None => STATE_DEATH,
+                };
+                *counts.next[state * N_ACTIONS + step.action.index()].entry(next).or_default() += 1.0;
+                counts.survival[state].0 += survived;
+                counts.survival[state].1 += 1.0;
+            }
+        }
+        counts
+    }
+
+    fn total(&self, state: usize, action: usize) -> f64 {
+        self.next[state * N_ACTIONS + action].values().sum()
+    }
+
+    /// The most logged action in a state (the fallback where nothing reaches the threshold).
+    fn most_logged(&self, state: usize) -> usize {
+        (0..N_ACTIONS).max_by(|&a, &b| self.total(state, a).total_cmp(&self.total(state, b))).expect("25 actions")
+    }
+}
+
+fn deterministic(actions: Vec<usize>) -> PolicyTable {
+    PolicyTable::deterministic(&actions).expect("one action per state")
+}
+
+fn logged_mdp_value_iteration(env: &IcuSepsis, counts: &Counts, min_count: f64) -> f64 {
+    let n = N_PATIENT_STATES;
+    let transitions = counts
+        .next
+        .iter()
+        .map(|row| {
+            let total: f64 = row.values().sum();
+            let mut list: Vec<Transition> = row
+                .iter()
+                .map(|(&next, &c)| Transition {
+                    next: if next < n { next } else { n + usize::from(next == STATE_SURVIVAL) },
+                    probability: c / total,
+                    reward: f64::from(u8::from(next == STATE_SURVIVAL)),
+                })
+                .collect();
+            list.sort_by_key(|t| t.next);
+            list
+        })
+        .collect();
+    let mdp = TabularMdp::new(n, transitions, env.mdp.initial[..n].to_vec());
+    let allowed = |s: usize, a: usize| counts.total(s, a) >= min_count;
+    let optimal = value_iteration(&mdp, allowed);
+    let actions = (0..n)
+        .map(|s| if (0..N_ACTIONS).any(|a| allowed(s, a)) { optimal.rows[s].iter().position(|&p| p == 1.0).unwrap_or(0) } else { counts.most_logged(s) })
+        .collect();
+    table_value(&env.mdp, &deterministic(actions)).expect("a deterministic policy on ICU-Sepsis terminates")
+}
+
+fn one_step_improvement(env: &IcuSepsis, counts: &Counts, min_count: f64) -> f64 {
+    let (sum, visits) = counts.survival.iter().fold((0.0, 0.0), |(s, v), (a, b)| (s + a, v + b));
+    let mean = sum / visits;
+    let value: Vec<f64> = counts.survival.iter().map(|(s, v)| (s + 5.0 * mean) / (v + 5.0)).collect();
+    let actions = (0..N_PATIENT_STATES)
+        .map(|s| {
+            let q = |a: usize| {
+                let total = counts.total(s, a);
+                counts.next[s * N_ACTIONS + a]
+                    .iter()
+                    .map(|(&next, &c)| c / total * if next == STATE_SURVIVAL { 1.0 } else if next == STATE_DEATH { 0.0 } else { value[next] })
+                    .sum::<f64>()
+            };
+            (0..N_ACTIONS).filter(|&a| counts.total(s, a) >= min_count).max_by(|&a, &b| q(a).total_cmp(&q(b))).unwrap_or_else(|| counts.most_logged(s))
+        })
+        .collect();
+    table_value(&env.mdp, &deterministic(actions)).expect("a deterministic policy on ICU-Sepsis terminates")
+}
+
+/// Both learners on the first `episodes` clinicians' episodes of the
+/// `seed` stream, for every threshold.
+pub fn ceiling(env: &IcuSepsis, episodes: &[usize], min_counts: &[u32], seed: u64) -> Vec<CeilingRow> {
+    let clinicians = Baseline::Clinicians.table(env);
+    let mut rows = Vec::new();
+    for &n in episodes {
+        let counts = Counts::of(&sample_cohort(env, &clinicians, n, seed));
+        for &min_count in min_counts {
+            rows.push(CeilingRow {
+                episodes: n,
+                min_count,
+                logged_mdp_value_iteration: logged_mdp_value_iteration(env, &counts, min_count as f64),
+                one_step_improvement: one_step_improvement(env, &counts, min_count as f64),
+            });
+        }
+    }
+    rows
+}
+
+pub fn markdown(rows: &[CeilingRow]) -> String {
+    let mut text = String::from("| logged episodes | min. logged count | logged-MDP value iteration | one-step improvement |\n|---|---|---|---|\n");
+    for r in rows {
+        text += &format!("| {} | {} | {:.4} | {:.4} |\n", r.episodes, r.min_count, r.logged_mdp_value_iteration, r.one_step_improvement);
+    }
+    text
+}
