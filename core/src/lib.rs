@@ -21,6 +21,8 @@ pub mod eval;
 #[cfg(feature = "ml")]
 pub mod gguf;
 pub mod guideline;
+#[cfg(feature = "llm")]
+pub mod llm;
 pub mod manifest;
 #[cfg(all(feature = "ml", feature = "eval"))]
 pub mod nn_init;

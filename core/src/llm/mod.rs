@@ -1,0 +1,4 @@
+//! The agent's LLM: SmolLM2-135M-Instruct from its GGUF file, with the
+//! tokenizer built from the same file.
+
+pub mod tokenizer;
