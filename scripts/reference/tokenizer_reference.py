@@ -15,7 +15,7 @@ import sys
 import gguf
 import tiktoken
 
-GGUF = sys.argv[1] if len(sys.argv) > 1 else ".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF = sys.argv[1] if len(sys.argv) > 1 else ".cache/models/SmolLM2-135M-Instruct.Q8_0.gguf"
 OUT = "core/tests/fixtures/tokenizer-reference.json"
 
 STRINGS = [

@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync,
 import { tmpdir } from 'node:os';
 import { startServer, openBrowser, foreignRequests, outputDir, distDir, test_id as t } from './harness.mjs';
 
-const MODEL = 'SmolLM2-135M-Instruct.Q4_1.gguf';
+const MODEL = 'SmolLM2-135M-Instruct.Q8_0.gguf';
 const modelFile = `[data-test="model-file"][data-file="${MODEL}"]`;
 let server;
 before(async () => { server = await startServer(); });

@@ -52,6 +52,22 @@ enum Command {
         #[command(subcommand)]
         command: ManifestCommand,
     },
+    /// The agent's LLM.
+    Llm {
+        #[command(subcommand)]
+        command: LlmCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LlmCommand {
+    /// Rewrite the GGUF's Q4_1 blocks as Q8_0 (candle has SIMD kernels for Q8_0; `make fetch` runs this once).
+    Quantize {
+        #[arg(long, default_value = ".cache/llm-source/SmolLM2-135M-Instruct.Q4_1.gguf")]
+        input: PathBuf,
+        #[arg(long, default_value = ".cache/models/SmolLM2-135M-Instruct.Q8_0.gguf")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -254,7 +270,29 @@ fn main() -> Result<()> {
             sample_data(&data_dir, episodes, seed, &out, split)
         }
         Command::Manifest { command: ManifestCommand::Check { manifest, dir } } => check_manifest(&manifest, &dir),
+        Command::Llm { command: LlmCommand::Quantize { input, out } } => quantize_llm(&input, &out),
     }
+}
+
+fn quantize_llm(input: &Path, out: &Path) -> Result<()> {
+    use candle_core::quantized::GgmlDType;
+    let started = std::time::Instant::now();
+    let mut reader = std::io::BufReader::new(std::fs::File::open(input).with_context(|| format!("opening {} (run `make fetch`)", input.display()))?);
+    // Write beside the target and rename, so an interrupted run leaves no half file.
+    let partial = out.with_extension("gguf.part");
+    let mut writer = std::io::BufWriter::new(std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?);
+    let report = sepsis_core::llm::quantize::requantize(&mut reader, &mut writer, GgmlDType::Q4_1, GgmlDType::Q8_0)
+        .with_context(|| format!("re-quantizing {}", input.display()))?;
+    drop(writer);
+    std::fs::rename(&partial, out)?;
+    eprintln!(
+        "wrote {} ({} of {} tensors Q4_1 -> Q8_0, {:.1} s)",
+        out.display(),
+        report.converted,
+        report.tensors,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn load_env(args: &EnvArgs) -> Result<IcuSepsis> {

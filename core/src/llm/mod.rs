@@ -2,3 +2,5 @@
 //! tokenizer built from the same file.
 
 pub mod tokenizer;
+pub mod quantize;
+pub mod generate;
