@@ -67,6 +67,20 @@ pub struct Situation {
     pub first_step: bool,
 }
 
+impl Situation {
+    /// The situation at a step with these clinical values (schema order).
+    pub fn at(values: &[Option<f64>], previous_vaso: Option<u8>, first_step: bool) -> Self {
+        use crate::cohort::schema::idx;
+        Self { map: values[idx("map")], lactate: values[idx("lactate")], fluid_balance_ml: values[idx("fluid_balance_ml")], previous_vaso, first_step }
+    }
+
+    /// The situation at the newest step of a patient's course.
+    pub fn of_course(course: &[crate::simulation::CourseStep]) -> Self {
+        let newest = course.last().expect("a course has at least one step");
+        Self::at(&newest.values, course.len().checked_sub(2).map(|i| course[i].action.vaso), course.len() == 1)
+    }
+}
+
 /// The rules `action` violates in `situation`.
 pub fn violations(situation: &Situation, action: Action) -> Vec<Rule> {
     let s = situation;

@@ -10,6 +10,7 @@
 //! ICU-Sepsis MDP ([`env`], [`eval`], [`policy`], [`baselines`]).
 
 pub mod action;
+pub mod agent;
 #[cfg(feature = "eval")]
 pub mod baselines;
 pub mod cohort;

@@ -8,7 +8,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, N_ACTIONS};
-use crate::cohort::schema::idx;
 use crate::guideline::{violations, Situation};
 use crate::world_model::ensemble::History;
 use crate::world_model::WorldModel;
@@ -119,13 +118,7 @@ pub fn best(scores: &[CandidateScore]) -> &CandidateScore {
 /// The guideline situation of the newest step of a history.
 pub fn situation_of(history: &History) -> Situation {
     let (values, _) = history.last().expect("non-empty history");
-    Situation {
-        map: values[idx("map")],
-        lactate: values[idx("lactate")],
-        fluid_balance_ml: values[idx("fluid_balance_ml")],
-        previous_vaso: history.len().checked_sub(2).map(|i| history[i].1.vaso),
-        first_step: history.len() == 1,
-    }
+    Situation::at(values, history.len().checked_sub(2).map(|i| history[i].1.vaso), history.len() == 1)
 }
 
 #[cfg(feature = "eval")]
@@ -159,7 +152,7 @@ pub mod icu_sepsis {
 mod tests {
     use super::*;
     use crate::cohort::normaliser::Normaliser;
-    use crate::cohort::schema::FEATURES;
+    use crate::cohort::schema::{idx, FEATURES};
     use crate::cohort::{Cohort, Outcome, Patient, Step};
     use crate::world_model::card::ModelCard;
     use crate::world_model::data::{Layout, Windows};

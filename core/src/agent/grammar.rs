@@ -1,0 +1,149 @@
+//! The agent's tool-call grammar (docs/agent.md). Each assistant turn is a
+//! short thought followed by exactly one call, which ends the turn:
+//!
+//! ```text
+//! <simulate>vaso=2 fluid=3; vaso=0 fluid=4</simulate>
+//! <prescribe>vaso=1 fluid=2</prescribe>
+//! ```
+//!
+//! `simulate` takes 1 to 3 candidate (vasopressor, fluid) levels, each 0-4;
+//! `prescribe` exactly one. Parsing never panics: anything else is a
+//! [`ParseError`] that says what was expected, which the loop counts and
+//! shows the model.
+
+use crate::action::{Action, LEVELS};
+
+pub const MAX_SIMULATED: usize = 3;
+/// Generation stops at these: the call is complete.
+pub const CALL_ENDS: [&str; 2] = ["</simulate>", "</prescribe>"];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToolCall {
+    Simulate(Vec<Action>),
+    Prescribe(Action),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("no tool call: end the turn with <simulate>...</simulate> or <prescribe>...</prescribe>")]
+    NoCall,
+    #[error("the <{0}> call is not closed with </{0}>")]
+    Unclosed(&'static str),
+    #[error("{0:?} is not a candidate: write vaso=V fluid=F with V and F from 0 to 4")]
+    Candidate(String),
+    #[error("simulate takes 1 to {MAX_SIMULATED} candidates separated by ';', found {0}")]
+    SimulateCount(usize),
+    #[error("prescribe takes exactly one candidate, found {0}")]
+    PrescribeCount(usize),
+}
+
+impl ToolCall {
+    /// The call as the grammar writes it.
+    pub fn render(&self) -> String {
+        let list = |actions: &[Action]| actions.iter().map(|a| render_action(*a)).collect::<Vec<_>>().join("; ");
+        match self {
+            ToolCall::Simulate(actions) => format!("<simulate>{}</simulate>", list(actions)),
+            ToolCall::Prescribe(action) => format!("<prescribe>{}</prescribe>", render_action(*action)),
+        }
+    }
+}
+
+pub fn render_action(action: Action) -> String {
+    format!("vaso={} fluid={}", action.vaso, action.fluid)
+}
+
+/// The first complete call in an assistant turn.
+pub fn parse(turn: &str) -> Result<ToolCall, ParseError> {
+    let found = ["simulate", "prescribe"]
+        .into_iter()
+        .filter_map(|tag| turn.find(&format!("<{tag}>")).map(|at| (at, tag)))
+        .min_by_key(|(at, _)| *at);
+    let Some((at, tag)) = found else { return Err(ParseError::NoCall) };
+    let body_start = at + tag.len() + 2;
+    let Some(length) = turn[body_start..].find(&format!("</{tag}>")) else { return Err(ParseError::Unclosed(tag)) };
+    let actions = turn[body_start..body_start + length]
+        .split(';')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(parse_candidate)
+        .collect::<Result<Vec<_>, _>>()?;
+    match tag {
+        "simulate" if (1..=MAX_SIMULATED).contains(&actions.len()) => Ok(ToolCall::Simulate(actions)),
+        "simulate" => Err(ParseError::SimulateCount(actions.len())),
+        _ if actions.len() == 1 => Ok(ToolCall::Prescribe(actions[0])),
+        _ => Err(ParseError::PrescribeCount(actions.len())),
+    }
+}
+
+/// `vaso=V fluid=F` (either order, any spacing).
+fn parse_candidate(text: &str) -> Result<Action, ParseError> {
+    let bad = || ParseError::Candidate(text.to_string());
+    let (mut vaso, mut fluid) = (None, None);
+    for part in text.split_whitespace() {
+        let (key, value) = part.split_once('=').ok_or_else(bad)?;
+        let level: u8 = value.parse().map_err(|_| bad())?;
+        if level >= LEVELS {
+            return Err(bad());
+        }
+        let slot = match key {
+            "vaso" => &mut vaso,
+            "fluid" => &mut fluid,
+            _ => return Err(bad()),
+        };
+        if slot.replace(level).is_some() {
+            return Err(bad());
+        }
+    }
+    match (vaso, fluid) {
+        (Some(vaso), Some(fluid)) => Ok(Action { fluid, vaso }),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_formed_calls_parse_and_render_back() {
+        let call = parse("MAP is low; compare fluids.\n<simulate>vaso=0 fluid=3; vaso=2 fluid=1</simulate>").unwrap();
+        assert_eq!(call, ToolCall::Simulate(vec![Action { fluid: 3, vaso: 0 }, Action { fluid: 1, vaso: 2 }]));
+        assert_eq!(parse(&call.render()).unwrap(), call);
+        let prescribe = parse("<prescribe> fluid=2   vaso=1 </prescribe> trailing").unwrap();
+        assert_eq!(prescribe, ToolCall::Prescribe(Action { fluid: 2, vaso: 1 }));
+        assert_eq!(prescribe.render(), "<prescribe>vaso=1 fluid=2</prescribe>");
+    }
+
+    #[test]
+    fn the_first_call_counts() {
+        let call = parse("<prescribe>vaso=0 fluid=1</prescribe><simulate>vaso=1 fluid=1</simulate>").unwrap();
+        assert_eq!(call, ToolCall::Prescribe(Action { fluid: 1, vaso: 0 }));
+    }
+
+    #[test]
+    fn malformed_turns_are_errors_that_say_what_was_expected() {
+        let cases = [
+            ("I would give fluids.", ParseError::NoCall),
+            ("<simulate>vaso=1 fluid=1", ParseError::Unclosed("simulate")),
+            ("<simulate>vaso=5 fluid=1</simulate>", ParseError::Candidate("vaso=5 fluid=1".into())),
+            ("<simulate>vaso=1</simulate>", ParseError::Candidate("vaso=1".into())),
+            ("<simulate>vaso=1 vaso=2 fluid=0</simulate>", ParseError::Candidate("vaso=1 vaso=2 fluid=0".into())),
+            ("<simulate>dopamine=1 fluid=0</simulate>", ParseError::Candidate("dopamine=1 fluid=0".into())),
+            ("<simulate>vaso=-1 fluid=0</simulate>", ParseError::Candidate("vaso=-1 fluid=0".into())),
+            ("<simulate></simulate>", ParseError::SimulateCount(0)),
+            ("<simulate>vaso=0 fluid=0; vaso=1 fluid=0; vaso=2 fluid=0; vaso=3 fluid=0</simulate>", ParseError::SimulateCount(4)),
+            ("<prescribe>vaso=0 fluid=0; vaso=1 fluid=1</prescribe>", ParseError::PrescribeCount(2)),
+        ];
+        for (turn, expected) in cases {
+            assert_eq!(parse(turn), Err(expected.clone()), "{turn}");
+            assert!(!expected.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn arbitrary_text_never_panics() {
+        for turn in ["<simulate>", "</simulate><simulate>", "<prescribe>vaso=é fluid=1</prescribe>", "<<simulate>>", "\u{0}<prescribe>"] {
+            let _ = parse(turn);
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The propose-simulate-refine agent: what it reads ([`observation`]), the
+//! tool calls it writes ([`grammar`]), and the loop that runs a decision.
+
+pub mod grammar;
+pub mod observation;

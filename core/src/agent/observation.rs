@@ -1,0 +1,114 @@
+//! What the agent reads: the system prompt with the protocol rules and the
+//! tools, the patient's recent course in clinical units, and simulation
+//! results. Compact and deterministic: the same course always renders to the
+//! same text, so decisions can be cached by prompt.
+
+use crate::action::Action;
+use crate::cohort::schema::{idx, FEATURES};
+use crate::guideline::{violations, Rule, Situation};
+use crate::simulation::CourseStep;
+
+use super::grammar::render_action;
+
+/// Steps of history shown (4 h each).
+pub const SHOWN_STEPS: usize = 4;
+
+pub const SYSTEM_PROMPT: &str = "You treat sepsis in the ICU, one decision every 4 hours: an IV fluid level and a vasopressor level, each 0 (none) to 4 (very high).
+Rules: keep MAP at or above 65 mmHg; if lactate > 2 mmol/L or MAP < 65, never give nothing; at admission with lactate >= 4 or MAP < 65, give fluid; do not raise the vasopressor when MAP is already >= 65; avoid the highest fluid level when the balance is over 10 L and MAP >= 75.
+Tools, one per turn, after one short thought:
+<simulate>vaso=V fluid=F; ...</simulate> predicts 4 h ahead for up to 3 candidates.
+<prescribe>vaso=V fluid=F</prescribe> gives the treatment and ends the decision.
+Distrust a simulated recovery without treatment and perfect results at maximum doses; prefer what was simulated with little spread.";
+
+/// Values shown per step: (schema key, column title).
+const COLUMNS: [(&str, &str); 6] = [("map", "MAP"), ("hr", "HR"), ("lactate", "lactate"), ("urine_ml_4h", "urine"), ("sofa", "SOFA"), ("fluid_balance_ml", "balance")];
+
+fn value(values: &[Option<f64>], key: &str) -> String {
+    let feature = FEATURES[idx(key)];
+    match values[idx(key)] {
+        None => "-".to_string(),
+        Some(v) if key == "lactate" => format!("{v:.1}"),
+        Some(v) if feature.integer => format!("{v:.0}"),
+        Some(v) => format!("{v:.0}"),
+    }
+}
+
+/// The user turn for a decision: who the patient is, the last steps, and
+/// what is asked.
+pub fn render_observation(course: &[CourseStep]) -> String {
+    let newest = course.last().expect("a course has at least one step");
+    let v = &newest.values;
+    let sex = match v[idx("sex_male")] {
+        Some(x) if x >= 0.5 => "male",
+        Some(_) => "female",
+        None => "sex unknown",
+    };
+    let mut text = format!(
+        "Patient {} y, {sex}, {} kg, ventilated: {}. Step {} ({} h in ICU).\n",
+        value(v, "age_years"),
+        value(v, "weight_kg"),
+        if v[idx("mechvent")] == Some(1.0) { "yes" } else { "no" },
+        course.len(),
+        4 * (course.len() - 1)
+    );
+    text += "time | MAP mmHg | HR /min | lactate mmol/L | urine mL/4h | SOFA | balance mL | given\n";
+    let shown = &course[course.len().saturating_sub(SHOWN_STEPS)..];
+    for (i, step) in shown.iter().enumerate() {
+        let hours_ago = 4 * (shown.len() - 1 - i);
+        let time = if hours_ago == 0 { "now".to_string() } else { format!("-{hours_ago}h") };
+        let cells: Vec<String> = COLUMNS.iter().map(|(key, _)| value(&step.values, key)).collect();
+        let given = if hours_ago == 0 { "?".to_string() } else { render_action(step.action) };
+        text += &format!("{time} | {} | {given}\n", cells.join(" | "));
+    }
+    text += "Choose the treatment for the next 4 h.";
+    text
+}
+
+/// The guideline rules a candidate breaks now, as short flags ("none").
+pub fn flags(situation: &Situation, action: Action) -> String {
+    let broken = violations(situation, action);
+    if broken.is_empty() {
+        return "none".into();
+    }
+    broken.iter().map(|r| rule_flag(*r)).collect::<Vec<_>>().join(", ")
+}
+
+pub fn rule_flag(rule: Rule) -> &'static str {
+    match rule {
+        Rule::UnderTreatment => "G1 under-treatment",
+        Rule::VasopressorRaisedAtTarget => "G2 vasopressor raised at target",
+        Rule::NoInitialResuscitation => "no initial fluid",
+        Rule::FluidDespiteOverload => "fluid despite overload",
+        Rule::MaxVasopressorAtHighMap => "max vasopressor at high MAP",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulation::reference_course;
+
+    #[test]
+    fn the_observation_is_compact_deterministic_and_in_clinical_units() {
+        let course = reference_course();
+        let text = render_observation(&course);
+        assert_eq!(text, render_observation(&course));
+        assert!(text.starts_with("Patient 67 y, male, "), "{text}");
+        assert!(text.contains("\n-4h | 58 | "), "{text}");
+        assert!(text.contains("| 4.1 |"), "{text}");
+        assert!(text.contains("| vaso=0 fluid=2\nnow | 58 |"), "{text}");
+        assert!(text.ends_with("Choose the treatment for the next 4 h."));
+        assert!(text.len() < 400, "{} characters", text.len());
+        // Only the last four steps are shown.
+        let long: Vec<CourseStep> = (0..5).flat_map(|_| reference_course()).collect();
+        assert_eq!(render_observation(&long).matches('\n').count(), 2 + SHOWN_STEPS);
+    }
+
+    #[test]
+    fn flags_name_the_broken_rules() {
+        let course = reference_course();
+        let situation = Situation::of_course(&course);
+        assert_eq!(flags(&situation, Action::NONE), "G1 under-treatment");
+        assert_eq!(flags(&situation, Action { fluid: 2, vaso: 0 }), "none");
+    }
+}
