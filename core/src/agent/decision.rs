@@ -34,8 +34,9 @@ pub struct Conversation {
 }
 
 pub trait Proposer {
-    /// The next assistant turn (a thought and one tool call).
-    fn respond(&mut self, conversation: &Conversation) -> Result<String, AgentError>;
+    /// The next assistant turn (a thought and one tool call). The LLM reads
+    /// the conversation's text; the planner reads the course's numbers.
+    fn respond(&mut self, course: &[CourseStep], conversation: &Conversation) -> Result<String, AgentError>;
 }
 
 pub trait Simulator {
@@ -121,7 +122,7 @@ pub fn decide(proposer: &mut dyn Proposer, mut simulator: Option<&mut dyn Simula
         flags: Vec::new(),
     };
     for _ in 0..MAX_TURNS {
-        let text = proposer.respond(&conversation)?;
+        let text = proposer.respond(course, &conversation)?;
         trace.events.push(TraceEvent::Turn { text: text.clone() });
         let answer = match grammar::parse(&text) {
             Ok(ToolCall::Prescribe(action)) => {
@@ -174,7 +175,7 @@ mod tests {
     struct Scripted(Vec<&'static str>);
 
     impl Proposer for Scripted {
-        fn respond(&mut self, conversation: &Conversation) -> Result<String, AgentError> {
+        fn respond(&mut self, _: &[CourseStep], conversation: &Conversation) -> Result<String, AgentError> {
             Ok(self.0.get(conversation.turns.len()).unwrap_or(self.0.last().unwrap()).to_string())
         }
     }

@@ -4,3 +4,5 @@
 pub mod grammar;
 pub mod observation;
 pub mod decision;
+#[cfg(feature = "ml")]
+pub mod runtime;

@@ -2,6 +2,8 @@
 //! ICU-Sepsis, policy tables, cohort generation, and model-file checks. Data, training and
 //! agent commands join as they land.
 
+mod recommend;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -52,6 +54,8 @@ enum Command {
         #[command(subcommand)]
         command: ManifestCommand,
     },
+    /// One decision of the propose-simulate-refine loop for one patient, with its whole trace.
+    Recommend(recommend::RecommendArgs),
     /// The agent's LLM.
     Llm {
         #[command(subcommand)]
@@ -271,6 +275,7 @@ fn main() -> Result<()> {
         }
         Command::Manifest { command: ManifestCommand::Check { manifest, dir } } => check_manifest(&manifest, &dir),
         Command::Llm { command: LlmCommand::Quantize { input, out } } => quantize_llm(&input, &out),
+        Command::Recommend(args) => recommend::run(args),
     }
 }
 

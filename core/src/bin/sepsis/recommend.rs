@@ -1,0 +1,143 @@
+//! `sepsis recommend`: one decision of the propose-simulate-refine loop for
+//! one patient of a cohort file, with its whole trace.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, ValueEnum};
+use sepsis_core::agent::decision::{decide, Proposer, Simulator, Trace, TraceEvent};
+use sepsis_core::agent::grammar::render_action;
+use sepsis_core::agent::observation::{rule_flag, SYSTEM_PROMPT};
+use sepsis_core::agent::runtime::{LlmProposer, PlannerProposer, WorldModelSimulator};
+use sepsis_core::cohort::csv_format::read_cohort;
+use sepsis_core::eval::policies::{load_ai_clinician, BASELINES_DIR, WORLD_MODEL};
+use sepsis_core::llm::generate::{Llm, Sampling};
+use sepsis_core::planner::MpcConfig;
+use sepsis_core::simulation::CourseStep;
+use sepsis_core::world_model::WorldModel;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AgentName {
+    /// The base LLM without the simulator.
+    LlmZeroShot,
+    /// The base LLM with the world model as its simulate tool.
+    LlmZeroShotWm,
+    /// The wm-mpc planner writing the same tool calls, with the world model.
+    WmMpc,
+}
+
+#[derive(Args)]
+pub struct RecommendArgs {
+    /// Cohort CSV in the documented format (docs/cohort-format.md).
+    #[arg(long)]
+    cohort: PathBuf,
+    /// Patient id in the cohort.
+    #[arg(long)]
+    patient: String,
+    /// Decide at this step (0-based); default: the patient's last step.
+    #[arg(long)]
+    step: Option<usize>,
+    #[arg(long, value_enum, default_value = "llm-zero-shot-wm")]
+    agent: AgentName,
+    /// Print the trace as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Sampling temperature for the LLM (0 = greedy).
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value = ".cache/models/SmolLM2-135M-Instruct.Q8_0.gguf")]
+    llm: PathBuf,
+    #[arg(long, default_value = WORLD_MODEL)]
+    world_model: PathBuf,
+}
+
+/// The patient's course up to `step`, the decision point.
+fn course(cohort_path: &Path, patient: &str, step: Option<usize>) -> Result<(Vec<CourseStep>, sepsis_core::action::Action)> {
+    let file = std::fs::File::open(cohort_path).with_context(|| format!("opening {}", cohort_path.display()))?;
+    let (cohort, report) = read_cohort(&cohort_path.display().to_string(), std::io::BufReader::new(file));
+    for problem in report.problems.iter().take(10) {
+        eprintln!("{problem}");
+    }
+    let found = cohort.patients.iter().find(|p| p.id == patient).ok_or_else(|| {
+        if report.patients_excluded.iter().any(|p| p == patient) {
+            anyhow!("patient {patient} was set aside because of the problems above")
+        } else {
+            anyhow!("no patient {patient:?} in {}", cohort_path.display())
+        }
+    })?;
+    let last = found.steps.len() - 1;
+    let step = step.unwrap_or(last);
+    if step > last {
+        bail!("patient {patient} has steps 0 to {last}; --step {step} is past the end");
+    }
+    let course = found.steps[..=step].iter().map(|s| CourseStep { values: s.values.clone(), action: s.action }).collect();
+    Ok((course, found.steps[step].action))
+}
+
+pub fn run(args: RecommendArgs) -> Result<()> {
+    let (course, given) = course(&args.cohort, &args.patient, args.step)?;
+    let world_model = WorldModel::load(&args.world_model).with_context(|| format!("loading {}", args.world_model.display()))?;
+    let mut simulator = WorldModelSimulator { model: &world_model, samples: 16, seed: args.seed as u32 };
+    let started = Instant::now();
+    let (trace, generated) = match args.agent {
+        AgentName::WmMpc => {
+            let support = load_ai_clinician(Path::new(BASELINES_DIR))?;
+            let mut proposer = PlannerProposer { model: &world_model, support: &support, config: MpcConfig::default() };
+            (decide(&mut proposer, Some(&mut simulator), &course)?, None)
+        }
+        AgentName::LlmZeroShot | AgentName::LlmZeroShotWm => {
+            let mut reader = std::io::BufReader::new(std::fs::File::open(&args.llm).with_context(|| format!("opening {} (run `make fetch`)", args.llm.display()))?);
+            let llm = Llm::from_gguf(&mut reader)?;
+            let sampling = Sampling { temperature: args.temperature, top_p: 0.95, seed: args.seed };
+            let mut proposer = LlmProposer::new(&llm, SYSTEM_PROMPT, sampling, 160)?;
+            let simulator: Option<&mut dyn Simulator> = if args.agent == AgentName::LlmZeroShotWm { Some(&mut simulator) } else { None };
+            let trace = decide(&mut proposer as &mut dyn Proposer, simulator, &course)?;
+            (trace, Some(proposer.generated_tokens))
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        let out = serde_json::json!({ "patient": args.patient, "step": course.len() - 1, "agent": format!("{:?}", args.agent),
+            "clinician_gave": given, "seconds": seconds, "generated_tokens": generated, "trace": trace });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_trace(&trace, given, seconds, generated);
+    }
+    Ok(())
+}
+
+fn print_trace(trace: &Trace, given: sepsis_core::action::Action, seconds: f64, generated: Option<usize>) {
+    println!("== observation\n{}\n", trace.observation);
+    for event in &trace.events {
+        match event {
+            TraceEvent::Turn { text } => println!("== agent\n{}\n", text.trim()),
+            TraceEvent::Simulated { candidates, flags } => {
+                println!("== simulated (world model, 4 h ahead; median and 10-90 %)");
+                for (c, rules) in candidates.iter().zip(flags) {
+                    let bands: Vec<String> = c.bands.iter().map(|b| format!("{} {:.1} ({:.1}-{:.1})", b.feature, b.p50, b.p10, b.p90)).collect();
+                    let flags: Vec<&str> = rules.iter().map(|r| rule_flag(*r)).collect();
+                    println!(
+                        "  {}: {}; survival {:.1}%; disagreement {:.3}; flags: {}",
+                        render_action(c.action),
+                        bands.join(", "),
+                        100.0 * c.survival,
+                        c.disagreement,
+                        if flags.is_empty() { "none".to_string() } else { flags.join(", ") }
+                    );
+                }
+                println!();
+            }
+            TraceEvent::Malformed { error } => println!("== rejected: {error}\n"),
+            TraceEvent::Prescribed { .. } | TraceEvent::Fallback { .. } => {}
+        }
+    }
+    let flags: Vec<&str> = trace.flags.iter().map(|r| rule_flag(*r)).collect();
+    println!("== prescription: {}{}", render_action(trace.prescription), trace.fallback.as_ref().map(|r| format!(" (SAFE DEFAULT: {r})")).unwrap_or_default());
+    println!("   guideline flags: {}", if flags.is_empty() { "none".into() } else { flags.join(", ") });
+    println!("   the clinician gave: {}", render_action(given));
+    println!("   tool calls {}, malformed turns {}, {seconds:.1} s{}", trace.tool_calls, trace.malformed, generated.map(|n| format!(", {n} tokens generated")).unwrap_or_default());
+    println!("Research decision support, not a medical device: simulated evidence for a clinician to weigh.");
+}
