@@ -6,7 +6,7 @@ use crate::simulation::{CandidateStep, CourseStep, SimulateRequest};
 use crate::world_model::simulate::simulate_on_cpu;
 use crate::world_model::WorldModel;
 
-use super::decision::{AgentError, Conversation, Proposer, Simulator};
+use super::decision::{AgentError, Simulator};
 
 /// Answers `simulate` with the world model, 4 h ahead.
 pub struct WorldModelSimulator<'m> {
@@ -36,6 +36,7 @@ pub use llm::LlmProposer;
 #[cfg(feature = "llm")]
 mod llm {
     use super::*;
+    use crate::agent::decision::{Conversation, Proposer};
     use crate::agent::grammar::CALL_ENDS;
     use crate::llm::generate::{Flow, Llm, Sampling, Session};
 
@@ -92,6 +93,7 @@ pub use planner::PlannerProposer;
 #[cfg(feature = "eval")]
 mod planner {
     use super::*;
+    use crate::agent::decision::{Conversation, Proposer};
     use crate::agent::grammar::{render_action, ToolCall, MAX_SIMULATED};
     use crate::agent::observation::flags;
     use crate::baselines::ai_clinician::AiClinician;

@@ -407,8 +407,7 @@ mod tests {
         let long: Vec<CourseStep> = (0..9).flat_map(|_| course()).collect();
         let rollout = Rollout::new(&model.card, SimulateRequest { history: long, ..request(1) }).unwrap();
         assert_eq!(rollout.steps(), CONTEXT_STEPS);
-        let mut history: super::super::History = course().into_iter().map(|s| (s.values, s.action)).collect();
-        history.last_mut().unwrap().1 = Action { fluid: 3, vaso: 2 };
+        let history: super::super::History = course().into_iter().map(|s| (s.values, s.action)).collect();
         let mut expected = Vec::new();
         let steps: Vec<(&[Option<f64>], Action)> = history.iter().map(|(v, a)| (v.as_slice(), *a)).collect();
         let mut context: Vec<(&[Option<f64>], Action)> = steps.iter().cycle().take(CONTEXT_STEPS).copied().collect();
