@@ -40,6 +40,9 @@ mod llm {
     use crate::agent::grammar::CALL_ENDS;
     use crate::llm::generate::{Flow, Llm, Sampling, Session};
 
+    /// Called with each generated piece of text; `Flow::Stop` cancels.
+    pub type TokenCallback<'l> = Box<dyn FnMut(&str) -> Flow + 'l>;
+
     /// The LLM as proposer. The system prompt's KV cache is computed once
     /// and cloned for every decision; within a decision the session only
     /// reads what is new.
@@ -52,7 +55,7 @@ mod llm {
         pub max_tokens: usize,
         /// Tokens generated over all decisions (for tokens-per-second figures).
         pub generated_tokens: usize,
-        pub on_token: Option<Box<dyn FnMut(&str) -> Flow + 'l>>,
+        pub on_token: Option<TokenCallback<'l>>,
     }
 
     impl<'l> LlmProposer<'l> {

@@ -5,6 +5,7 @@ use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::card::ModelCard;
+use super::cpu_inference::FastMember;
 use super::model::{Member, Prediction};
 use crate::action::Action;
 
@@ -15,6 +16,8 @@ pub type History = Vec<(Vec<Option<f64>>, Action)>;
 pub struct WorldModel {
     pub card: ModelCard,
     members: Vec<Member>,
+    /// The same weights laid out for the simulation's fast CPU path.
+    fast: Vec<FastMember>,
 }
 
 impl WorldModel {
@@ -25,7 +28,11 @@ impl WorldModel {
         let members = (0..card.config.members)
             .map(|k| Member::new(input_dim, dynamic_dim, &card.config, vb.pp(format!("member{k}"))))
             .collect::<Result<_>>()?;
-        Ok(Self { card, members })
+        let (hidden, outcome_hidden) = (card.config.hidden, card.config.outcome_hidden);
+        let fast = (0..card.config.members)
+            .map(|k| FastMember::load(vb.pp(format!("member{k}")), input_dim, dynamic_dim, hidden, outcome_hidden))
+            .collect::<Result<_>>()?;
+        Ok(Self { card, members, fast })
     }
 
     /// `STEM.json` and `STEM.safetensors`, as `sepsis train world-model` writes them.
@@ -41,6 +48,10 @@ impl WorldModel {
 
     pub fn member(&self, k: usize) -> &Member {
         &self.members[k]
+    }
+
+    pub fn fast_member(&self, k: usize) -> &FastMember {
+        &self.fast[k]
     }
 
     /// The newest window of each history, as one input batch.

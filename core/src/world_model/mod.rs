@@ -9,6 +9,7 @@
 //! 6-step window).
 
 pub mod card;
+pub mod cpu_inference;
 pub mod data;
 pub mod ensemble;
 #[cfg(feature = "eval")]

@@ -19,7 +19,7 @@
 use candle_core::{Device, IndexOp, Result, Tensor};
 
 use super::card::ModelCard;
-use super::model::MemberState;
+use super::cpu_inference::FastState;
 use super::WorldModel;
 use crate::cohort::schema::{idx, FEATURES};
 use crate::simulation::{
@@ -253,10 +253,11 @@ pub fn draw(output: &MemberOutput, seed: u32, base: u32) -> Vec<f32> {
         .collect()
 }
 
-/// The candle CPU forward pass, carrying every member's recurrent state.
+/// The CPU forward pass (candle matmuls, fused gates: `cpu_inference.rs`),
+/// carrying every member's recurrent state.
 pub struct CpuForward<'m> {
     model: &'m WorldModel,
-    states: Vec<Option<MemberState>>,
+    states: Vec<Option<FastState>>,
 }
 
 impl<'m> CpuForward<'m> {
@@ -267,18 +268,59 @@ impl<'m> CpuForward<'m> {
     /// Read `rows x steps x input_dim` into member `m`'s state (zero at
     /// first) and return its predictions.
     pub fn feed(&mut self, member: usize, inputs: &[f32], rows: usize, steps: usize) -> Result<MemberOutput> {
-        let net = self.model.member(member);
+        let net = self.model.fast_member(member);
         let x = Tensor::from_slice(inputs, (rows, steps, self.model.card.layout.input_dim()), &Device::Cpu)?;
         let mut state = match self.states[member].take() {
             Some(state) => state,
             None => net.zero_state(rows)?,
         };
         for t in 0..steps {
-            state = net.step(&x.i((.., t, ..))?.contiguous()?, &state)?;
+            net.step(&x.i((.., t, ..))?.contiguous()?, &mut state)?;
         }
-        let p = net.heads(&state)?;
+        let output = net.heads(&state)?;
         self.states[member] = Some(state);
-        Ok(MemberOutput { mean: p.mean.flatten_all()?.to_vec1()?, log_sigma: p.log_sigma.flatten_all()?.to_vec1()?, outcome_logit: p.outcome_logit.to_vec1()? })
+        Ok(output)
+    }
+
+    /// Every member's next outputs for the rollout. Natively the members run
+    /// on separate threads (candle's thread count, `RAYON_NUM_THREADS`): each
+    /// member's matrices are too small for candle to split one well.
+    pub fn feed_all(&mut self, rollout: &Rollout<'_>) -> Result<Vec<MemberOutput>> {
+        let (rows, steps, members) = (rollout.rows(), rollout.steps(), rollout.members());
+        let threads = if cfg!(target_arch = "wasm32") { 1 } else { candle_core::utils::get_num_threads().clamp(1, members) };
+        if threads == 1 {
+            return (0..members).map(|m| self.feed(m, rollout.inputs(m), rows, steps)).collect();
+        }
+        let model = self.model;
+        let per_thread = members.div_ceil(threads);
+        let mut states: Vec<(usize, Option<FastState>)> = self.states.iter_mut().map(Option::take).enumerate().collect();
+        let results: Vec<Result<Vec<(usize, FastState, MemberOutput)>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = states
+                .chunks_mut(per_thread)
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .iter_mut()
+                            .map(|(m, state)| {
+                                let mut own = CpuForward { model, states: vec![None; model.members()] };
+                                own.states[*m] = state.take();
+                                let output = own.feed(*m, rollout.inputs(*m), rows, steps)?;
+                                Ok((*m, own.states[*m].take().expect("feed keeps the state"), output))
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("a member thread panicked")).collect()
+        });
+        let mut outputs: Vec<Option<MemberOutput>> = vec![None; members];
+        for result in results {
+            for (m, state, output) in result? {
+                self.states[m] = Some(state);
+                outputs[m] = Some(output);
+            }
+        }
+        Ok(outputs.into_iter().map(|o| o.expect("every member ran")).collect())
     }
 }
 
@@ -288,8 +330,7 @@ pub fn simulate_on_cpu(model: &WorldModel, request: SimulateRequest, mut on_step
     let mut rollout = Rollout::new(&model.card, request).map_err(candle_core::Error::wrap)?;
     let mut forward = CpuForward::new(model);
     while !rollout.is_done() {
-        let (rows, steps) = (rollout.rows(), rollout.steps());
-        let outputs: Vec<MemberOutput> = (0..rollout.members()).map(|m| forward.feed(m, rollout.inputs(m), rows, steps)).collect::<Result<_>>()?;
+        let outputs = forward.feed_all(&rollout)?;
         let draws: Vec<Vec<f32>> = outputs.iter().enumerate().map(|(m, o)| draw(o, rollout.seed(), rollout.counter_base(m))).collect();
         on_step(rollout.advance(&outputs, &draws));
     }

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `make bench`: the world model's full candidate sweep (25 candidates x 5
+# members x 16 samples x 6 steps) natively with candle (criterion, 1 and 2
+# threads), in PyTorch on the CPU (same weights, architecture and batch; 1 and
+# 2 threads), and in headless Chromium (candle wasm CPU; WebGPU when an
+# adapter exists), all in one run; writes docs/benchmarks.md.
+# PyTorch is installed into .cache/bench-venv for this benchmark only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=.cache/bench
+mkdir -p "$out"
+results="$out/results.jsonl"
+: > "$results"
+
+echo "== native candle (criterion)"
+for threads in 1 2; do
+  RAYON_NUM_THREADS=$threads cargo bench -q -p sepsis-core --bench simulate -- --noplot
+  estimates=$(ls -d target/criterion/world-model/full-sweep_candle-cpu_${threads}-threads/new/estimates.json)
+  python3 - "$estimates" "$threads" >> "$results" <<'PY'
+import json, sys
+median_ns = json.load(open(sys.argv[1]))["median"]["point_estimate"]
+ms = median_ns / 1e6
+print(json.dumps({"engine": "candle-native-cpu", "device": "native CPU", "threads": int(sys.argv[2]),
+                  "sweep_ms": ms, "patient_steps_per_s": 25 * 5 * 16 * 6 / (ms / 1000)}))
+PY
+done
+
+echo "== PyTorch CPU"
+venv=.cache/bench-venv
+if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "torch==2.15.0" numpy
+fi
+"$venv/bin/python" scripts/bench/pytorch_world_model.py --threads 1 2 >> "$results"
+
+echo "== headless Chromium"
+CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver} cargo test --release --target wasm32-unknown-unknown \
+  -p sepsis-worker --features browser-bench --test bench_in_worker -- --nocapture 2>&1 \
+  | tee "$out/browser.log" | sed -n 's/.*BENCH //p' >> "$results"
+
+python3 scripts/bench/report.py "$results" docs/benchmarks.md
+echo "wrote docs/benchmarks.md"
