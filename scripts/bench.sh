@@ -34,7 +34,7 @@ fi
 "$venv/bin/python" scripts/bench/pytorch_world_model.py --threads 1 2 >> "$results"
 
 echo "== headless Chromium"
-CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver} cargo test --release --target wasm32-unknown-unknown \
+WASM_BINDGEN_TEST_TIMEOUT=600 CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver} cargo test --release --target wasm32-unknown-unknown \
   -p sepsis-worker --features browser-bench --test bench_in_worker -- --nocapture 2>&1 \
   | tee "$out/browser.log" | sed -n 's/.*BENCH //p' >> "$results"
 

@@ -1,0 +1,79 @@
+//! Browser benchmark (not a test: `make bench` runs it, `make test` does
+//! not): the world model's full candidate sweep in a dedicated worker in
+//! headless Chromium, on the CPU path (candle, wasm SIMD, one thread) and on
+//! the WebGPU path. Prints one JSON line per path; `scripts/bench.sh` puts
+//! them in docs/benchmarks.md. Built only with `--features browser-bench`.
+#![cfg(all(target_arch = "wasm32", feature = "browser-bench"))]
+
+use sepsis_core::simulation::{reference_course, SimulateRequest};
+use sepsis_core::world_model::simulate::simulate_on_cpu;
+use sepsis_core::world_model::WorldModel;
+use sepsis_worker::gpu::{describe_adapter, GpuContext};
+use sepsis_worker::gpu_world_model::{simulate_on_gpu, GpuWorldModel};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_dedicated_worker);
+
+const WEIGHTS: &[u8] = include_bytes!("../../public/models/world-model.safetensors");
+const CARD: &str = include_str!("../../public/models/world-model.json");
+const PATIENT_STEPS_PER_SWEEP: f64 = (25 * 5 * 16 * 6) as f64;
+
+fn now_ms() -> f64 {
+    let performance = js_sys::Reflect::get(&js_sys::global(), &"performance".into()).unwrap();
+    let now: js_sys::Function = js_sys::Reflect::get(&performance, &"now".into()).unwrap().into();
+    now.call0(&performance).unwrap().as_f64().unwrap()
+}
+
+fn median(mut times: Vec<f64>) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+fn report(path: &str, device: &str, times: Vec<f64>) {
+    let n = times.len();
+    let sweep_ms = median(times);
+    console_log!(
+        "BENCH {}",
+        serde_json::json!({ "engine": path, "device": device, "threads": 1, "sweep_ms": sweep_ms,
+            "patient_steps_per_s": PATIENT_STEPS_PER_SWEEP / (sweep_ms / 1000.0), "iterations": n })
+    );
+}
+
+#[wasm_bindgen_test]
+async fn full_sweep_in_the_browser() {
+    let model = WorldModel::from_bytes(CARD, WEIGHTS.to_vec()).unwrap();
+    let request = SimulateRequest::full_sweep(reference_course(), 6, 16, 1);
+
+    simulate_on_cpu(&model, request.clone(), |_| {}).unwrap(); // warm-up
+    let times: Vec<f64> = (0..10)
+        .map(|_| {
+            let start = now_ms();
+            simulate_on_cpu(&model, request.clone(), |_| {}).unwrap();
+            now_ms() - start
+        })
+        .collect();
+    report("candle-wasm-cpu", "browser CPU (wasm SIMD, 1 thread)", times);
+
+    let Ok(Some(adapter)) = describe_adapter().await else {
+        console_log!("BENCH {}", serde_json::json!({ "engine": "wgsl-webgpu", "skipped": "no WebGPU adapter" }));
+        return;
+    };
+    if adapter.is_fallback {
+        // SwiftShader emulates a GPU on the CPU, 20-100x slower than candle
+        // (toolchain.md): a sweep would take minutes and say nothing about
+        // GPU speed. Its correctness is in `make test-wasm`.
+        console_log!("BENCH {}", serde_json::json!({ "engine": "wgsl-webgpu", "skipped": "software adapter (SwiftShader): correctness only, see the parity tests; timed on a real GPU only" }));
+        return;
+    }
+    let gpu = GpuContext::new().await.unwrap();
+    let on_gpu = GpuWorldModel::upload(&gpu, WEIGHTS, &model.card).unwrap();
+    simulate_on_gpu(&gpu, &on_gpu, &model.card, request.clone(), |_| {}).await.unwrap(); // warm-up
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let start = now_ms();
+        simulate_on_gpu(&gpu, &on_gpu, &model.card, request.clone(), |_| {}).await.unwrap();
+        times.push(now_ms() - start);
+    }
+    let device = format!("{} {}{}", adapter.vendor, adapter.description, if adapter.is_fallback { " (software fallback)" } else { "" });
+    report("wgsl-webgpu", device.trim(), times);
+}
