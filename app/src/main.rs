@@ -8,7 +8,7 @@ mod worker_link;
 use leptos::prelude::*;
 use send_wrapper::SendWrapper;
 
-use components::{ComputeStatus, Diagnostics, ErrorList, ModelStatusPanel, PrivacyStatement, SimulationCheck};
+use components::{AgentCheck, ComputeStatus, Diagnostics, ErrorList, ModelStatusPanel, PrivacyStatement, SimulationCheck};
 use state::AppState;
 use worker_link::WorkerLink;
 
@@ -36,6 +36,7 @@ fn App() -> impl IntoView {
             <ComputeStatus/>
             <ModelStatusPanel/>
             <SimulationCheck/>
+            <AgentCheck/>
             <ErrorList/>
             <Diagnostics/>
         </main>

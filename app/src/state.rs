@@ -2,7 +2,8 @@
 
 use leptos::prelude::*;
 use sepsis_core::compute::BackendReport;
-use sepsis_core::protocol::{ModelProgress, ModelVerified, Simulated, WorkerError};
+use sepsis_core::agent::decision::TraceEvent;
+use sepsis_core::protocol::{ModelProgress, ModelVerified, Recommended, Simulated, WorkerError};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum WorkerStatus {
@@ -28,6 +29,16 @@ pub enum SimulationStatus {
     Done(Box<Simulated>),
 }
 
+/// A running or finished decision of the agent.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AgentRun {
+    pub running: bool,
+    /// The LLM's text as it streams.
+    pub text: String,
+    pub steps: Vec<TraceEvent>,
+    pub done: Option<Box<Recommended>>,
+}
+
 /// One copy in the context; every field is a signal, so the struct is `Copy`.
 #[derive(Clone, Copy)]
 pub struct AppState {
@@ -39,6 +50,7 @@ pub struct AppState {
     pub verified: RwSignal<Vec<ModelVerified>>,
     pub errors: RwSignal<Vec<WorkerError>>,
     pub simulation: RwSignal<SimulationStatus>,
+    pub agent: RwSignal<AgentRun>,
 }
 
 impl AppState {
@@ -51,6 +63,7 @@ impl AppState {
             verified: RwSignal::new(Vec::new()),
             errors: RwSignal::new(Vec::new()),
             simulation: RwSignal::new(SimulationStatus::Idle),
+            agent: RwSignal::new(AgentRun::default()),
         }
     }
 }

@@ -106,6 +106,7 @@ impl WorkerLink {
                 if matches!(state.simulation.get_untracked(), SimulationStatus::Running { .. }) {
                     state.simulation.set(SimulationStatus::Idle);
                 }
+                state.agent.update(|run| run.running = false);
                 if matches!(error.kind, ErrorKind::ModelVerification | ErrorKind::Network) {
                     state.models.set(ModelStatus::Failed(error.message.clone()));
                 }
@@ -117,6 +118,18 @@ impl WorkerLink {
                 }
             }),
             EventBody::Simulated(done) => state.simulation.set(SimulationStatus::Done(Box::new(done))),
+            EventBody::AgentToken { text } => state.agent.update(|run| run.text.push_str(&text)),
+            EventBody::AgentStep(step) => state.agent.update(|run| {
+                // One line between the agent's turns in the streamed text.
+                if matches!(step, sepsis_core::agent::decision::TraceEvent::Turn { .. }) {
+                    run.text.push('\n');
+                }
+                run.steps.push(step);
+            }),
+            EventBody::Recommended(done) => state.agent.update(|run| {
+                run.running = false;
+                run.done = Some(Box::new(done));
+            }),
             EventBody::Done => {}
         }
     }

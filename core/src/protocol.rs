@@ -8,7 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::compute::{BackendKind, BackendReport};
-use crate::simulation::{SimulateRequest, Simulation, SimulationStep};
+use crate::agent::decision::{Trace, TraceEvent};
+use crate::simulation::{CourseStep, SimulateRequest, Simulation, SimulationStep};
 
 pub type RequestId = u32;
 
@@ -30,6 +31,10 @@ pub enum RequestBody {
     /// first). Streams a `SimulationStep` per simulated step, then
     /// `Simulated`.
     Simulate(SimulateRequest),
+    /// One propose-simulate-refine decision for the newest step of a course
+    /// (needs `LoadModels` first). Streams `AgentToken` and `AgentStep`
+    /// events as they happen, then `Recommended`.
+    Recommend(RecommendRequest),
     /// Diagnostics: make the worker panic, so the crash-recovery path (typed
     /// error event, restart, UI notice) can be exercised on demand.
     DiagnosticPanic,
@@ -57,6 +62,11 @@ pub enum EventBody {
     SimulationStep(SimulationStep),
     /// The whole simulation, which compute path ran it, and how long it took.
     Simulated(Simulated),
+    /// Text the agent's LLM just wrote.
+    AgentToken { text: String },
+    /// A turn, simulation, rejection or prescription of the running decision.
+    AgentStep(TraceEvent),
+    Recommended(Recommended),
     Error(WorkerError),
     /// The request finished (successfully or after an `Error`).
     Done,
@@ -95,6 +105,30 @@ pub struct Simulated {
     /// Why the CPU ran it when WebGPU had been chosen (a GPU error); empty otherwise.
     pub fallback_reason: String,
     pub elapsed_ms: f64,
+}
+
+/// Which agent decides (docs/agent.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgentKind {
+    /// The LLM without the simulate tool.
+    LlmZeroShot,
+    /// The LLM with the world model as its simulate tool.
+    LlmZeroShotWm,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecommendRequest {
+    pub course: Vec<CourseStep>,
+    pub agent: AgentKind,
+    /// Seeds the world model's draws (the LLM decodes greedily).
+    pub seed: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recommended {
+    pub trace: Trace,
+    pub elapsed_ms: f64,
+    pub generated_tokens: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -143,7 +177,8 @@ mod tests {
     #[test]
     fn every_request_round_trips() {
         let simulate = RequestBody::Simulate(crate::simulation::SimulateRequest::full_sweep(crate::simulation::reference_course(), 6, 16, 3));
-        for body in [RequestBody::ProbeBackend, RequestBody::LoadModels, RequestBody::DiagnosticPanic, simulate] {
+        let recommend = RequestBody::Recommend(RecommendRequest { course: crate::simulation::reference_course(), agent: AgentKind::LlmZeroShotWm, seed: 2 });
+        for body in [RequestBody::ProbeBackend, RequestBody::LoadModels, RequestBody::DiagnosticPanic, simulate, recommend] {
             let request = Request { id: 7, body };
             assert_eq!(round_trip(&request), request);
         }
@@ -162,6 +197,8 @@ mod tests {
             Event::reply(4, EventBody::SimulationStep(SimulationStep { step: 1, candidates: vec![] })),
             Event::reply(4, EventBody::Simulated(Simulated { simulation: Simulation::default(), backend: BackendKind::Cpu, fallback_reason: String::new(), elapsed_ms: 3.5 })),
             Event::error(Some(5), ErrorKind::ModelsNotLoaded, "load the models first"),
+            Event::reply(6, EventBody::AgentToken { text: " fluid".into() }),
+            Event::reply(6, EventBody::AgentStep(TraceEvent::Malformed { error: "no tool call".into() })),
         ];
         for event in events {
             assert_eq!(round_trip(&event), event);

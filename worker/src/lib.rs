@@ -6,6 +6,7 @@
 //! serde-wasm-bindgen. A panic is reported as a typed `Panic` error event
 //! before the wasm instance traps, so the app can restart the worker.
 
+pub mod agent;
 pub mod gpu;
 pub mod gpu_world_model;
 pub mod simulator;
@@ -29,6 +30,8 @@ pub(crate) struct WorkerState {
     models: Vec<store::LoadedModel>,
     /// Built from the loaded world model on the first simulation.
     simulator: Option<Rc<simulator::Simulator>>,
+    /// Built from the loaded GGUF on the first recommendation.
+    llm: Option<Rc<sepsis_core::llm::generate::Llm>>,
 }
 
 /// Entry point, called once when the worker's wasm starts.
@@ -77,6 +80,7 @@ async fn handle(state: Rc<RefCell<WorkerState>>, request: Request) {
         }
         RequestBody::LoadModels => load_models(&state, id).await,
         RequestBody::Simulate(request) => simulator::handle(&state, id, request).await,
+        RequestBody::Recommend(request) => agent::handle(&state, id, request).await,
         RequestBody::DiagnosticPanic => panic!("diagnostic panic requested by the app (request {id})"),
     }
     reply(EventBody::Done);
@@ -109,6 +113,7 @@ async fn load_models(state: &Rc<RefCell<WorkerState>>, id: RequestId) {
     let mut state = state.borrow_mut();
     state.models = models;
     state.simulator = None;
+    state.llm = None;
     emit(EventBody::ModelsReady);
 }
 

@@ -77,7 +77,7 @@ pub(crate) async fn handle(state: &Rc<RefCell<WorkerState>>, id: RequestId, requ
 }
 
 /// The simulator, built on first use from the loaded model files.
-async fn simulator(state: &Rc<RefCell<WorkerState>>) -> Result<Rc<Simulator>, (ErrorKind, String)> {
+pub(crate) async fn simulator(state: &Rc<RefCell<WorkerState>>) -> Result<Rc<Simulator>, (ErrorKind, String)> {
     if let Some(simulator) = state.borrow().simulator.clone() {
         return Ok(simulator);
     }

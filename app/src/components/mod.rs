@@ -1,5 +1,6 @@
 //! UI components, one concern each.
 
+mod agent_check;
 mod compute;
 mod diagnostics;
 mod errors;
@@ -7,6 +8,7 @@ mod model;
 mod privacy;
 mod simulation_check;
 
+pub use agent_check::AgentCheck;
 pub use compute::ComputeStatus;
 pub use diagnostics::Diagnostics;
 pub use errors::ErrorList;

@@ -108,8 +108,31 @@ pub fn render_results(situation: &Situation, results: &[CandidateStep]) -> Strin
     text + "</result>"
 }
 
-/// Run one decision for the newest step of `course`.
-pub fn decide(proposer: &mut dyn Proposer, mut simulator: Option<&mut dyn Simulator>, course: &[CourseStep]) -> Result<Trace, AgentError> {
+/// Run one decision for the newest step of `course`; `on_event` sees each
+/// trace event as it happens (the worker streams them).
+pub fn decide(
+    proposer: &mut dyn Proposer,
+    simulator: Option<&mut dyn Simulator>,
+    course: &[CourseStep],
+    on_event: &mut dyn FnMut(&TraceEvent),
+) -> Result<Trace, AgentError> {
+    let mut events = Vec::new();
+    let result = run(proposer, simulator, course, &mut |event: TraceEvent| {
+        on_event(&event);
+        events.push(event);
+    });
+    result.map(|mut trace| {
+        trace.events = events;
+        trace
+    })
+}
+
+fn run(
+    proposer: &mut dyn Proposer,
+    mut simulator: Option<&mut dyn Simulator>,
+    course: &[CourseStep],
+    emit: &mut dyn FnMut(TraceEvent),
+) -> Result<Trace, AgentError> {
     let situation = Situation::of_course(course);
     let mut conversation = Conversation { observation: render_observation(course), turns: Vec::new() };
     let mut trace = Trace {
@@ -123,13 +146,13 @@ pub fn decide(proposer: &mut dyn Proposer, mut simulator: Option<&mut dyn Simula
     };
     for _ in 0..MAX_TURNS {
         let text = proposer.respond(course, &conversation)?;
-        trace.events.push(TraceEvent::Turn { text: text.clone() });
+        emit(TraceEvent::Turn { text: text.clone() });
         let answer = match grammar::parse(&text) {
             Ok(ToolCall::Prescribe(action)) => {
                 trace.tool_calls += 1;
                 trace.prescription = action;
                 trace.flags = violations(&situation, action);
-                trace.events.push(TraceEvent::Prescribed { action, flags: trace.flags.clone() });
+                emit(TraceEvent::Prescribed { action, flags: trace.flags.clone() });
                 return Ok(trace);
             }
             Ok(ToolCall::Simulate(candidates)) => {
@@ -138,20 +161,20 @@ pub fn decide(proposer: &mut dyn Proposer, mut simulator: Option<&mut dyn Simula
                     Some(simulator) => {
                         let results = simulator.simulate(course, &candidates)?;
                         let rules = results.iter().map(|r| violations(&situation, r.action)).collect();
-                        trace.events.push(TraceEvent::Simulated { candidates: results.clone(), flags: rules });
+                        emit(TraceEvent::Simulated { candidates: results.clone(), flags: rules });
                         render_results(&situation, &results)
                     }
                     None => {
                         trace.malformed += 1;
                         let error = "simulation is not available: prescribe".to_string();
-                        trace.events.push(TraceEvent::Malformed { error: error.clone() });
+                        emit(TraceEvent::Malformed { error: error.clone() });
                         format!("<error>{error}</error>")
                     }
                 }
             }
             Err(e) => {
                 trace.malformed += 1;
-                trace.events.push(TraceEvent::Malformed { error: e.to_string() });
+                emit(TraceEvent::Malformed { error: e.to_string() });
                 format!("<error>{e}</error>")
             }
         };
@@ -161,7 +184,7 @@ pub fn decide(proposer: &mut dyn Proposer, mut simulator: Option<&mut dyn Simula
     let reason = format!("no valid prescription after {MAX_TURNS} turns");
     trace.prescription = action;
     trace.flags = violations(&situation, action);
-    trace.events.push(TraceEvent::Fallback { action, reason: reason.clone(), flags: trace.flags.clone() });
+    emit(TraceEvent::Fallback { action, reason: reason.clone(), flags: trace.flags.clone() });
     trace.fallback = Some(reason);
     Ok(trace)
 }
@@ -204,7 +227,9 @@ mod tests {
     fn propose_simulate_then_prescribe() {
         let mut proposer = Scripted(vec!["Low MAP.\n<simulate>vaso=0 fluid=1; vaso=0 fluid=3</simulate>", "Fluid 3 is best.\n<prescribe>vaso=0 fluid=3</prescribe>"]);
         let mut simulator = ByFluid(Vec::new());
-        let trace = decide(&mut proposer, Some(&mut simulator), &reference_course()).unwrap();
+        let mut streamed = Vec::new();
+        let trace = decide(&mut proposer, Some(&mut simulator), &reference_course(), &mut |e| streamed.push(e.clone())).unwrap();
+        assert_eq!(streamed, trace.events, "every event is streamed as it happens");
         assert_eq!(trace.prescription, Action { fluid: 3, vaso: 0 });
         assert_eq!((trace.tool_calls, trace.malformed, trace.fallback.as_deref()), (2, 0, None));
         assert_eq!(simulator.0, vec![vec![Action { fluid: 1, vaso: 0 }, Action { fluid: 3, vaso: 0 }]]);
@@ -227,7 +252,7 @@ mod tests {
     #[test]
     fn malformed_turns_are_counted_and_answered_then_the_safe_default_is_given() {
         let mut proposer = Scripted(vec!["I think fluids.", "<simulate>vaso=9 fluid=1</simulate>", "<prescribe>vaso=1"]);
-        let trace = decide(&mut proposer, Some(&mut ByFluid(Vec::new())), &reference_course()).unwrap();
+        let trace = decide(&mut proposer, Some(&mut ByFluid(Vec::new())), &reference_course(), &mut |_| {}).unwrap();
         assert_eq!(trace.malformed, MAX_TURNS);
         assert_eq!(trace.fallback.as_deref(), Some("no valid prescription after 10 turns"));
         // MAP 58 after fluid 2 with no vasopressor: fluids again, nothing raised.
@@ -239,7 +264,7 @@ mod tests {
     #[test]
     fn without_a_simulator_a_simulate_call_is_refused_and_the_agent_must_prescribe() {
         let mut proposer = Scripted(vec!["<simulate>vaso=0 fluid=1</simulate>", "<prescribe>vaso=0 fluid=1</prescribe>"]);
-        let trace = decide(&mut proposer, None, &reference_course()).unwrap();
+        let trace = decide(&mut proposer, None, &reference_course(), &mut |_| {}).unwrap();
         assert_eq!((trace.prescription, trace.malformed, trace.tool_calls), (Action { fluid: 1, vaso: 0 }, 1, 2));
     }
 

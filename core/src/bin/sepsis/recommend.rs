@@ -86,7 +86,7 @@ pub fn run(args: RecommendArgs) -> Result<()> {
         AgentName::WmMpc => {
             let support = load_ai_clinician(Path::new(BASELINES_DIR))?;
             let mut proposer = PlannerProposer { model: &world_model, support: &support, config: MpcConfig::default() };
-            (decide(&mut proposer, Some(&mut simulator), &course)?, None)
+            (decide(&mut proposer, Some(&mut simulator), &course, &mut |_| {})?, None)
         }
         AgentName::LlmZeroShot | AgentName::LlmZeroShotWm => {
             let mut reader = std::io::BufReader::new(std::fs::File::open(&args.llm).with_context(|| format!("opening {} (run `make fetch`)", args.llm.display()))?);
@@ -94,7 +94,7 @@ pub fn run(args: RecommendArgs) -> Result<()> {
             let sampling = Sampling { temperature: args.temperature, top_p: 0.95, seed: args.seed };
             let mut proposer = LlmProposer::new(&llm, SYSTEM_PROMPT, sampling, 160)?;
             let simulator: Option<&mut dyn Simulator> = if args.agent == AgentName::LlmZeroShotWm { Some(&mut simulator) } else { None };
-            let trace = decide(&mut proposer as &mut dyn Proposer, simulator, &course)?;
+            let trace = decide(&mut proposer as &mut dyn Proposer, simulator, &course, &mut |_| {})?;
             (trace, Some(proposer.generated_tokens))
         }
     };

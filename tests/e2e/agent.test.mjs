@@ -1,0 +1,34 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { startServer, openBrowser, foreignRequests, outputDir, test_id as t } from './harness.mjs';
+
+let server;
+before(async () => { server = await startServer(); });
+after(() => server?.stop());
+
+test('the agent streams its text in the worker and ends with a prescription and its flags', async () => {
+  const browser = await openBrowser();
+  try {
+    const { page, requests } = browser;
+    await page.goto(server.url);
+    await page.locator(t('model-status') + '[data-state="ready"]').waitFor({ timeout: 180_000 });
+    await page.locator(t('recommend-reference')).click();
+    // Text arrives while the decision is still running.
+    await page.waitForFunction(() => {
+      const text = document.querySelector('[data-test="agent-text"]')?.textContent ?? '';
+      return text.length > 0 && !document.querySelector('[data-test="agent-prescription"]');
+    }, null, { timeout: 180_000 });
+    const prescription = page.locator(t('agent-prescription'));
+    await prescription.waitFor({ timeout: 600_000 });
+    assert.match(await prescription.innerText(), /^Prescription: vaso=[0-4] fluid=[0-4]/);
+    if ((await prescription.getAttribute('data-fallback')) === 'true') {
+      assert.match(await prescription.innerText(), /safe default, because: no valid prescription after 10 turns/);
+    }
+    assert.match(await page.locator(t('agent-timing')).innerText(), /^\d+ tokens written, \d+ tool calls, \d+ rejected turns, [\d.]+ s\.$/);
+    assert.deepEqual(foreignRequests(requests), [], 'nothing left 127.0.0.1');
+    await page.locator(t('agent-check')).screenshot({ path: join(outputDir, 'agent-check.png') });
+  } finally {
+    await browser.close();
+  }
+});
