@@ -125,6 +125,16 @@ enum Kernel {
     Sample,
 }
 
+impl Kernel {
+    fn pipeline(self, gpu: &GpuContext) -> &wgpu::ComputePipeline {
+        match self {
+            Kernel::Linear => &gpu.linear,
+            Kernel::GruCell => &gpu.gru_cell,
+            Kernel::Sample => &gpu.sample,
+        }
+    }
+}
+
 /// One member's buffers and launches for a request shape.
 struct MemberPlan {
     /// `rows x context x input`, read at the first simulated step.
@@ -182,11 +192,7 @@ impl StepPlan {
             {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("member"), timestamp_writes: None });
                 for d in if first { &plan.context_dispatches } else { &plan.step_dispatches } {
-                    pass.set_pipeline(match d.kind {
-                        Kernel::Linear => &gpu.linear,
-                        Kernel::GruCell => &gpu.gru_cell,
-                        Kernel::Sample => &gpu.sample,
-                    });
+                    pass.set_pipeline(d.kind.pipeline(gpu));
                     pass.set_bind_group(0, &d.bind_group, &[]);
                     pass.dispatch_workgroups(d.invocations.div_ceil(WORKGROUP), 1, 1);
                 }
@@ -235,14 +241,9 @@ impl MemberPlan {
         let sample_params = uniform(gpu, &[0; 8]);
 
         let bind = |kind: Kernel, buffers: &[&wgpu::Buffer]| {
-            let pipeline = match kind {
-                Kernel::Linear => &gpu.linear,
-                Kernel::GruCell => &gpu.gru_cell,
-                Kernel::Sample => &gpu.sample,
-            };
             gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: None,
-                layout: &pipeline.get_bind_group_layout(0),
+                layout: &kind.pipeline(gpu).get_bind_group_layout(0),
                 entries: &buffers
                     .iter()
                     .enumerate()

@@ -138,8 +138,9 @@ fn dynamic_features(standardiser: &Normaliser, values: &[Option<f64>]) -> Vec<f6
     standardiser.transform(values).into_iter().zip(FEATURES).filter(|(_, f)| f.kind == Kind::Dynamic).map(|(z, _)| z).collect()
 }
 
-/// Fallback for a cluster where no action reaches the count threshold.
-fn most_common_action(rows: &[std::collections::HashMap<usize, f64>]) -> usize {
+/// Fallback for a state where no action reaches the count threshold: the
+/// action with the most logged steps (`rows`: one next-state count map per action).
+pub(crate) fn most_common_action(rows: &[std::collections::HashMap<usize, f64>]) -> usize {
     rows.iter().enumerate().max_by(|a, b| a.1.values().sum::<f64>().total_cmp(&b.1.values().sum::<f64>())).map(|(a, _)| a).unwrap_or(0)
 }
 

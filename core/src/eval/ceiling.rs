@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 
 use crate::action::N_ACTIONS;
+use crate::baselines::ai_clinician::most_common_action;
 use crate::cohort::{Cohort, Outcome};
 use crate::env::cohort_sampling::sample_cohort;
 use crate::env::icu_sepsis::{IcuSepsis, N_PATIENT_STATES, STATE_DEATH, STATE_SURVIVAL};
@@ -67,7 +68,7 @@ impl Counts {
 
     /// The most logged action in a state (the fallback where nothing reaches the threshold).
     fn most_logged(&self, state: usize) -> usize {
-        (0..N_ACTIONS).max_by(|&a, &b| self.total(state, a).total_cmp(&self.total(state, b))).expect("25 actions")
+        most_common_action(&self.next[state * N_ACTIONS..(state + 1) * N_ACTIONS])
     }
 }
 

@@ -268,16 +268,7 @@ impl<'m> CpuForward<'m> {
     /// Read `rows x steps x input_dim` into member `m`'s state (zero at
     /// first) and return its predictions.
     pub fn feed(&mut self, member: usize, inputs: &[f32], rows: usize, steps: usize) -> Result<MemberOutput> {
-        let net = self.model.fast_member(member);
-        let x = Tensor::from_slice(inputs, (rows, steps, self.model.card.layout.input_dim()), &Device::Cpu)?;
-        let mut state = match self.states[member].take() {
-            Some(state) => state,
-            None => net.zero_state(rows)?,
-        };
-        for t in 0..steps {
-            net.step(&x.i((.., t, ..))?.contiguous()?, &mut state)?;
-        }
-        let output = net.heads(&state)?;
+        let (state, output) = feed_member(self.model, member, self.states[member].take(), inputs, rows, steps)?;
         self.states[member] = Some(state);
         Ok(output)
     }
@@ -292,20 +283,17 @@ impl<'m> CpuForward<'m> {
             return (0..members).map(|m| self.feed(m, rollout.inputs(m), rows, steps)).collect();
         }
         let model = self.model;
-        let per_thread = members.div_ceil(threads);
-        let mut states: Vec<(usize, Option<FastState>)> = self.states.iter_mut().map(Option::take).enumerate().collect();
+        let mut work: Vec<(usize, Option<FastState>)> = self.states.iter_mut().map(Option::take).enumerate().collect();
         let results: Vec<Result<Vec<(usize, FastState, MemberOutput)>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = states
-                .chunks_mut(per_thread)
+            let handles: Vec<_> = work
+                .chunks_mut(members.div_ceil(threads))
                 .map(|chunk| {
                     scope.spawn(move || {
                         chunk
                             .iter_mut()
                             .map(|(m, state)| {
-                                let mut own = CpuForward { model, states: vec![None; model.members()] };
-                                own.states[*m] = state.take();
-                                let output = own.feed(*m, rollout.inputs(*m), rows, steps)?;
-                                Ok((*m, own.states[*m].take().expect("feed keeps the state"), output))
+                                let (state, output) = feed_member(model, *m, state.take(), rollout.inputs(*m), rows, steps)?;
+                                Ok((*m, state, output))
                             })
                             .collect()
                     })
@@ -322,6 +310,22 @@ impl<'m> CpuForward<'m> {
         }
         Ok(outputs.into_iter().map(|o| o.expect("every member ran")).collect())
     }
+}
+
+/// One member reads `rows x steps x input_dim` from `state` (zero when
+/// `None`); returns the new state and its predictions.
+fn feed_member(model: &WorldModel, member: usize, state: Option<FastState>, inputs: &[f32], rows: usize, steps: usize) -> Result<(FastState, MemberOutput)> {
+    let net = model.fast_member(member);
+    let x = Tensor::from_slice(inputs, (rows, steps, model.card.layout.input_dim()), &Device::Cpu)?;
+    let mut state = match state {
+        Some(state) => state,
+        None => net.zero_state(rows)?,
+    };
+    for t in 0..steps {
+        net.step(&x.i((.., t, ..))?.contiguous()?, &mut state)?;
+    }
+    let output = net.heads(&state)?;
+    Ok((state, output))
 }
 
 /// Run a whole simulation with candle on the CPU, calling `on_step` as each
