@@ -78,3 +78,75 @@ fn budgets_stop_sequences_cancellation_and_seeds_are_honoured() {
     let others: Vec<_> = (8..12).map(|seed| start.clone().generate(Sampling { seed, ..warm }, 30, &[], |_| Flow::Continue).unwrap().tokens).collect();
     assert!(others.iter().any(|t| *t != a.tokens), "other seeds sample other text");
 }
+
+/// Our forward pass against candle-transformers' quantized llama on the same
+/// file: prefill, then decoding with the cache.
+#[test]
+fn our_forward_matches_candle_transformers_quantized_llama() {
+    use candle_core::{Device, Tensor};
+    use candle_transformers::models::quantized_llama::ModelWeights;
+    use sepsis_core::llm::model::{max_abs_diff, KvCache};
+    let llm = llm();
+    let mut file = std::io::BufReader::new(std::fs::File::open(MODEL).unwrap());
+    let content = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
+    let mut reference = ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap();
+    let prompt = llm.tokenizer.encode(&chat_prompt(SYSTEM, "MAP 58 mmHg, lactate 4.1: what next?"));
+    let mut cache = KvCache::default();
+    let ours = llm.model.forward(&prompt, &mut cache).unwrap();
+    let theirs = reference.forward(&Tensor::new(prompt.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap(), 0).unwrap().squeeze(0).unwrap();
+    assert!(max_abs_diff(&ours, &theirs).unwrap() < 1e-3, "prefill logits differ by {}", max_abs_diff(&ours, &theirs).unwrap());
+    let mut position = prompt.len();
+    for token in [28u32, 1217, 30] {
+        let ours = llm.model.forward(&[token], &mut cache).unwrap();
+        let theirs = reference.forward(&Tensor::new(&[token], &Device::Cpu).unwrap().unsqueeze(0).unwrap(), position).unwrap().squeeze(0).unwrap();
+        assert!(max_abs_diff(&ours, &theirs).unwrap() < 1e-3, "decode logits differ by {}", max_abs_diff(&ours, &theirs).unwrap());
+        position += 1;
+    }
+    assert_eq!(cache.len(), position);
+}
+
+/// A freshly initialised adapter (B = 0) changes nothing; once B is not zero
+/// the logits move; a saved adapter loads back the same; malformed adapters
+/// are refused with the offending tensor named.
+#[test]
+fn lora_adapters_apply_on_top_of_the_quantized_base() {
+    use candle_core::Tensor;
+    use sepsis_core::llm::model::{max_abs_diff, KvCache, LoraAdapter};
+    let mut llm = llm();
+    let prompt = llm.tokenizer.encode(&chat_prompt(SYSTEM, "Name a primary colour."));
+    let base = llm.model.forward(&prompt, &mut KvCache::default()).unwrap();
+
+    let zero = LoraAdapter::initial(&llm.model, 8, 16.0, 1).unwrap();
+    assert_eq!(zero.tensors.len(), 2 * 7 * llm.model.config.layers);
+    llm.set_adapter(&zero).unwrap();
+    assert_eq!(max_abs_diff(&llm.model.forward(&prompt, &mut KvCache::default()).unwrap(), &base).unwrap(), 0.0);
+
+    let mut changed = zero.clone();
+    for (name, tensor) in changed.tensors.iter_mut() {
+        if name.ends_with(".lora_b") {
+            *tensor = (Tensor::ones(tensor.dims(), tensor.dtype(), tensor.device()).unwrap() * 0.01).unwrap();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("adapter.safetensors");
+    changed.save(&path).unwrap();
+    let loaded = LoraAdapter::from_safetensors(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!((loaded.rank, loaded.alpha), (8, 16.0));
+    llm.set_adapter(&loaded).unwrap();
+    let adapted = llm.model.forward(&prompt, &mut KvCache::default()).unwrap();
+    assert!(max_abs_diff(&adapted, &base).unwrap() > 0.1, "a non-zero adapter moves the logits");
+    llm.set_adapter(&changed).unwrap();
+    assert_eq!(max_abs_diff(&llm.model.forward(&prompt, &mut KvCache::default()).unwrap(), &adapted).unwrap(), 0.0);
+
+    let mut misnamed = zero.clone();
+    let a = misnamed.tensors.remove("blk.0.attn_q.lora_a").unwrap();
+    misnamed.tensors.insert("blk.0.attn_z.lora_a".into(), a);
+    let error = llm.set_adapter(&misnamed).unwrap_err().to_string();
+    assert!(error.contains("blk.0.attn_z.lora_a") || error.contains("blk.0.attn_q.lora_b"), "{error}");
+    let mut misshapen = zero.clone();
+    misshapen.tensors.insert("blk.3.ffn_down.lora_b".into(), Tensor::zeros((7, 8), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap());
+    let error = llm.set_adapter(&misshapen).unwrap_err().to_string();
+    assert!(error.contains("blk.3.ffn_down.lora_b") && error.contains("[7, 8]"), "{error}");
+    // A refused adapter leaves the model as it was.
+    assert_eq!(max_abs_diff(&llm.model.forward(&prompt, &mut KvCache::default()).unwrap(), &adapted).unwrap(), 0.0);
+}

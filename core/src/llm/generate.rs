@@ -1,18 +1,17 @@
-//! Running the agent's LLM: SmolLM2 as candle-transformers' quantized llama
-//! (the GGUF has no `output.weight`; the tied embeddings stand in), with a
-//! KV cache, seeded greedy or temperature / top-p sampling, stop sequences and
-//! a token budget. A [`Session`] holds one conversation's KV cache; cloning
-//! a session after the fixed system prompt is how that prompt is computed
-//! once and reused for every decision (model weights are shared, not copied).
+//! Running the agent's LLM ([`super::model::Llama`]) with a KV cache, seeded
+//! greedy or temperature / top-p sampling, stop sequences and a token budget.
+//! A [`Session`] holds one conversation's KV cache; cloning a session after
+//! the fixed system prompt is how that prompt is computed once and reused for
+//! every decision (the cache's tensors are shared, not copied).
 
 use std::io::{Read, Seek};
 
 use candle_core::quantized::gguf_file::Content;
-use candle_core::{Device, Result, Tensor};
+use candle_core::{Result, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling as CandleSampling};
-use candle_transformers::models::quantized_llama::ModelWeights;
 use serde::{Deserialize, Serialize};
 
+use super::model::{AdapterError, KvCache, Llama, LoraAdapter};
 use super::tokenizer::ChatTokenizer;
 
 /// How the next token is chosen.
@@ -67,7 +66,7 @@ pub enum Flow {
 }
 
 pub struct Llm {
-    weights: ModelWeights,
+    pub model: Llama,
     pub tokenizer: ChatTokenizer,
 }
 
@@ -75,15 +74,18 @@ impl Llm {
     pub fn from_gguf<R: Read + Seek>(reader: &mut R) -> Result<Self> {
         let content = Content::read(reader)?;
         let tokenizer = ChatTokenizer::from_gguf(&content).map_err(candle_core::Error::wrap)?;
-        let weights = ModelWeights::from_gguf(content, reader, &Device::Cpu)?;
-        Ok(Self { weights, tokenizer })
+        let model = Llama::from_gguf(&content, reader)?;
+        Ok(Self { model, tokenizer })
+    }
+
+    /// Put LoRA adapters on the base model (a fine-tuned agent).
+    pub fn set_adapter(&mut self, adapter: &LoraAdapter) -> std::result::Result<(), AdapterError> {
+        self.model.set_adapter(adapter)
     }
 
     /// A fresh conversation (empty KV cache).
     pub fn session(&self) -> Session<'_> {
-        let mut weights = self.weights.clone();
-        weights.clear_kv_cache();
-        Session { llm: self, weights, position: 0, logits: None }
+        Session { llm: self, cache: KvCache::default(), logits: None }
     }
 }
 
@@ -91,8 +93,7 @@ impl Llm {
 #[derive(Clone)]
 pub struct Session<'a> {
     llm: &'a Llm,
-    weights: ModelWeights,
-    position: usize,
+    cache: KvCache,
     /// Next-token logits after the last token read.
     logits: Option<Tensor>,
 }
@@ -100,7 +101,12 @@ pub struct Session<'a> {
 impl Session<'_> {
     /// Tokens read so far.
     pub fn position(&self) -> usize {
-        self.position
+        self.cache.len()
+    }
+
+    /// Next-token logits after the last token read.
+    pub fn logits(&self) -> Option<&Tensor> {
+        self.logits.as_ref()
     }
 
     /// Read `text` (prefill): one forward pass over all its tokens.
@@ -114,9 +120,7 @@ impl Session<'_> {
         if tokens.is_empty() {
             return Ok(());
         }
-        let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
-        self.logits = Some(self.weights.forward(&input, self.position)?.squeeze(0)?);
-        self.position += tokens.len();
+        self.logits = Some(self.llm.model.forward(tokens, &mut self.cache)?);
         Ok(())
     }
 

@@ -3,4 +3,5 @@
 
 pub mod tokenizer;
 pub mod quantize;
+pub mod model;
 pub mod generate;
