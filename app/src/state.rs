@@ -33,6 +33,10 @@ pub enum SimulationStatus {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AgentRun {
     pub running: bool,
+    /// The running request (what `Cancel` names).
+    pub request: Option<sepsis_core::protocol::RequestId>,
+    /// Stopped by the user before a prescription.
+    pub cancelled: bool,
     /// The LLM's text as it streams.
     pub text: String,
     pub steps: Vec<TraceEvent>,

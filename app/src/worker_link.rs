@@ -130,6 +130,10 @@ impl WorkerLink {
                 run.running = false;
                 run.done = Some(Box::new(done));
             }),
+            EventBody::Cancelled { .. } => state.agent.update(|run| {
+                run.running = false;
+                run.cancelled = true;
+            }),
             EventBody::Done => {}
         }
     }

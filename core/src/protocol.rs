@@ -35,6 +35,9 @@ pub enum RequestBody {
     /// (needs `LoadModels` first). Streams `AgentToken` and `AgentStep`
     /// events as they happen, then `Recommended`.
     Recommend(RecommendRequest),
+    /// Stop a running `Recommend` within one token: it answers `Cancelled`
+    /// (with the trace so far), then `Done`.
+    Cancel { request: RequestId },
     /// Diagnostics: make the worker panic, so the crash-recovery path (typed
     /// error event, restart, UI notice) can be exercised on demand.
     DiagnosticPanic,
@@ -67,6 +70,8 @@ pub enum EventBody {
     /// A turn, simulation, rejection or prescription of the running decision.
     AgentStep(TraceEvent),
     Recommended(Recommended),
+    /// The request was cancelled; what it had done so far.
+    Cancelled { events: Vec<TraceEvent>, elapsed_ms: f64 },
     Error(WorkerError),
     /// The request finished (successfully or after an `Error`).
     Done,
@@ -128,7 +133,10 @@ pub struct RecommendRequest {
 pub struct Recommended {
     pub trace: Trace,
     pub elapsed_ms: f64,
+    /// Tokens the LLM chose, and tokens it read as prompt (its system prompt
+    /// is read once per worker and not counted again).
     pub generated_tokens: usize,
+    pub prompt_tokens: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -178,7 +186,7 @@ mod tests {
     fn every_request_round_trips() {
         let simulate = RequestBody::Simulate(crate::simulation::SimulateRequest::full_sweep(crate::simulation::reference_course(), 6, 16, 3));
         let recommend = RequestBody::Recommend(RecommendRequest { course: crate::simulation::reference_course(), agent: AgentKind::LlmZeroShotWm, seed: 2 });
-        for body in [RequestBody::ProbeBackend, RequestBody::LoadModels, RequestBody::DiagnosticPanic, simulate, recommend] {
+        for body in [RequestBody::ProbeBackend, RequestBody::LoadModels, RequestBody::DiagnosticPanic, RequestBody::Cancel { request: 3 }, simulate, recommend] {
             let request = Request { id: 7, body };
             assert_eq!(round_trip(&request), request);
         }
@@ -199,6 +207,7 @@ mod tests {
             Event::error(Some(5), ErrorKind::ModelsNotLoaded, "load the models first"),
             Event::reply(6, EventBody::AgentToken { text: " fluid".into() }),
             Event::reply(6, EventBody::AgentStep(TraceEvent::Malformed { error: "no tool call".into() })),
+            Event::reply(6, EventBody::Cancelled { events: vec![TraceEvent::Turn { text: "<simulate>".into() }], elapsed_ms: 12.0 }),
         ];
         for event in events {
             assert_eq!(round_trip(&event), event);

@@ -1,17 +1,22 @@
 //! The agent's LLM runs and writes sense (needs `make fetch`: the Q8_0 GGUF).
 
-use sepsis_core::llm::generate::{Flow, Llm, Sampling, StopReason};
+use sepsis_core::llm::generate::{Choice, Flow, Generator, Llm, Sampling, StopReason};
 use sepsis_core::llm::tokenizer::chat_prompt;
+use std::sync::Arc;
 
 const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/models/SmolLM2-135M-Instruct.Q8_0.gguf");
 const SYSTEM: &str = "You are a helpful assistant. Answer briefly.";
 
-fn llm() -> Llm {
+fn load() -> Llm {
     let mut file = std::io::BufReader::new(std::fs::File::open(MODEL).expect("the Q8_0 model (run `make fetch`)"));
     Llm::from_gguf(&mut file).unwrap()
 }
 
-fn answer(llm: &Llm, question: &str, max_tokens: usize) -> String {
+fn llm() -> Arc<Llm> {
+    Arc::new(load())
+}
+
+fn answer(llm: &Arc<Llm>, question: &str, max_tokens: usize) -> String {
     let mut session = llm.session();
     session.read(&chat_prompt(SYSTEM, question)).unwrap();
     session.generate(Sampling::GREEDY, max_tokens, &[], |_| Flow::Continue).unwrap().text
@@ -112,7 +117,7 @@ fn our_forward_matches_candle_transformers_quantized_llama() {
 fn lora_adapters_apply_on_top_of_the_quantized_base() {
     use candle_core::Tensor;
     use sepsis_core::llm::model::{max_abs_diff, KvCache, LoraAdapter};
-    let mut llm = llm();
+    let mut llm = load();
     let prompt = llm.tokenizer.encode(&chat_prompt(SYSTEM, "Name a primary colour."));
     let base = llm.model.forward(&prompt, &mut KvCache::default()).unwrap();
 
@@ -149,4 +154,28 @@ fn lora_adapters_apply_on_top_of_the_quantized_base() {
     assert!(error.contains("blk.3.ffn_down.lora_b") && error.contains("[7, 8]"), "{error}");
     // A refused adapter leaves the model as it was.
     assert_eq!(max_abs_diff(&llm.model.forward(&prompt, &mut KvCache::default()).unwrap(), &adapted).unwrap(), 0.0);
+}
+
+/// A constrained choice reads exactly one of the options, sampling only where
+/// they differ; a tag-free generator never writes '<'.
+#[test]
+fn constrained_choices_and_tag_free_thoughts() {
+    let llm = llm();
+    let mut session = llm.session();
+    session.read(&chat_prompt(SYSTEM, "What color is the sky on a clear day?")).unwrap();
+    let options = vec!["Green, like grass.".to_string(), "Blue, like the sea.".to_string()];
+    let mut reader = session.clone();
+    let Choice { index, text, sampled } = reader.choose(&options, &mut Generator::new(Sampling::GREEDY, 0, &[])).unwrap();
+    assert_eq!((index, text.as_str(), sampled), (1, "Blue, like the sea.", 1));
+    assert_eq!(reader.position(), session.position() + llm.tokenizer.encode(&text).len());
+    // Shared prefixes are read, not chosen; a single option is simply read.
+    let digits: Vec<String> = (0..5).map(|d| format!("vaso={d}")).collect();
+    assert_eq!(session.clone().choose(&digits, &mut Generator::new(Sampling::GREEDY, 0, &[])).unwrap().sampled, 1);
+    assert_eq!(session.clone().choose(&digits[2..3], &mut Generator::new(Sampling::GREEDY, 0, &[])).unwrap(), Choice { index: 0, text: "vaso=2".into(), sampled: 0 });
+
+    let mut thinker = session.clone();
+    let mut thought = thinker.tag_free(Generator::new(Sampling { temperature: 1.0, top_p: 1.0, seed: 3 }, 40, &["\n"])).unwrap();
+    while thinker.next_token(&mut thought).unwrap().is_some() {}
+    assert!(!thought.text().contains('<'), "{:?}", thought.text());
+    assert!(thought.finished().is_some());
 }

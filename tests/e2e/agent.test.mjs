@@ -7,7 +7,7 @@ let server;
 before(async () => { server = await startServer(); });
 after(() => server?.stop());
 
-test('the agent streams its text in the worker and ends with a prescription and its flags', async () => {
+test('the agent streams its text in the worker, simulates, and ends with a prescription and its flags', async () => {
   const browser = await openBrowser();
   try {
     const { page, requests } = browser;
@@ -25,9 +25,37 @@ test('the agent streams its text in the worker and ends with a prescription and 
     if ((await prescription.getAttribute('data-fallback')) === 'true') {
       assert.match(await prescription.innerText(), /safe default, because: no valid prescription after 10 turns/);
     }
-    assert.match(await page.locator(t('agent-timing')).innerText(), /^\d+ tokens written, \d+ tool calls, \d+ rejected turns, [\d.]+ s\.$/);
+    // Propose, simulate, refine: at least one simulation with its evidence.
+    assert.match(await page.locator(t('agent-step')).first().innerText(), /^Simulated: vaso=[0-4] fluid=[0-4] → survival \d+ %/);
+    const timing = await page.locator(t('agent-timing')).innerText();
+    const [, chosen, , calls, rejected] = timing.match(/^(\d+) tokens chosen by the model, (\d+) read, (\d+) tool calls, (\d+) rejected turns, [\d.]+ s\.$/).map(Number);
+    assert.ok(chosen > 0 && calls >= 2, timing);
+    assert.equal(rejected, 0, 'constrained decoding writes only valid calls');
     assert.deepEqual(foreignRequests(requests), [], 'nothing left 127.0.0.1');
     await page.locator(t('agent-check')).screenshot({ path: join(outputDir, 'agent-check.png') });
+  } finally {
+    await browser.close();
+  }
+});
+
+test('cancel stops a running recommendation before its prescription', async () => {
+  const browser = await openBrowser();
+  try {
+    const { page, requests } = browser;
+    await page.goto(server.url);
+    await page.locator(t('model-status') + '[data-state="ready"]').waitFor({ timeout: 180_000 });
+    await page.locator(t('recommend-reference')).click();
+    await page.waitForFunction(() => (document.querySelector('[data-test="agent-text"]')?.textContent ?? '').length > 0, null, { timeout: 180_000 });
+    await page.locator(t('cancel-recommendation')).click();
+    await page.locator(t('agent-cancelled')).waitFor({ timeout: 10_000 });
+    const textAtCancel = await page.locator(t('agent-text')).innerText();
+    // Nothing more arrives: no prescription, no further text.
+    await page.waitForTimeout(2_000);
+    assert.equal(await page.locator(t('agent-prescription')).count(), 0);
+    assert.equal(await page.locator(t('agent-text')).innerText(), textAtCancel);
+    assert.ok(await page.locator(t('recommend-reference')).isEnabled(), 'the agent can be asked again');
+    assert.deepEqual(foreignRequests(requests), [], 'nothing left 127.0.0.1');
+    await page.locator(t('agent-check')).screenshot({ path: join(outputDir, 'agent-cancelled.png') });
   } finally {
     await browser.close();
   }

@@ -2,71 +2,120 @@
 //! streaming the LLM's text, each turn, simulation and the prescription as
 //! they happen. The LLM and the world model come from the verified model
 //! store; simulations run on the CPU path inside the loop.
+//!
+//! The decision advances one token (or one tool call) at a time and yields
+//! to the worker's event loop in between, so a `Cancel` message is read and
+//! honoured before the next token. The system prompts' KV caches are built
+//! once per loaded model and kept for every later decision.
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
-use sepsis_core::agent::decision::{decide, Simulator};
-use sepsis_core::agent::observation::SYSTEM_PROMPT;
-use sepsis_core::agent::runtime::{LlmProposer, WorldModelSimulator};
-use sepsis_core::llm::generate::{Flow, Llm, Sampling};
+use sepsis_core::agent::decision::{Decision, Progress, Simulator};
+use sepsis_core::agent::observation::system_prompt;
+use sepsis_core::agent::runtime::{system_session, Decoding, LlmProposer, WorldModelSimulator};
+use sepsis_core::llm::generate::{Llm, Sampling, Session};
 use sepsis_core::protocol::{AgentKind, ErrorKind, Event, EventBody, RecommendRequest, Recommended, RequestId, WorkerError};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 use crate::{post, WorkerState};
 
 /// The manifest's LLM file.
 pub const LLM_FILE: &str = "SmolLM2-135M-Instruct.Q8_0.gguf";
-/// Longest turn the agent may write (tokens).
-const MAX_TURN_TOKENS: usize = 160;
+
+/// The LLM and its system prompts, read once.
+pub(crate) struct LoadedLlm {
+    llm: Arc<Llm>,
+    /// Keyed by whether the simulate tool is offered.
+    systems: Vec<(bool, Session)>,
+}
 
 pub(crate) async fn handle(state: &Rc<RefCell<WorkerState>>, id: RequestId, request: RecommendRequest) {
     let fail = |kind: ErrorKind, message: String| post(&Event { id: Some(id), body: EventBody::Error(WorkerError { kind, message }) });
     if request.course.is_empty() || request.course.iter().any(|s| s.values.len() != sepsis_core::cohort::schema::FEATURES.len()) {
         return fail(ErrorKind::InvalidRequest, "the course needs at least one step with one value per schema feature".into());
     }
-    let llm = match llm(state) {
-        Ok(llm) => llm,
-        Err((kind, message)) => return fail(kind, message),
-    };
     let simulator = match crate::simulator::simulator(state).await {
         Ok(simulator) => simulator,
         Err((kind, message)) => return fail(kind, message),
     };
     let start = js_sys::Date::now();
-    let mut proposer = match LlmProposer::new(&llm, SYSTEM_PROMPT, Sampling::GREEDY, MAX_TURN_TOKENS) {
-        Ok(proposer) => proposer,
-        Err(e) => return fail(ErrorKind::Internal, e.to_string()),
+    let can_simulate = request.agent == AgentKind::LlmZeroShotWm;
+    let system = match system(state, can_simulate) {
+        Ok(system) => system,
+        Err((kind, message)) => return fail(kind, message),
     };
-    proposer.on_token = Some(Box::new(move |text: &str| {
-        post(&Event::reply(id, EventBody::AgentToken { text: text.to_string() }));
-        Flow::Continue
-    }));
+    let mut proposer = LlmProposer::new(system, Sampling::GREEDY, Decoding::DEFAULT);
     let mut world_model = WorldModelSimulator { model: &simulator.cpu, samples: 16, seed: request.seed };
-    let tool: Option<&mut dyn Simulator> = match request.agent {
-        AgentKind::LlmZeroShotWm => Some(&mut world_model),
-        AgentKind::LlmZeroShot => None,
-    };
-    let result = decide(&mut proposer, tool, &request.course, &mut |event| post(&Event::reply(id, EventBody::AgentStep(event.clone()))));
-    match result {
-        Ok(trace) => {
-            let done = Recommended { trace, elapsed_ms: js_sys::Date::now() - start, generated_tokens: proposer.generated_tokens };
-            post(&Event::reply(id, EventBody::Recommended(done)));
+    let tool: Option<&mut dyn Simulator> = if can_simulate { Some(&mut world_model) } else { None };
+    let mut events = Vec::new();
+    let trace = {
+        let mut decision = Decision::new(&mut proposer, tool, &request.course);
+        loop {
+            if state.borrow_mut().cancelled.remove(&id) {
+                post(&Event::reply(id, EventBody::Cancelled { events, elapsed_ms: js_sys::Date::now() - start }));
+                return;
+            }
+            match decision.advance() {
+                Ok(Progress::Text(text)) => post(&Event::reply(id, EventBody::AgentToken { text })),
+                Ok(Progress::Event(event)) => {
+                    post(&Event::reply(id, EventBody::AgentStep(event.clone())));
+                    events.push(event);
+                }
+                Ok(Progress::Done(trace)) => break trace,
+                Err(e) => return fail(ErrorKind::Internal, format!("the decision failed: {e}")),
+            }
+            yield_now().await;
         }
-        Err(e) => fail(ErrorKind::Internal, format!("the decision failed: {e}")),
-    }
+    };
+    let done = Recommended { trace, elapsed_ms: js_sys::Date::now() - start, generated_tokens: proposer.generated_tokens, prompt_tokens: proposer.prompt_tokens };
+    post(&Event::reply(id, EventBody::Recommended(done)));
 }
 
-/// The LLM, built on first use from the verified GGUF.
-fn llm(state: &Rc<RefCell<WorkerState>>) -> Result<Rc<Llm>, (ErrorKind, String)> {
-    if let Some(llm) = state.borrow().llm.clone() {
-        return Ok(llm);
+/// A `Cancel` for `request`: noted, and acted on at the decision's next step.
+pub(crate) fn cancel(state: &Rc<RefCell<WorkerState>>, request: RequestId) {
+    state.borrow_mut().cancelled.insert(request);
+}
+
+/// Let the worker read its messages (a `Cancel`) before going on. A message
+/// to ourselves is a macrotask without `setTimeout`'s minimum delay.
+async fn yield_now() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let Ok(channel) = web_sys::MessageChannel::new() else {
+            let _ = resolve.call0(&JsValue::NULL);
+            return;
+        };
+        let (receiver, sender) = (channel.port1(), channel.port2());
+        // The closure owns the channel, so it lives until the message lands.
+        let wake = Closure::once_into_js(move || {
+            drop(channel);
+            let _ = resolve.call0(&JsValue::NULL);
+        });
+        receiver.set_onmessage(Some(wake.unchecked_ref()));
+        let _ = sender.post_message(&JsValue::NULL);
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+/// The session that has read the system prompt for this tool set, built on
+/// first use from the verified GGUF.
+fn system(state: &Rc<RefCell<WorkerState>>, can_simulate: bool) -> Result<Session, (ErrorKind, String)> {
+    if state.borrow().llm.is_none() {
+        let llm = {
+            let state = state.borrow();
+            let file = state.models.iter().find(|m| m.file.name == LLM_FILE).ok_or_else(|| (ErrorKind::ModelsNotLoaded, format!("the LLM ({LLM_FILE}) is not loaded: load the models first")))?;
+            Llm::from_gguf(&mut std::io::Cursor::new(&file.bytes)).map_err(|e| (ErrorKind::Internal, format!("{LLM_FILE}: {e}")))?
+        };
+        state.borrow_mut().llm = Some(LoadedLlm { llm: Arc::new(llm), systems: Vec::new() });
     }
-    let llm = {
-        let state = state.borrow();
-        let file = state.models.iter().find(|m| m.file.name == LLM_FILE).ok_or_else(|| (ErrorKind::ModelsNotLoaded, format!("the LLM ({LLM_FILE}) is not loaded: load the models first")))?;
-        Llm::from_gguf(&mut std::io::Cursor::new(&file.bytes)).map_err(|e| (ErrorKind::Internal, format!("{LLM_FILE}: {e}")))?
-    };
-    let llm = Rc::new(llm);
-    state.borrow_mut().llm = Some(llm.clone());
-    Ok(llm)
+    let mut state = state.borrow_mut();
+    let loaded = state.llm.as_mut().expect("set above");
+    if let Some((_, session)) = loaded.systems.iter().find(|(tools, _)| *tools == can_simulate) {
+        return Ok(session.clone());
+    }
+    let session = system_session(&loaded.llm, &system_prompt(can_simulate)).map_err(|e| (ErrorKind::Internal, e.to_string()))?;
+    loaded.systems.push((can_simulate, session.clone()));
+    Ok(session)
 }

@@ -31,7 +31,9 @@ pub(crate) struct WorkerState {
     /// Built from the loaded world model on the first simulation.
     simulator: Option<Rc<simulator::Simulator>>,
     /// Built from the loaded GGUF on the first recommendation.
-    llm: Option<Rc<sepsis_core::llm::generate::Llm>>,
+    llm: Option<agent::LoadedLlm>,
+    /// Recommendations asked to stop.
+    cancelled: std::collections::HashSet<RequestId>,
 }
 
 /// Entry point, called once when the worker's wasm starts.
@@ -81,6 +83,7 @@ async fn handle(state: Rc<RefCell<WorkerState>>, request: Request) {
         RequestBody::LoadModels => load_models(&state, id).await,
         RequestBody::Simulate(request) => simulator::handle(&state, id, request).await,
         RequestBody::Recommend(request) => agent::handle(&state, id, request).await,
+        RequestBody::Cancel { request } => agent::cancel(&state, request),
         RequestBody::DiagnosticPanic => panic!("diagnostic panic requested by the app (request {id})"),
     }
     reply(EventBody::Done);

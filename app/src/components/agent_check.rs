@@ -19,9 +19,14 @@ pub fn AgentCheck() -> impl IntoView {
     let ready = move || state.models.get() == ModelStatus::Ready;
     let running = move || state.agent.with(|run| run.running);
     let run = move |_| {
-        state.agent.set(AgentRun { running: true, ..AgentRun::default() });
         let request = RecommendRequest { course: reference_course(), agent: AgentKind::LlmZeroShotWm, seed: 1 };
-        link.with_value(|l| l.send(RequestBody::Recommend(request)));
+        let id = link.with_value(|l| l.send(RequestBody::Recommend(request)));
+        state.agent.set(AgentRun { running: true, request: Some(id), ..AgentRun::default() });
+    };
+    let cancel = move |_| {
+        if let Some(request) = state.agent.with_untracked(|run| run.request.filter(|_| run.running)) {
+            link.with_value(|l| l.send(RequestBody::Cancel { request }));
+        }
     };
     let steps = move || {
         state.agent.with(|run| {
@@ -53,7 +58,7 @@ pub fn AgentCheck() -> impl IntoView {
                         {format!("Prescription: {}{how}", render_action(trace.prescription))}
                     </p>
                     <p>{format!("Guideline flags: {}", if flags.is_empty() { "none".to_string() } else { flags.join(", ") })}</p>
-                    <p data-test="agent-timing">{format!("{} tokens written, {} tool calls, {} rejected turns, {:.1} s.", done.generated_tokens, trace.tool_calls, trace.malformed, done.elapsed_ms / 1000.0)}</p>
+                    <p data-test="agent-timing">{format!("{} tokens chosen by the model, {} read, {} tool calls, {} rejected turns, {:.1} s.", done.generated_tokens, done.prompt_tokens, trace.tool_calls, trace.malformed, done.elapsed_ms / 1000.0)}</p>
                 }
             })
         })
@@ -61,10 +66,14 @@ pub fn AgentCheck() -> impl IntoView {
     view! {
         <section class="card wide" data-test="agent-check">
             <h2>"Agent check"</h2>
-            <p>"One decision by the untrained base LLM with the world model as its simulation tool, for the same made-up patient, entirely in this browser. The untrained model rarely follows the tool format; the loop then gives a safe default and says so."</p>
+            <p>"One decision by the untrained base LLM with the world model as its simulation tool, for the same made-up patient, entirely in this browser. It writes a short thought, then its tool calls to the grammar (it chooses the tool, the levels and the candidates). Untrained, its choices are not yet clinical judgement."</p>
             <button type="button" data-test="recommend-reference" disabled=move || !ready() || running() on:click=run>
                 "Ask the agent"
             </button>
+            <button type="button" data-test="cancel-recommendation" disabled=move || !running() on:click=cancel>
+                "Cancel"
+            </button>
+            {move || state.agent.with(|run| run.cancelled.then(|| view! { <p data-test="agent-cancelled">"Cancelled: no prescription was made."</p> }))}
             <pre class="agent-text" data-test="agent-text">{move || state.agent.with(|run| run.text.clone())}</pre>
             <ul>{steps}</ul>
             {outcome}

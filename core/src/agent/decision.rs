@@ -8,6 +8,12 @@
 //! with what was expected; a `prescribe` call ends the decision. After
 //! [`MAX_TURNS`] turns without a valid prescription the loop gives a safe
 //! default instead and records why.
+//!
+//! A [`Decision`] advances one small step at a time (one token, one tool
+//! call), so the browser worker can yield between steps and stop within one
+//! token when the user cancels; [`decide`] runs one to the end.
+
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,12 +37,25 @@ pub struct Conversation {
     pub observation: String,
     /// Each assistant turn and the text the loop answered it with.
     pub turns: Vec<(String, String)>,
+    /// Whether the `simulate` tool is offered.
+    pub can_simulate: bool,
+}
+
+/// What one step of writing a turn produced.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TurnProgress {
+    /// More text of the turn (streamed as it is written).
+    Piece(String),
+    /// The whole turn.
+    Done(String),
 }
 
 pub trait Proposer {
-    /// The next assistant turn (a thought and one tool call). The LLM reads
-    /// the conversation's text; the planner reads the course's numbers.
-    fn respond(&mut self, course: &[CourseStep], conversation: &Conversation) -> Result<String, AgentError>;
+    /// Start the next assistant turn (a thought and one tool call). The LLM
+    /// reads the conversation's text; the planner reads the course's numbers.
+    fn begin_turn(&mut self, course: &[CourseStep], conversation: &Conversation) -> Result<(), AgentError>;
+    /// Write a little more of the turn begun last.
+    fn advance(&mut self) -> Result<TurnProgress, AgentError>;
 }
 
 pub trait Simulator {
@@ -108,85 +127,151 @@ pub fn render_results(situation: &Situation, results: &[CandidateStep]) -> Strin
     text + "</result>"
 }
 
-/// Run one decision for the newest step of `course`; `on_event` sees each
-/// trace event as it happens (the worker streams them).
-pub fn decide(
-    proposer: &mut dyn Proposer,
-    simulator: Option<&mut dyn Simulator>,
-    course: &[CourseStep],
-    on_event: &mut dyn FnMut(&TraceEvent),
-) -> Result<Trace, AgentError> {
-    let mut events = Vec::new();
-    let result = run(proposer, simulator, course, &mut |event: TraceEvent| {
-        on_event(&event);
-        events.push(event);
-    });
-    result.map(|mut trace| {
-        trace.events = events;
-        trace
-    })
+/// What one step of a [`Decision`] produced.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Progress {
+    /// Text the proposer is writing.
+    Text(String),
+    Event(TraceEvent),
+    Done(Trace),
 }
 
-fn run(
-    proposer: &mut dyn Proposer,
-    mut simulator: Option<&mut dyn Simulator>,
-    course: &[CourseStep],
-    emit: &mut dyn FnMut(TraceEvent),
-) -> Result<Trace, AgentError> {
-    let situation = Situation::of_course(course);
-    let mut conversation = Conversation { observation: render_observation(course), turns: Vec::new() };
-    let mut trace = Trace {
-        observation: conversation.observation.clone(),
-        events: Vec::new(),
-        prescription: Action::NONE,
-        fallback: None,
-        tool_calls: 0,
-        malformed: 0,
-        flags: Vec::new(),
-    };
-    for _ in 0..MAX_TURNS {
-        let text = proposer.respond(course, &conversation)?;
-        emit(TraceEvent::Turn { text: text.clone() });
+/// One decision for the newest step of a course, advanced step by step.
+pub struct Decision<'a> {
+    proposer: &'a mut dyn Proposer,
+    simulator: Option<&'a mut dyn Simulator>,
+    course: &'a [CourseStep],
+    situation: Situation,
+    conversation: Conversation,
+    trace: Trace,
+    in_turn: bool,
+    pending: VecDeque<Progress>,
+    finished: bool,
+}
+
+impl<'a> Decision<'a> {
+    pub fn new(proposer: &'a mut dyn Proposer, simulator: Option<&'a mut dyn Simulator>, course: &'a [CourseStep]) -> Self {
+        let can_simulate = simulator.is_some();
+        let observation = render_observation(course, can_simulate);
+        Decision {
+            proposer,
+            simulator,
+            course,
+            situation: Situation::of_course(course),
+            conversation: Conversation { observation: observation.clone(), turns: Vec::new(), can_simulate },
+            trace: Trace { observation, events: Vec::new(), prescription: Action::NONE, fallback: None, tool_calls: 0, malformed: 0, flags: Vec::new() },
+            in_turn: false,
+            pending: VecDeque::new(),
+            finished: false,
+        }
+    }
+
+    /// Turns finished so far.
+    pub fn turns(&self) -> usize {
+        self.conversation.turns.len()
+    }
+
+    /// The next piece of progress; after `Done` the decision is over (and
+    /// `Done` repeats).
+    pub fn advance(&mut self) -> Result<Progress, AgentError> {
+        if let Some(progress) = self.pending.pop_front() {
+            return Ok(progress);
+        }
+        if self.finished {
+            return Ok(Progress::Done(self.trace.clone()));
+        }
+        if !self.in_turn {
+            if self.turns() == MAX_TURNS {
+                let action = safe_default(&self.situation);
+                let reason = format!("no valid prescription after {MAX_TURNS} turns");
+                self.trace.prescription = action;
+                self.trace.flags = violations(&self.situation, action);
+                self.trace.fallback = Some(reason.clone());
+                self.emit(TraceEvent::Fallback { action, reason, flags: self.trace.flags.clone() });
+                return self.finish();
+            }
+            self.proposer.begin_turn(self.course, &self.conversation)?;
+            self.in_turn = true;
+        }
+        match self.proposer.advance()? {
+            TurnProgress::Piece(text) => Ok(Progress::Text(text)),
+            TurnProgress::Done(text) => {
+                self.in_turn = false;
+                self.end_turn(text)?;
+                self.advance()
+            }
+        }
+    }
+
+    fn emit(&mut self, event: TraceEvent) {
+        self.trace.events.push(event.clone());
+        self.pending.push_back(Progress::Event(event));
+    }
+
+    fn finish(&mut self) -> Result<Progress, AgentError> {
+        self.finished = true;
+        self.pending.push_back(Progress::Done(self.trace.clone()));
+        Ok(self.pending.pop_front().expect("just pushed"))
+    }
+
+    /// Act on a finished turn: answer it, or end the decision.
+    fn end_turn(&mut self, text: String) -> Result<(), AgentError> {
+        self.emit(TraceEvent::Turn { text: text.clone() });
         let answer = match grammar::parse(&text) {
             Ok(ToolCall::Prescribe(action)) => {
-                trace.tool_calls += 1;
-                trace.prescription = action;
-                trace.flags = violations(&situation, action);
-                emit(TraceEvent::Prescribed { action, flags: trace.flags.clone() });
-                return Ok(trace);
+                self.trace.tool_calls += 1;
+                self.trace.prescription = action;
+                self.trace.flags = violations(&self.situation, action);
+                self.emit(TraceEvent::Prescribed { action, flags: self.trace.flags.clone() });
+                self.finished = true;
+                self.pending.push_back(Progress::Done(self.trace.clone()));
+                return Ok(());
             }
             Ok(ToolCall::Simulate(candidates)) => {
-                trace.tool_calls += 1;
-                match simulator.as_deref_mut() {
+                self.trace.tool_calls += 1;
+                match self.simulator.as_deref_mut() {
                     Some(simulator) => {
-                        let results = simulator.simulate(course, &candidates)?;
-                        let rules = results.iter().map(|r| violations(&situation, r.action)).collect();
-                        emit(TraceEvent::Simulated { candidates: results.clone(), flags: rules });
-                        render_results(&situation, &results)
+                        let results = simulator.simulate(self.course, &candidates)?;
+                        let rules = results.iter().map(|r| violations(&self.situation, r.action)).collect();
+                        let text = render_results(&self.situation, &results);
+                        self.emit(TraceEvent::Simulated { candidates: results, flags: rules });
+                        text
                     }
                     None => {
-                        trace.malformed += 1;
+                        self.trace.malformed += 1;
                         let error = "simulation is not available: prescribe".to_string();
-                        emit(TraceEvent::Malformed { error: error.clone() });
+                        self.emit(TraceEvent::Malformed { error: error.clone() });
                         format!("<error>{error}</error>")
                     }
                 }
             }
             Err(e) => {
-                trace.malformed += 1;
-                emit(TraceEvent::Malformed { error: e.to_string() });
+                self.trace.malformed += 1;
+                self.emit(TraceEvent::Malformed { error: e.to_string() });
                 format!("<error>{e}</error>")
             }
         };
-        conversation.turns.push((text, answer));
+        self.conversation.turns.push((text, answer));
+        Ok(())
     }
-    let action = safe_default(&situation);
-    let reason = format!("no valid prescription after {MAX_TURNS} turns");
-    trace.prescription = action;
-    trace.flags = violations(&situation, action);
-    emit(TraceEvent::Fallback { action, reason: reason.clone(), flags: trace.flags.clone() });
-    trace.fallback = Some(reason);
-    Ok(trace)
+}
+
+/// Run one decision for the newest step of `course` to the end; `on_event`
+/// sees each trace event as it happens.
+pub fn decide<'a>(
+    proposer: &'a mut dyn Proposer,
+    simulator: Option<&'a mut dyn Simulator>,
+    course: &'a [CourseStep],
+    on_event: &mut dyn FnMut(&TraceEvent),
+) -> Result<Trace, AgentError> {
+    let mut decision = Decision::new(proposer, simulator, course);
+    loop {
+        match decision.advance()? {
+            Progress::Text(_) => {}
+            Progress::Event(event) => on_event(&event),
+            Progress::Done(trace) => return Ok(trace),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -194,12 +279,33 @@ mod tests {
     use super::*;
     use crate::simulation::{reference_course, FeatureBand};
 
-    /// Replays fixed turns (the LLM's place in these tests of the loop itself).
-    struct Scripted(Vec<&'static str>);
+    // The LLM's place in these tests of the loop itself.
+    /// Replays fixed turns, each streamed in two pieces.
+    struct Scripted {
+        turns: Vec<&'static str>,
+        current: &'static str,
+        written: usize,
+    }
+
+    impl Scripted {
+        fn new(turns: Vec<&'static str>) -> Self {
+            Scripted { turns, current: "", written: 0 }
+        }
+    }
 
     impl Proposer for Scripted {
-        fn respond(&mut self, _: &[CourseStep], conversation: &Conversation) -> Result<String, AgentError> {
-            Ok(self.0.get(conversation.turns.len()).unwrap_or(self.0.last().unwrap()).to_string())
+        fn begin_turn(&mut self, _: &[CourseStep], conversation: &Conversation) -> Result<(), AgentError> {
+            self.current = self.turns.get(conversation.turns.len()).unwrap_or(self.turns.last().unwrap());
+            self.written = 0;
+            Ok(())
+        }
+
+        fn advance(&mut self) -> Result<TurnProgress, AgentError> {
+            if self.written == 0 {
+                self.written = self.current.len() / 2;
+                return Ok(TurnProgress::Piece(self.current[..self.written].to_string()));
+            }
+            Ok(TurnProgress::Done(self.current.to_string()))
         }
     }
 
@@ -225,7 +331,7 @@ mod tests {
 
     #[test]
     fn propose_simulate_then_prescribe() {
-        let mut proposer = Scripted(vec!["Low MAP.\n<simulate>vaso=0 fluid=1; vaso=0 fluid=3</simulate>", "Fluid 3 is best.\n<prescribe>vaso=0 fluid=3</prescribe>"]);
+        let mut proposer = Scripted::new(vec!["Low MAP.\n<simulate>vaso=0 fluid=1; vaso=0 fluid=3</simulate>", "Fluid 3 is best.\n<prescribe>vaso=0 fluid=3</prescribe>"]);
         let mut simulator = ByFluid(Vec::new());
         let mut streamed = Vec::new();
         let trace = decide(&mut proposer, Some(&mut simulator), &reference_course(), &mut |e| streamed.push(e.clone())).unwrap();
@@ -235,6 +341,20 @@ mod tests {
         assert_eq!(simulator.0, vec![vec![Action { fluid: 1, vaso: 0 }, Action { fluid: 3, vaso: 0 }]]);
         assert!(matches!(trace.events[1], TraceEvent::Simulated { .. }));
         assert!(trace.flags.is_empty());
+    }
+
+    #[test]
+    fn a_decision_advances_a_piece_at_a_time_and_stays_done() {
+        let turn = "Fluid.\n<prescribe>vaso=0 fluid=2</prescribe>";
+        let mut proposer = Scripted::new(vec![turn]);
+        let course = reference_course();
+        let mut decision = Decision::new(&mut proposer, None, &course);
+        assert!(matches!(decision.advance().unwrap(), Progress::Text(t) if turn.starts_with(&t) && t.len() < turn.len()));
+        assert_eq!(decision.advance().unwrap(), Progress::Event(TraceEvent::Turn { text: turn.into() }));
+        assert!(matches!(decision.advance().unwrap(), Progress::Event(TraceEvent::Prescribed { .. })));
+        let Progress::Done(trace) = decision.advance().unwrap() else { panic!("the decision ends after the prescription") };
+        assert_eq!(trace.prescription, Action { fluid: 2, vaso: 0 });
+        assert_eq!(decision.advance().unwrap(), Progress::Done(trace));
     }
 
     #[test]
@@ -251,7 +371,7 @@ mod tests {
 
     #[test]
     fn malformed_turns_are_counted_and_answered_then_the_safe_default_is_given() {
-        let mut proposer = Scripted(vec!["I think fluids.", "<simulate>vaso=9 fluid=1</simulate>", "<prescribe>vaso=1"]);
+        let mut proposer = Scripted::new(vec!["I think fluids.", "<simulate>vaso=9 fluid=1</simulate>", "<prescribe>vaso=1"]);
         let trace = decide(&mut proposer, Some(&mut ByFluid(Vec::new())), &reference_course(), &mut |_| {}).unwrap();
         assert_eq!(trace.malformed, MAX_TURNS);
         assert_eq!(trace.fallback.as_deref(), Some("no valid prescription after 10 turns"));
@@ -263,7 +383,7 @@ mod tests {
 
     #[test]
     fn without_a_simulator_a_simulate_call_is_refused_and_the_agent_must_prescribe() {
-        let mut proposer = Scripted(vec!["<simulate>vaso=0 fluid=1</simulate>", "<prescribe>vaso=0 fluid=1</prescribe>"]);
+        let mut proposer = Scripted::new(vec!["<simulate>vaso=0 fluid=1</simulate>", "<prescribe>vaso=0 fluid=1</prescribe>"]);
         let trace = decide(&mut proposer, None, &reference_course(), &mut |_| {}).unwrap();
         assert_eq!((trace.prescription, trace.malformed, trace.tool_calls), (Action { fluid: 1, vaso: 0 }, 1, 2));
     }

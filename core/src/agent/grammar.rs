@@ -100,9 +100,144 @@ fn parse_candidate(text: &str) -> Result<Action, ParseError> {
     }
 }
 
+/// Whether a call may, or must, be a `simulate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimulateTool {
+    Unavailable,
+    Optional,
+    /// The first call of a decision with a simulator: propose, simulate,
+    /// then refine.
+    Required,
+}
+
+/// Writes a call exactly to the grammar, one choice at a time: at each point
+/// it offers the texts that may follow, and the model (constrained decoding)
+/// or anyone else picks one. Only the tool, the levels and the number of
+/// candidates are ever chosen; everything else is fixed text. A simulate
+/// call lists distinct candidates not simulated before in the decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallWriter {
+    tool: SimulateTool,
+    /// Candidates simulated earlier in this decision.
+    simulated_before: Vec<Action>,
+    simulate: bool,
+    listed: Vec<Action>,
+    vaso: u8,
+    next: CallPart,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CallPart {
+    Open,
+    Vaso,
+    Fluid,
+    After,
+    Complete,
+}
+
+impl CallWriter {
+    pub fn new(tool: SimulateTool, simulated_before: Vec<Action>) -> Self {
+        let mut writer = Self { tool, simulated_before, simulate: false, listed: Vec::new(), vaso: 0, next: CallPart::Open };
+        if !writer.any_new() {
+            writer.tool = SimulateTool::Unavailable;
+        }
+        writer
+    }
+
+    fn is_new(&self, action: Action) -> bool {
+        !self.simulated_before.contains(&action) && !self.listed.contains(&action)
+    }
+
+    fn any_new(&self) -> bool {
+        Action::all().any(|a| self.is_new(a))
+    }
+
+    /// The texts the call may continue with, or `None` once it is complete.
+    pub fn options(&self) -> Option<Vec<String>> {
+        let simulating = self.simulate;
+        let vaso_ok = |v: u8| !simulating || (0..LEVELS).any(|f| self.is_new(Action { fluid: f, vaso: v }));
+        let fluid_ok = |f: u8| !simulating || self.is_new(Action { fluid: f, vaso: self.vaso });
+        Some(match self.next {
+            CallPart::Open => match self.tool {
+                SimulateTool::Required => vec!["<simulate>vaso=".into()],
+                SimulateTool::Optional => vec!["<simulate>vaso=".into(), "<prescribe>vaso=".into()],
+                SimulateTool::Unavailable => vec!["<prescribe>vaso=".into()],
+            },
+            CallPart::Vaso => (0..LEVELS).filter(|&v| vaso_ok(v)).map(|v| format!("{v} fluid=")).collect(),
+            CallPart::Fluid => (0..LEVELS).filter(|&f| fluid_ok(f)).map(|f| f.to_string()).collect(),
+            CallPart::After if !simulating => vec!["</prescribe>".into()],
+            CallPart::After if self.listed.len() < MAX_SIMULATED && self.any_new() => vec!["; vaso=".into(), "</simulate>".into()],
+            CallPart::After => vec!["</simulate>".into()],
+            CallPart::Complete => return None,
+        })
+    }
+
+    /// Take option `index` of [`Self::options`].
+    pub fn choose(&mut self, index: usize) {
+        let chosen = self.options().and_then(|o| o.get(index).cloned()).expect("an offered option");
+        let level = || chosen.as_bytes()[0] - b'0';
+        self.next = match self.next {
+            CallPart::Open => {
+                self.simulate = chosen.starts_with("<simulate>");
+                CallPart::Vaso
+            }
+            CallPart::Vaso => {
+                self.vaso = level();
+                CallPart::Fluid
+            }
+            CallPart::Fluid => {
+                self.listed.push(Action { fluid: level(), vaso: self.vaso });
+                CallPart::After
+            }
+            CallPart::After if chosen.starts_with(';') => CallPart::Vaso,
+            CallPart::After | CallPart::Complete => CallPart::Complete,
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every path through the writer is a call the parser accepts.
+    #[test]
+    fn the_call_writer_only_writes_valid_calls() {
+        let mut state = 12345u64;
+        for walk in 0..500 {
+            let tool = match walk % 3 {
+                0 => SimulateTool::Unavailable,
+                1 => SimulateTool::Optional,
+                _ => SimulateTool::Required,
+            };
+            let before: Vec<Action> = Action::all().filter(|a| (a.index() + walk) % 4 != 0).collect();
+            let mut writer = CallWriter::new(tool, before.clone());
+            let mut text = String::new();
+            while let Some(options) = writer.options() {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let pick = (state >> 33) as usize % options.len();
+                text += &options[pick];
+                writer.choose(pick);
+            }
+            let call = parse(&text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert_eq!(call.render(), text);
+            match (tool, &call) {
+                (SimulateTool::Unavailable, ToolCall::Simulate(_)) => panic!("no simulate without a simulator: {text}"),
+                (SimulateTool::Required, ToolCall::Prescribe(_)) => panic!("simulate first: {text}"),
+                (_, ToolCall::Simulate(listed)) => {
+                    assert!(listed.iter().all(|a| !before.contains(a)), "only new candidates: {text}");
+                    assert!(listed.iter().enumerate().all(|(i, a)| !listed[..i].contains(a)), "distinct candidates: {text}");
+                }
+                _ => {}
+            }
+        }
+        let mut writer = CallWriter::new(SimulateTool::Optional, Vec::new());
+        for pick in [0, 2, 1, 0, 0, 4, 0, 3, 3] {
+            writer.choose(pick);
+        }
+        assert_eq!(writer.options(), Some(vec!["</simulate>".to_string()]), "at most three candidates");
+        let everything: Vec<Action> = Action::all().collect();
+        assert_eq!(CallWriter::new(SimulateTool::Required, everything).options(), Some(vec!["<prescribe>vaso=".to_string()]), "nothing new to simulate");
+    }
 
     #[test]
     fn well_formed_calls_parse_and_render_back() {

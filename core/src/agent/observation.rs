@@ -13,12 +13,27 @@ use super::grammar::render_action;
 /// Steps of history shown (4 h each).
 pub const SHOWN_STEPS: usize = 4;
 
-pub const SYSTEM_PROMPT: &str = "You treat sepsis in the ICU, one decision every 4 hours: an IV fluid level and a vasopressor level, each 0 (none) to 4 (very high).
-Rules: keep MAP at or above 65 mmHg; if lactate > 2 mmol/L or MAP < 65, never give nothing; at admission with lactate >= 4 or MAP < 65, give fluid; do not raise the vasopressor when MAP is already >= 65; avoid the highest fluid level when the balance is over 10 L and MAP >= 75.
-Tools, one per turn, after one short thought:
+const ROLE_AND_RULES: &str = "You treat sepsis in the ICU, one decision every 4 hours: an IV fluid level and a vasopressor level, each 0 (none) to 4 (very high).
+Rules: keep MAP at or above 65 mmHg; if lactate > 2 mmol/L or MAP < 65, never give nothing; at admission with lactate >= 4 or MAP < 65, give fluid; do not raise the vasopressor when MAP is already >= 65; avoid the highest fluid level when the balance is over 10 L and MAP >= 75.";
+
+/// The system prompt: role, protocol rules, and the tools offered.
+pub fn system_prompt(can_simulate: bool) -> String {
+    if can_simulate {
+        format!(
+            "{ROLE_AND_RULES}
+Simulate your candidates first, then prescribe. Tools, one per turn, after one short thought:
 <simulate>vaso=V fluid=F; ...</simulate> predicts 4 h ahead for up to 3 candidates.
 <prescribe>vaso=V fluid=F</prescribe> gives the treatment and ends the decision.
-Distrust a simulated recovery without treatment and perfect results at maximum doses; prefer what was simulated with little spread.";
+Distrust a simulated recovery without treatment and perfect results at maximum doses; prefer what was simulated with little spread."
+        )
+    } else {
+        format!(
+            "{ROLE_AND_RULES}
+After one short thought, give the treatment:
+<prescribe>vaso=V fluid=F</prescribe>"
+        )
+    }
+}
 
 /// Values shown per step: (schema key, column title).
 const COLUMNS: [(&str, &str); 6] = [("map", "MAP"), ("hr", "HR"), ("lactate", "lactate"), ("urine_ml_4h", "urine"), ("sofa", "SOFA"), ("fluid_balance_ml", "balance")];
@@ -35,7 +50,7 @@ fn value(values: &[Option<f64>], key: &str) -> String {
 
 /// The user turn for a decision: who the patient is, the last steps, and
 /// what is asked.
-pub fn render_observation(course: &[CourseStep]) -> String {
+pub fn render_observation(course: &[CourseStep], can_simulate: bool) -> String {
     let newest = course.last().expect("a course has at least one step");
     let v = &newest.values;
     let sex = match v[idx("sex_male")] {
@@ -60,7 +75,11 @@ pub fn render_observation(course: &[CourseStep]) -> String {
         let given = if hours_ago == 0 { "?".to_string() } else { render_action(step.action) };
         text += &format!("{time} | {} | {given}\n", cells.join(" | "));
     }
-    text += "Choose the treatment for the next 4 h. Reply with one short thought, then one tool call, e.g. <simulate>vaso=0 fluid=2; vaso=1 fluid=2</simulate>";
+    text += if can_simulate {
+        "Choose the treatment for the next 4 h. Reply with one short thought, then one tool call, e.g. <simulate>vaso=0 fluid=2; vaso=1 fluid=2</simulate>"
+    } else {
+        "Choose the treatment for the next 4 h. Reply with one short thought, then e.g. <prescribe>vaso=0 fluid=2</prescribe>"
+    };
     text
 }
 
@@ -91,17 +110,19 @@ mod tests {
     #[test]
     fn the_observation_is_compact_deterministic_and_in_clinical_units() {
         let course = reference_course();
-        let text = render_observation(&course);
-        assert_eq!(text, render_observation(&course));
+        let text = render_observation(&course, true);
+        assert_eq!(text, render_observation(&course, true));
         assert!(text.starts_with("Patient 67 y, male, "), "{text}");
         assert!(text.contains("\n-4h | 58 | "), "{text}");
         assert!(text.contains("| 4.1 |"), "{text}");
         assert!(text.contains("| vaso=0 fluid=2\nnow | 58 |"), "{text}");
         assert!(text.contains("Choose the treatment for the next 4 h."));
         assert!(text.len() < 500, "{} characters", text.len());
+        assert!(render_observation(&course, false).ends_with("<prescribe>vaso=0 fluid=2</prescribe>"));
+        assert!(system_prompt(true).contains("<simulate>") && !system_prompt(false).contains("<simulate>"));
         // Only the last four steps are shown.
         let long: Vec<CourseStep> = (0..5).flat_map(|_| reference_course()).collect();
-        assert_eq!(render_observation(&long).matches('\n').count(), 2 + SHOWN_STEPS);
+        assert_eq!(render_observation(&long, true).matches('\n').count(), 2 + SHOWN_STEPS);
     }
 
     #[test]

@@ -31,61 +31,168 @@ impl Simulator for WorldModelSimulator<'_> {
 }
 
 #[cfg(feature = "llm")]
-pub use llm::LlmProposer;
+pub use llm::{system_session, Decoding, LlmProposer};
 
 #[cfg(feature = "llm")]
 mod llm {
+    use serde::{Deserialize, Serialize};
+
     use super::*;
-    use crate::agent::decision::{Conversation, Proposer};
-    use crate::agent::grammar::CALL_ENDS;
-    use crate::llm::generate::{Flow, Llm, Sampling, Session};
+    use crate::agent::decision::{Conversation, Proposer, TurnProgress};
+    use crate::agent::grammar::{parse, CallWriter, SimulateTool, ToolCall, CALL_ENDS};
+    use crate::llm::generate::{Generator, Sampling, Session};
 
-    /// Called with each generated piece of text; `Flow::Stop` cancels.
-    pub type TokenCallback<'l> = Box<dyn FnMut(&str) -> Flow + 'l>;
-
-    /// The LLM as proposer. The system prompt's KV cache is computed once
-    /// and cloned for every decision; within a decision the session only
-    /// reads what is new.
-    pub struct LlmProposer<'l> {
-        system: Session<'l>,
-        current: Option<Session<'l>>,
-        /// Conversation turns already read into `current`.
-        read_turns: usize,
-        pub sampling: Sampling,
-        pub max_tokens: usize,
-        /// Tokens generated over all decisions (for tokens-per-second figures).
-        pub generated_tokens: usize,
-        pub on_token: Option<TokenCallback<'l>>,
+    /// How the LLM writes a turn.
+    #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "mode", rename_all = "snake_case")]
+    pub enum Decoding {
+        /// Free text, parsed afterwards: the model may break the grammar
+        /// (counted as malformed). Ends at a closing tag or `max_tokens`.
+        Free { max_tokens: usize },
+        /// A thought of at most `thought_tokens` tokens (never '<'; it ends
+        /// at a newline), then the call written to the grammar: the model
+        /// chooses only the tool, the levels and how many candidates. With a
+        /// simulator, the first call is a simulate (propose, simulate, then
+        /// refine), each candidate is simulated at most once, and after
+        /// `max_simulate_calls` simulate calls only `prescribe` is offered.
+        Constrained { thought_tokens: usize, max_simulate_calls: usize },
     }
 
-    impl<'l> LlmProposer<'l> {
-        pub fn new(llm: &'l Llm, system_prompt: &str, sampling: Sampling, max_tokens: usize) -> Result<Self, AgentError> {
-            let mut system = llm.session();
-            system.read(&format!("<|im_start|>system\n{system_prompt}<|im_end|>\n")).map_err(|e| AgentError(e.to_string()))?;
-            Ok(Self { system, current: None, read_turns: 0, sampling, max_tokens, generated_tokens: 0, on_token: None })
+    impl Decoding {
+        /// What the app and the scoreboard use.
+        pub const DEFAULT: Decoding = Decoding::Constrained { thought_tokens: 24, max_simulate_calls: 2 };
+    }
+
+    /// The system prompt read once; clone it for every decision.
+    pub fn system_session(llm: &std::sync::Arc<crate::llm::generate::Llm>, system_prompt: &str) -> Result<Session, AgentError> {
+        let mut system = llm.session();
+        system.read(&format!("<|im_start|>system\n{system_prompt}<|im_end|>\n")).map_err(|e| AgentError(format!("LLM: {e}")))?;
+        Ok(system)
+    }
+
+    enum Turn {
+        Idle,
+        Free(Generator),
+        Thought(Generator),
+        Call { text: String, writer: CallWriter, chooser: Generator },
+    }
+
+    /// The LLM as proposer. Within a decision the session only reads what is
+    /// new: the loop's answers to earlier turns.
+    pub struct LlmProposer {
+        system: Session,
+        current: Option<Session>,
+        /// Conversation turns already read into `current`.
+        read_turns: usize,
+        /// What the next constrained call may do.
+        tool: SimulateTool,
+        simulated_before: Vec<Action>,
+        turn: Turn,
+        pub sampling: Sampling,
+        pub decoding: Decoding,
+        /// Tokens the model chose over all decisions (sampled, not forced).
+        pub generated_tokens: usize,
+        /// Tokens read as prompt over all decisions (prefill).
+        pub prompt_tokens: usize,
+    }
+
+    impl LlmProposer {
+        /// `system`: a session that has read the system prompt ([`system_session`]).
+        pub fn new(system: Session, sampling: Sampling, decoding: Decoding) -> Self {
+            Self { system, current: None, read_turns: 0, tool: SimulateTool::Unavailable, simulated_before: Vec::new(), turn: Turn::Idle, sampling, decoding, generated_tokens: 0, prompt_tokens: 0 }
+        }
+
+        fn session(&mut self) -> &mut Session {
+            self.current.as_mut().expect("a turn was begun")
         }
     }
 
-    impl Proposer for LlmProposer<'_> {
-        fn respond(&mut self, _: &[CourseStep], conversation: &Conversation) -> Result<String, AgentError> {
-            let fail = |e: candle_core::Error| AgentError(format!("LLM: {e}"));
+    fn llm_error(e: candle_core::Error) -> AgentError {
+        AgentError(format!("LLM: {e}"))
+    }
+
+    impl Proposer for LlmProposer {
+        fn begin_turn(&mut self, _: &[CourseStep], conversation: &Conversation) -> Result<(), AgentError> {
             if conversation.turns.is_empty() || self.current.is_none() {
                 let mut session = self.system.clone();
-                session.read(&format!("<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n", conversation.observation)).map_err(fail)?;
+                self.prompt_tokens += session.read(&format!("<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n", conversation.observation)).map_err(llm_error)?;
                 self.current = Some(session);
                 self.read_turns = 0;
             }
-            let session = self.current.as_mut().expect("set above");
             for (_, answer) in &conversation.turns[self.read_turns..] {
-                session.read(&format!("<|im_end|>\n<|im_start|>user\n{answer}<|im_end|>\n<|im_start|>assistant\n")).map_err(fail)?;
+                let text = format!("<|im_end|>\n<|im_start|>user\n{answer}<|im_end|>\n<|im_start|>assistant\n");
+                self.prompt_tokens += self.current.as_mut().expect("set above").read(&text).map_err(llm_error)?;
             }
             self.read_turns = conversation.turns.len();
-            let on_token = &mut self.on_token;
-            let generation = session
-                .generate(self.sampling, self.max_tokens, &CALL_ENDS, |piece| on_token.as_mut().map_or(Flow::Continue, |f| f(piece)))
-                .map_err(fail)?;
-            self.generated_tokens += generation.tokens.len();
-            Ok(generation.text)
+            let simulate_calls: Vec<Vec<Action>> = conversation
+                .turns
+                .iter()
+                .filter_map(|(turn, _)| match parse(turn) {
+                    Ok(ToolCall::Simulate(candidates)) => Some(candidates),
+                    _ => None,
+                })
+                .collect();
+            let max_calls = match self.decoding {
+                Decoding::Constrained { max_simulate_calls, .. } => max_simulate_calls,
+                Decoding::Free { .. } => usize::MAX,
+            };
+            self.tool = if !conversation.can_simulate || simulate_calls.len() >= max_calls {
+                SimulateTool::Unavailable
+            } else if simulate_calls.is_empty() {
+                SimulateTool::Required
+            } else {
+                SimulateTool::Optional
+            };
+            self.simulated_before = simulate_calls.concat();
+            // A new seed per turn, so a sampled turn does not repeat the last.
+            let sampling = Sampling { seed: self.sampling.seed.wrapping_add(conversation.turns.len() as u64), ..self.sampling };
+            self.turn = match self.decoding {
+                Decoding::Free { max_tokens } => Turn::Free(Generator::new(sampling, max_tokens, &CALL_ENDS)),
+                Decoding::Constrained { thought_tokens, .. } => Turn::Thought(self.session().tag_free(Generator::new(sampling, thought_tokens, &["\n"])).map_err(llm_error)?),
+            };
+            Ok(())
+        }
+
+        fn advance(&mut self) -> Result<TurnProgress, AgentError> {
+            match std::mem::replace(&mut self.turn, Turn::Idle) {
+                Turn::Idle => Err(AgentError("advance() before begin_turn()".into())),
+                Turn::Free(mut generator) => match self.session().next_token(&mut generator).map_err(llm_error)? {
+                    Some(piece) => {
+                        self.generated_tokens += 1;
+                        self.turn = Turn::Free(generator);
+                        Ok(TurnProgress::Piece(piece))
+                    }
+                    None => Ok(TurnProgress::Done(generator.into_generation(false).text)),
+                },
+                Turn::Thought(mut generator) => match self.session().next_token(&mut generator).map_err(llm_error)? {
+                    Some(piece) => {
+                        self.generated_tokens += 1;
+                        self.turn = Turn::Thought(generator);
+                        Ok(TurnProgress::Piece(piece))
+                    }
+                    None => {
+                        let mut text = generator.text().to_string();
+                        let mut piece = String::new();
+                        if !text.trim().is_empty() && !text.ends_with('\n') {
+                            self.prompt_tokens += self.session().read("\n").map_err(llm_error)?;
+                            piece.push('\n');
+                            text.push('\n');
+                        }
+                        let chooser = Generator::new(self.sampling, 0, &[]);
+                        self.turn = Turn::Call { text, writer: CallWriter::new(self.tool, self.simulated_before.clone()), chooser };
+                        Ok(TurnProgress::Piece(piece))
+                    }
+                },
+                Turn::Call { mut text, mut writer, mut chooser } => {
+                    let Some(options) = writer.options() else { return Ok(TurnProgress::Done(text)) };
+                    let choice = self.session().choose(&options, &mut chooser).map_err(llm_error)?;
+                    self.generated_tokens += choice.sampled;
+                    writer.choose(choice.index);
+                    text += &choice.text;
+                    self.turn = Turn::Call { text, writer, chooser };
+                    Ok(TurnProgress::Piece(choice.text))
+                }
+            }
         }
     }
 }
@@ -96,7 +203,7 @@ pub use planner::PlannerProposer;
 #[cfg(feature = "eval")]
 mod planner {
     use super::*;
-    use crate::agent::decision::{Conversation, Proposer};
+    use crate::agent::decision::{Conversation, Proposer, TurnProgress};
     use crate::agent::grammar::{render_action, ToolCall, MAX_SIMULATED};
     use crate::agent::observation::flags;
     use crate::baselines::ai_clinician::AiClinician;
@@ -111,6 +218,13 @@ mod planner {
         pub model: &'m WorldModel,
         pub support: &'m AiClinician,
         pub config: MpcConfig,
+        turn: Option<String>,
+    }
+
+    impl<'m> PlannerProposer<'m> {
+        pub fn new(model: &'m WorldModel, support: &'m AiClinician, config: MpcConfig) -> Self {
+            Self { model, support, config, turn: None }
+        }
     }
 
     impl PlannerProposer<'_> {
@@ -124,6 +238,17 @@ mod planner {
     }
 
     impl Proposer for PlannerProposer<'_> {
+        fn begin_turn(&mut self, course: &[CourseStep], conversation: &Conversation) -> Result<(), AgentError> {
+            self.turn = Some(self.respond(course, conversation)?);
+            Ok(())
+        }
+
+        fn advance(&mut self) -> Result<TurnProgress, AgentError> {
+            self.turn.take().map(TurnProgress::Done).ok_or_else(|| AgentError("advance() before begin_turn()".into()))
+        }
+    }
+
+    impl PlannerProposer<'_> {
         fn respond(&mut self, course: &[CourseStep], conversation: &Conversation) -> Result<String, AgentError> {
             let scores = self.scores(course)?;
             if conversation.turns.is_empty() {

@@ -5,6 +5,7 @@
 //! every decision (the cache's tensors are shared, not copied).
 
 use std::io::{Read, Seek};
+use std::sync::{Arc, OnceLock};
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::{Result, Tensor};
@@ -68,6 +69,9 @@ pub enum Flow {
 pub struct Llm {
     pub model: Llama,
     pub tokenizer: ChatTokenizer,
+    /// -inf on every token whose text contains '<', 0 elsewhere (built on
+    /// first use): a constrained thought cannot start a tag.
+    tag_free: OnceLock<Tensor>,
 }
 
 impl Llm {
@@ -75,7 +79,7 @@ impl Llm {
         let content = Content::read(reader)?;
         let tokenizer = ChatTokenizer::from_gguf(&content).map_err(candle_core::Error::wrap)?;
         let model = Llama::from_gguf(&content, reader)?;
-        Ok(Self { model, tokenizer })
+        Ok(Self { model, tokenizer, tag_free: OnceLock::new() })
     }
 
     /// Put LoRA adapters on the base model (a fine-tuned agent).
@@ -84,21 +88,76 @@ impl Llm {
     }
 
     /// A fresh conversation (empty KV cache).
-    pub fn session(&self) -> Session<'_> {
-        Session { llm: self, cache: KvCache::default(), logits: None }
+    pub fn session(self: &Arc<Self>) -> Session {
+        Session { llm: self.clone(), cache: KvCache::default(), logits: None }
+    }
+
+    fn tag_free_mask(&self) -> Result<&Tensor> {
+        if let Some(mask) = self.tag_free.get() {
+            return Ok(mask);
+        }
+        let vocab = self.model.config.vocab;
+        let values: Vec<f32> = (0..vocab as u32).map(|t| if self.tokenizer.decode(&[t]).contains('<') || t == self.tokenizer.im_start { f32::NEG_INFINITY } else { 0.0 }).collect();
+        let mask = Tensor::from_vec(values, vocab, &candle_core::Device::Cpu)?;
+        Ok(self.tag_free.get_or_init(|| mask))
     }
 }
 
-/// One conversation: the tokens read so far live in the KV cache.
+/// One conversation: the tokens read so far live in the KV cache. Cloning
+/// shares the model and the cached tensors.
 #[derive(Clone)]
-pub struct Session<'a> {
-    llm: &'a Llm,
+pub struct Session {
+    llm: Arc<Llm>,
     cache: KvCache,
     /// Next-token logits after the last token read.
     logits: Option<Tensor>,
 }
 
-impl Session<'_> {
+/// Text being generated one token at a time ([`Session::next_token`]).
+pub struct Generator {
+    processor: LogitsProcessor,
+    max_tokens: usize,
+    stop: Vec<String>,
+    /// Added to the logits before sampling (-inf bans a token).
+    bias: Option<Tensor>,
+    tokens: Vec<u32>,
+    text: String,
+    finished: Option<StopReason>,
+}
+
+impl Generator {
+    pub fn new(sampling: Sampling, max_tokens: usize, stop: &[&str]) -> Self {
+        Self { processor: sampling.processor(), max_tokens, stop: stop.iter().map(|s| s.to_string()).collect(), bias: None, tokens: Vec::new(), text: String::new(), finished: None }
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn finished(&self) -> Option<&StopReason> {
+        self.finished.as_ref()
+    }
+
+    pub fn into_generation(self, cancelled: bool) -> Generation {
+        let stop = if cancelled && self.finished.is_none() { StopReason::Cancelled } else { self.finished.unwrap_or(StopReason::Cancelled) };
+        Generation { tokens: self.tokens, text: self.text, stop }
+    }
+}
+
+/// A constrained choice: which option was taken, and the text read for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Choice {
+    pub index: usize,
+    pub text: String,
+    /// Tokens the model chose (the rest of the option was forced).
+    pub sampled: usize,
+}
+
+impl Session {
+    pub fn llm(&self) -> &Llm {
+        &self.llm
+    }
+
     /// Tokens read so far.
     pub fn position(&self) -> usize {
         self.cache.len()
@@ -124,37 +183,100 @@ impl Session<'_> {
         Ok(())
     }
 
+    fn current_logits(&self) -> Result<&Tensor> {
+        self.logits.as_ref().ok_or_else(|| candle_core::Error::Msg("generation before any prompt was read".into()))
+    }
+
+    /// A generator whose tokens never contain '<' (a thought before a
+    /// constrained tool call).
+    pub fn tag_free(&self, mut generator: Generator) -> Result<Generator> {
+        generator.bias = Some(self.llm.tag_free_mask()?.clone());
+        Ok(generator)
+    }
+
+    /// One more token: its text, or `None` once the generator has finished
+    /// (the model ended its turn, a stop sequence appeared, or the budget ran
+    /// out; see [`Generator::finished`]). The end-of-turn token is not read.
+    pub fn next_token(&mut self, generator: &mut Generator) -> Result<Option<String>> {
+        if generator.finished.is_some() {
+            return Ok(None);
+        }
+        if generator.tokens.len() >= generator.max_tokens {
+            generator.finished = Some(StopReason::Budget);
+            return Ok(None);
+        }
+        let logits = self.current_logits()?;
+        let token = match &generator.bias {
+            Some(bias) => generator.processor.sample(&(logits + bias)?)?,
+            None => generator.processor.sample(logits)?,
+        };
+        let tokenizer = &self.llm.tokenizer;
+        if token == tokenizer.im_end || token == tokenizer.end_of_text {
+            generator.finished = Some(StopReason::EndOfTurn);
+            return Ok(None);
+        }
+        generator.tokens.push(token);
+        // Decode the whole answer each time: a multi-byte character may
+        // span tokens, and only the full sequence decodes it correctly.
+        let decoded = tokenizer.decode(&generator.tokens);
+        let piece = decoded.get(generator.text.len()..).unwrap_or("").to_string();
+        generator.text = decoded;
+        self.read_tokens(&[token])?;
+        if let Some(found) = generator.stop.iter().find(|s| generator.text.contains(s.as_str())) {
+            generator.finished = Some(StopReason::StopSequence(found.clone()));
+        }
+        Ok(Some(piece))
+    }
+
     /// Generate until the model ends its turn, the text contains a stop
     /// sequence, `max_tokens` are written, or `on_token` says stop. The
     /// callback sees each token's text as it is decoded.
     pub fn generate(&mut self, sampling: Sampling, max_tokens: usize, stop: &[&str], mut on_token: impl FnMut(&str) -> Flow) -> Result<Generation> {
-        let mut processor = sampling.processor();
-        let tokenizer = &self.llm.tokenizer;
-        let (mut tokens, mut text) = (Vec::new(), String::new());
-        let reason = loop {
-            if tokens.len() >= max_tokens {
-                break StopReason::Budget;
+        let mut generator = Generator::new(sampling, max_tokens, stop);
+        while let Some(piece) = self.next_token(&mut generator)? {
+            if on_token(&piece) == Flow::Stop && generator.finished.is_none() {
+                return Ok(generator.into_generation(true));
             }
-            let logits = self.logits.as_ref().ok_or_else(|| candle_core::Error::Msg("generate() before any prompt was read".into()))?;
-            let token = processor.sample(logits)?;
-            if token == tokenizer.im_end || token == tokenizer.end_of_text {
-                break StopReason::EndOfTurn;
+        }
+        Ok(generator.into_generation(false))
+    }
+
+    /// Read one of `options` (whole continuations), letting the model choose
+    /// where they differ: tokens all remaining options share are read as
+    /// they are; at a branch the model picks among the branches' first
+    /// tokens only (by `generator`'s sampling). This is how a tool call is
+    /// written exactly to the grammar.
+    pub fn choose(&mut self, options: &[String], generator: &mut Generator) -> Result<Choice> {
+        if options.is_empty() {
+            candle_core::bail!("choose() needs at least one option");
+        }
+        let encoded: Vec<Vec<u32>> = options.iter().map(|o| self.llm.tokenizer.encode(o)).collect();
+        let mut alive: Vec<usize> = (0..options.len()).collect();
+        let (mut at, mut sampled) = (0, 0);
+        let mut forced: Vec<u32> = Vec::new();
+        loop {
+            // Options fully read end the choice (the shortest one wins a tie).
+            if let Some(&done) = alive.iter().find(|&&o| encoded[o].len() == at) {
+                self.read_tokens(&forced)?;
+                return Ok(Choice { index: done, text: options[done].clone(), sampled });
             }
-            tokens.push(token);
-            // Decode the whole answer each time: a multi-byte character may
-            // span tokens, and only the full sequence decodes it correctly.
-            let decoded = tokenizer.decode(&tokens);
-            let piece = decoded.get(text.len()..).unwrap_or("").to_string();
-            text = decoded;
-            self.read_tokens(&[token])?;
-            if let Some(found) = stop.iter().find(|s| text.contains(**s)) {
-                on_token(&piece);
-                break StopReason::StopSequence(found.to_string());
-            }
-            if on_token(&piece) == Flow::Stop {
-                break StopReason::Cancelled;
-            }
-        };
-        Ok(Generation { tokens, text, stop: reason })
+            let mut next: Vec<u32> = alive.iter().map(|&o| encoded[o][at]).collect();
+            next.sort_unstable();
+            next.dedup();
+            let token = if next.len() == 1 {
+                next[0]
+            } else {
+                // The branch is sampled from the model's logits after what is read.
+                self.read_tokens(&forced)?;
+                forced.clear();
+                let logits = self.current_logits()?;
+                let allowed = logits.index_select(&Tensor::new(next.as_slice(), &candle_core::Device::Cpu)?, 0)?;
+                sampled += 1;
+                next[generator.processor.sample(&allowed)? as usize]
+            };
+            forced.push(token);
+            alive.retain(|&o| encoded[o][at] == token);
+            at += 1;
+        }
     }
 }

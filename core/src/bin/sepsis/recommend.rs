@@ -8,8 +8,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
 use sepsis_core::agent::decision::{decide, Proposer, Simulator, Trace, TraceEvent};
 use sepsis_core::agent::grammar::render_action;
-use sepsis_core::agent::observation::{rule_flag, SYSTEM_PROMPT};
-use sepsis_core::agent::runtime::{LlmProposer, PlannerProposer, WorldModelSimulator};
+use sepsis_core::agent::observation::{rule_flag, system_prompt};
+use sepsis_core::agent::runtime::{system_session, Decoding, LlmProposer, PlannerProposer, WorldModelSimulator};
 use sepsis_core::cohort::csv_format::read_cohort;
 use sepsis_core::eval::policies::{load_ai_clinician, BASELINES_DIR, WORLD_MODEL};
 use sepsis_core::llm::generate::{Llm, Sampling};
@@ -25,6 +25,12 @@ pub enum AgentName {
     LlmZeroShotWm,
     /// The wm-mpc planner writing the same tool calls, with the world model.
     WmMpc,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DecodingName {
+    Constrained,
+    Free,
 }
 
 #[derive(Args)]
@@ -48,6 +54,20 @@ pub struct RecommendArgs {
     temperature: f64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// `constrained`: a short thought, then the tool call written to the
+    /// grammar (the model picks tool, levels and candidates); `free`: free
+    /// text parsed afterwards.
+    #[arg(long, value_enum, default_value = "constrained")]
+    decoding: DecodingName,
+    /// Longest thought before a constrained call (tokens).
+    #[arg(long, default_value_t = 24)]
+    thought_tokens: usize,
+    /// Simulate calls before only prescribe is offered (constrained).
+    #[arg(long, default_value_t = 2)]
+    max_simulate_calls: usize,
+    /// Longest free turn (tokens).
+    #[arg(long, default_value_t = 160)]
+    max_tokens: usize,
     #[arg(long, default_value = ".cache/models/SmolLM2-135M-Instruct.Q8_0.gguf")]
     llm: PathBuf,
     #[arg(long, default_value = WORLD_MODEL)]
@@ -85,15 +105,20 @@ pub fn run(args: RecommendArgs) -> Result<()> {
     let (trace, generated) = match args.agent {
         AgentName::WmMpc => {
             let support = load_ai_clinician(Path::new(BASELINES_DIR))?;
-            let mut proposer = PlannerProposer { model: &world_model, support: &support, config: MpcConfig::default() };
+            let mut proposer = PlannerProposer::new(&world_model, &support, MpcConfig::default());
             (decide(&mut proposer, Some(&mut simulator), &course, &mut |_| {})?, None)
         }
         AgentName::LlmZeroShot | AgentName::LlmZeroShotWm => {
             let mut reader = std::io::BufReader::new(std::fs::File::open(&args.llm).with_context(|| format!("opening {} (run `make fetch`)", args.llm.display()))?);
-            let llm = Llm::from_gguf(&mut reader)?;
+            let llm = std::sync::Arc::new(Llm::from_gguf(&mut reader)?);
             let sampling = Sampling { temperature: args.temperature, top_p: 0.95, seed: args.seed };
-            let mut proposer = LlmProposer::new(&llm, SYSTEM_PROMPT, sampling, 160)?;
-            let simulator: Option<&mut dyn Simulator> = if args.agent == AgentName::LlmZeroShotWm { Some(&mut simulator) } else { None };
+            let decoding = match args.decoding {
+                DecodingName::Constrained => Decoding::Constrained { thought_tokens: args.thought_tokens, max_simulate_calls: args.max_simulate_calls },
+                DecodingName::Free => Decoding::Free { max_tokens: args.max_tokens },
+            };
+            let with_simulator = args.agent == AgentName::LlmZeroShotWm;
+            let mut proposer = LlmProposer::new(system_session(&llm, &system_prompt(with_simulator))?, sampling, decoding);
+            let simulator: Option<&mut dyn Simulator> = if with_simulator { Some(&mut simulator) } else { None };
             let trace = decide(&mut proposer as &mut dyn Proposer, simulator, &course, &mut |_| {})?;
             (trace, Some(proposer.generated_tokens))
         }
