@@ -1,6 +1,8 @@
 //! Evaluation: exact values on ICU-Sepsis (and, as they land, off-policy
 //! estimates and safety metrics).
 
+#[cfg(all(feature = "llm", feature = "eval"))]
+pub mod agent_policy;
 pub mod ceiling;
 pub mod exact;
 pub mod ope;

@@ -12,17 +12,25 @@ pub const BASELINES_DIR: &str = "public/models/baselines";
 pub const AI_CLINICIAN: &str = "ai-clinician";
 pub const DDQN: &str = "ddqn";
 pub const WM_MPC: &str = "wm-mpc";
+pub const LLM_ZERO_SHOT: &str = "llm-zero-shot";
+pub const LLM_ZERO_SHOT_WM: &str = "llm-zero-shot-wm";
+/// The agent's LLM (`make fetch` converts it), relative to the repository root.
+pub const LLM_MODEL: &str = ".cache/models/SmolLM2-135M-Instruct.Q8_0.gguf";
+/// Where the agent rows keep their decisions (resumable).
+pub const DECISIONS_DIR: &str = ".cache/agent-decisions";
 /// The world model the planner consults, relative to the repository root.
 pub const WORLD_MODEL: &str = "public/models/world-model";
 
 /// Scoreboard order.
-pub const POLICY_NAMES: [&str; 7] = ["random", "clinicians", "no-treatment", "optimal", AI_CLINICIAN, DDQN, WM_MPC];
+pub const POLICY_NAMES: [&str; 9] = ["random", "clinicians", "no-treatment", "optimal", AI_CLINICIAN, DDQN, WM_MPC, LLM_ZERO_SHOT, LLM_ZERO_SHOT_WM];
 
 pub struct NamedPolicy {
     pub name: String,
     pub table: PolicyTable,
     /// Reads the true MDP: an upper bound, not a deployable policy.
     pub oracle: bool,
+    /// How an LLM agent behaved (agent rows only).
+    pub agent: Option<crate::eval::scoreboard::AgentStats>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,16 +60,16 @@ pub fn load_ai_clinician(baselines_dir: &Path) -> Result<AiClinician, LookupErro
 
 pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path) -> Result<NamedPolicy, LookupError> {
     if let Some(baseline) = Baseline::from_name(name) {
-        return Ok(NamedPolicy { name: name.into(), table: baseline.table(env), oracle: baseline == Baseline::Optimal });
+        return Ok(NamedPolicy { name: name.into(), table: baseline.table(env), oracle: baseline == Baseline::Optimal, agent: None });
     }
     match name {
-        AI_CLINICIAN => Ok(NamedPolicy { name: name.into(), table: load_ai_clinician(baselines_dir)?.policy_table(env), oracle: false }),
+        AI_CLINICIAN => Ok(NamedPolicy { name: name.into(), table: load_ai_clinician(baselines_dir)?.policy_table(env), oracle: false, agent: None }),
         #[cfg(feature = "ml")]
         DDQN => {
             let stem = baselines_dir.join(name);
             let model_error = |message: String| LookupError::Model { name: name.into(), path: stem.with_extension("safetensors"), message };
             let model = crate::baselines::ddqn::Ddqn::load(&stem).map_err(|e| model_error(e.to_string()))?;
-            Ok(NamedPolicy { name: name.into(), table: model.policy_table(env).map_err(|e| model_error(e.to_string()))?, oracle: false })
+            Ok(NamedPolicy { name: name.into(), table: model.policy_table(env).map_err(|e| model_error(e.to_string()))?, oracle: false, agent: None })
         }
         #[cfg(feature = "ml")]
         WM_MPC => {
@@ -71,8 +79,33 @@ pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path) -> Result
             let support = load_ai_clinician(baselines_dir)?;
             let table = crate::planner::icu_sepsis::policy_table(&model, &support, env, &crate::planner::MpcConfig::default())
                 .map_err(|e| model_error(e.to_string()))?;
-            Ok(NamedPolicy { name: name.into(), table, oracle: false })
+            Ok(NamedPolicy { name: name.into(), table, oracle: false, agent: None })
         }
+        #[cfg(all(feature = "llm", feature = "eval"))]
+        LLM_ZERO_SHOT | LLM_ZERO_SHOT_WM => llm_row(env, name),
         _ => Err(LookupError::Unknown(name.into())),
     }
+}
+
+/// An LLM agent row: its decision in every state, from the decision cache
+/// where it has one (`DECISIONS_DIR`).
+#[cfg(all(feature = "llm", feature = "eval"))]
+fn llm_row(env: &IcuSepsis, name: &str) -> Result<NamedPolicy, LookupError> {
+    use crate::agent::runtime::Decoding;
+    let llm_error = |message: String| LookupError::Model { name: "llm".into(), path: PathBuf::from(LLM_MODEL), message };
+    let file = std::fs::File::open(LLM_MODEL).map_err(|e| llm_error(format!("{e} (run `make fetch`)")))?;
+    let size = file.metadata().map_err(|e| llm_error(e.to_string()))?.len();
+    let llm = crate::llm::generate::Llm::from_gguf(&mut std::io::BufReader::new(file)).map_err(|e| llm_error(e.to_string()))?;
+    let world_model = if name == LLM_ZERO_SHOT_WM {
+        let stem = Path::new(WORLD_MODEL);
+        Some(crate::world_model::WorldModel::load(stem).map_err(|e| LookupError::Model { name: "world-model".into(), path: stem.with_extension("safetensors"), message: e.to_string() })?)
+    } else {
+        None
+    };
+    let identity = format!("{LLM_MODEL} {size} bytes, no adapter");
+    let cache = Path::new(DECISIONS_DIR).join(format!("{name}.jsonl"));
+    eprintln!("{name}: one decision per state, cached in {}", cache.display());
+    let (table, stats) = crate::eval::agent_policy::llm_policy_table(env, &std::sync::Arc::new(llm), &identity, world_model.as_ref(), Decoding::DEFAULT, &cache)
+        .map_err(|e| llm_error(e.to_string()))?;
+    Ok(NamedPolicy { name: name.into(), table, oracle: false, agent: Some(stats) })
 }

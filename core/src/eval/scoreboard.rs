@@ -3,7 +3,7 @@
 //! true MDP; WIS / WPDIS / DR are estimated from a logged cohort sampled from
 //! it, so every estimator's error against the truth is visible.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::env::cohort_sampling::{sample_cohort, split};
 use crate::env::icu_sepsis::{IcuSepsis, N_PATIENT_STATES};
@@ -42,6 +42,24 @@ pub struct ScoreRow {
     pub mean_episode_length: f64,
     /// True for rows that use the true MDP and so are upper bounds, not policies one could deploy.
     pub oracle: bool,
+    /// How an LLM agent behaved (agent rows only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentStats>,
+}
+
+/// How the agent behaved over the states it decided in (unweighted).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentStats {
+    pub decisions: usize,
+    /// Decisions that ended in the agent's own prescription, with no
+    /// malformed turn and no fallback.
+    pub valid_protocol_rate: f64,
+    pub tool_calls_per_decision: f64,
+    pub simulate_calls_per_decision: f64,
+    /// Decisions where the safe default was given.
+    pub fallback_rate: f64,
+    /// Mean wall time of the decisions made in this run (cached ones excluded).
+    pub seconds_per_decision: Option<f64>,
 }
 
 pub struct Scoreboard<'a> {
@@ -81,11 +99,12 @@ impl<'a> Scoreboard<'a> {
             guideline_adherence: safety.guideline_adherence,
             mean_episode_length: visits.iter().sum(),
             oracle,
+            agent: None,
         })
     }
 
     pub fn score_named(&self, policy: &NamedPolicy) -> Result<ScoreRow, ExactError> {
-        self.score(&policy.name, &policy.table, policy.oracle)
+        Ok(ScoreRow { agent: policy.agent.clone(), ..self.score(&policy.name, &policy.table, policy.oracle)? })
     }
 }
 
@@ -119,6 +138,26 @@ pub fn markdown(rows: &[ScoreRow]) -> String {
             pct(row.out_of_support_rate),
             pct(row.guideline_adherence),
         ));
+    }
+    out
+}
+
+/// How the LLM agents behaved, one row per agent row (unweighted over the
+/// states they decided in).
+pub fn agent_markdown(rows: &[ScoreRow]) -> String {
+    let mut out = String::from("| agent | decisions | valid protocol | tool calls / decision | simulate calls / decision | safe-default fallbacks |\n|---|---|---|---|---|---|\n");
+    for row in rows {
+        if let Some(a) = &row.agent {
+            out.push_str(&format!(
+                "| {} | {} | {} | {:.2} | {:.2} | {} |\n",
+                row.policy,
+                a.decisions,
+                pct(a.valid_protocol_rate),
+                a.tool_calls_per_decision,
+                a.simulate_calls_per_decision,
+                pct(a.fallback_rate)
+            ));
+        }
     }
     out
 }
@@ -173,7 +212,19 @@ mod tests {
             guideline_adherence: 0.9476,
             mean_episode_length: 9.2,
             oracle,
+            agent: None,
         }
+    }
+
+    #[test]
+    fn agent_rows_get_their_behaviour_table_and_others_do_not() {
+        let stats = AgentStats { decisions: 713, valid_protocol_rate: 0.99, tool_calls_per_decision: 2.5, simulate_calls_per_decision: 1.5, fallback_rate: 0.01, seconds_per_decision: None };
+        let rows = [row("clinicians", 0.78, 0.78, false), ScoreRow { agent: Some(stats), ..row("llm-zero-shot-wm", 0.79, 0.79, false) }];
+        let table = agent_markdown(&rows);
+        assert_eq!(table.lines().count(), 3, "{table}");
+        assert!(table.contains("| llm-zero-shot-wm | 713 | 99.0% | 2.50 | 1.50 | 1.0% |"), "{table}");
+        assert!(serde_json::to_string(&rows[0]).unwrap().find("agent").is_none());
+        assert!(serde_json::to_string(&rows[1]).unwrap().contains("\"valid_protocol_rate\":0.99"));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use sepsis_core::cohort::Cohort;
 use sepsis_core::env::cohort_sampling::{sample_cohort, split};
 use sepsis_core::env::icu_sepsis::{IcuSepsis, DEFAULT_DIR};
 use sepsis_core::eval::policies::{named_policy, BASELINES_DIR, POLICY_NAMES, WORLD_MODEL};
-use sepsis_core::eval::scoreboard::{estimator_errors, markdown, Scoreboard, LOGGED_EPISODES, LOGGED_SEED};
+use sepsis_core::eval::scoreboard::{agent_markdown, estimator_errors, markdown, Scoreboard, LOGGED_EPISODES, LOGGED_SEED};
 use sepsis_core::manifest::{Manifest, Verifier};
 use sepsis_core::policy::Baseline;
 
@@ -100,7 +100,7 @@ struct EvalArgs {
     what: Option<EvalWhat>,
     #[command(flatten)]
     env: EnvArgs,
-    /// Policy to score: random, clinicians, no-treatment, optimal, ai-clinician, ddqn.
+    /// Policy to score: random, clinicians, no-treatment, optimal, ai-clinician, ddqn, wm-mpc, llm-zero-shot, llm-zero-shot-wm.
     #[arg(long, required_unless_present = "all", conflicts_with = "all")]
     policy: Option<String>,
     /// Score every policy; print a Markdown table and write it to --results.
@@ -340,11 +340,20 @@ fn eval(args: EvalArgs) -> Result<()> {
              95% intervals from {boot} bootstrap resamples of episodes; ESS = effective sample size of the \
              weights. G1, G2, out-of-support and guideline adherence are shares of decisions weighted by the \
              policy's exact expected visits (definitions: `docs/guidelines.md`).\n\n{}\n\
+             ### The LLM agents' behaviour\n\n\
+             Over the {states} patient states, each decided once from its clinical values as a one-step \
+             course (ICU-Sepsis is Markov in its state); the policy above is those decisions. Constrained \
+             decoding (`docs/agent.md`): a thought of at most 24 tokens, then the tool call written to the \
+             grammar; with the world model the first call simulates, at most two simulate calls. *Valid \
+             protocol*: the agent's own prescription with no malformed turn and no fallback. Decisions are \
+             cached in `.cache/agent-decisions/` so an interrupted run resumes.\n\n{}\n\
              ## Off-policy estimators against the truth\n\n\
              Signed error of each estimate against the exact value; *covered* when the 95% interval \
              contains the exact value.\n\n{}",
             markdown(&rows),
+            agent_markdown(&rows),
             estimator_errors(&rows),
+            states = sepsis_core::env::icu_sepsis::N_PATIENT_STATES,
             logged = rows.first().map(|r| r.logged_episodes).unwrap_or(0),
             boot = sepsis_core::eval::ope::BOOTSTRAP_SAMPLES,
         );

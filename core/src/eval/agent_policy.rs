@@ -1,0 +1,192 @@
+//! The LLM agent as a scoreboard row. ICU-Sepsis is Markov in its state, so
+//! the agent decides once per state (from the state's clinical values as a
+//! one-step course, as `wm-mpc` does) and the decisions form a policy table.
+//!
+//! One decision costs seconds on this machine, so every decision is appended
+//! to a cache file as it is made, keyed by everything that determines it
+//! (model, system prompt, observation, decoding); an interrupted evaluation
+//! resumes where it stopped and a finished one is read back in moments.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::action::Action;
+use crate::agent::decision::{decide, Simulator};
+use crate::agent::observation::{render_observation, system_prompt};
+use crate::agent::runtime::{system_session, Decoding, LlmProposer, WorldModelSimulator};
+use crate::env::clinical::state_features;
+use crate::eval::scoreboard::AgentStats;
+use crate::env::icu_sepsis::{IcuSepsis, N_PATIENT_STATES};
+use crate::llm::generate::{Llm, Sampling};
+use crate::policy::PolicyTable;
+use crate::simulation::CourseStep;
+use crate::world_model::WorldModel;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct CachedDecision {
+    key: String,
+    state: usize,
+    action: usize,
+    fallback: bool,
+    malformed: usize,
+    tool_calls: usize,
+    simulate_calls: usize,
+    seconds: f64,
+}
+
+/// Decisions already made, read from and appended to a JSONL file.
+struct DecisionCache {
+    path: PathBuf,
+    known: HashMap<String, CachedDecision>,
+}
+
+impl DecisionCache {
+    fn open(path: &Path) -> std::io::Result<Self> {
+        let mut known = HashMap::new();
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        };
+        for (n, line) in text.lines().enumerate() {
+            // A line cut short by an interruption is simply decided again.
+            match serde_json::from_str::<CachedDecision>(line) {
+                Ok(d) => {
+                    known.insert(d.key.clone(), d);
+                }
+                Err(e) => eprintln!("{}:{}: skipped ({e})", path.display(), n + 1),
+            }
+        }
+        if !text.is_empty() && !text.ends_with('\n') {
+            // Start the next record on a line of its own.
+            std::fs::OpenOptions::new().append(true).open(path)?.write_all(b"\n")?;
+        }
+        Ok(Self { path: path.to_path_buf(), known })
+    }
+
+    fn record(&mut self, decision: CachedDecision) -> std::io::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        writeln!(file, "{}", serde_json::to_string(&decision).map_err(std::io::Error::other)?)?;
+        self.known.insert(decision.key.clone(), decision);
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentEvalError {
+    #[error("{0}")]
+    Agent(#[from] crate::agent::decision::AgentError),
+    #[error("decision cache: {0}")]
+    Cache(#[from] std::io::Error),
+    #[error("{0}")]
+    Policy(#[from] crate::policy::PolicyError),
+}
+
+/// The agent's policy table over every patient state, and its behaviour.
+/// `model_identity` names the LLM (and adapters) so a changed model never
+/// reuses another's decisions; `world_model`: the simulate tool, if offered.
+pub fn llm_policy_table(
+    env: &IcuSepsis,
+    llm: &Arc<Llm>,
+    model_identity: &str,
+    world_model: Option<&WorldModel>,
+    decoding: Decoding,
+    cache_path: &Path,
+) -> Result<(PolicyTable, AgentStats), AgentEvalError> {
+    let can_simulate = world_model.is_some();
+    let prompt = system_prompt(can_simulate);
+    let system = system_session(llm, &prompt)?;
+    let mut cache = DecisionCache::open(cache_path)?;
+    let (mut actions, mut made) = (Vec::with_capacity(N_PATIENT_STATES), Vec::new());
+    let mut decided: Vec<CachedDecision> = Vec::with_capacity(N_PATIENT_STATES);
+    let started = Instant::now();
+    for state in 0..N_PATIENT_STATES {
+        let course = vec![CourseStep { values: state_features(env, state), action: Action::NONE }];
+        let observation = render_observation(&course, can_simulate);
+        let key = decision_key(&[model_identity, &prompt, &observation, &serde_json::to_string(&decoding).expect("plain data")]);
+        let decision = match cache.known.get(&key) {
+            Some(d) => d.clone(),
+            None => {
+                let clock = Instant::now();
+                let mut proposer = LlmProposer::new(system.clone(), Sampling::GREEDY, decoding);
+                let mut simulator = world_model.map(|model| WorldModelSimulator { model, samples: 16, seed: state as u32 });
+                let tool = simulator.as_mut().map(|s| s as &mut dyn Simulator);
+                let trace = decide(&mut proposer, tool, &course, &mut |_| {})?;
+                let simulate_calls = trace.events.iter().filter(|e| matches!(e, crate::agent::decision::TraceEvent::Simulated { .. })).count();
+                let d = CachedDecision {
+                    key,
+                    state,
+                    action: trace.prescription.index(),
+                    fallback: trace.fallback.is_some(),
+                    malformed: trace.malformed,
+                    tool_calls: trace.tool_calls,
+                    simulate_calls,
+                    seconds: clock.elapsed().as_secs_f64(),
+                };
+                cache.record(d.clone())?;
+                made.push(d.seconds);
+                if made.len() % 25 == 0 {
+                    let per = started.elapsed().as_secs_f64() / made.len() as f64;
+                    eprintln!("  state {}/{N_PATIENT_STATES}: {per:.1} s per decision, about {:.0} min left", state + 1, per * (N_PATIENT_STATES - state - 1) as f64 / 60.0);
+                }
+                d
+            }
+        };
+        actions.push(decision.action);
+        decided.push(decision);
+    }
+    let n = decided.len() as f64;
+    let mean = |f: &dyn Fn(&CachedDecision) -> f64| decided.iter().map(f).sum::<f64>() / n;
+    let stats = AgentStats {
+        decisions: decided.len(),
+        valid_protocol_rate: mean(&|d| (!d.fallback && d.malformed == 0) as u8 as f64),
+        tool_calls_per_decision: mean(&|d| d.tool_calls as f64),
+        simulate_calls_per_decision: mean(&|d| d.simulate_calls as f64),
+        fallback_rate: mean(&|d| d.fallback as u8 as f64),
+        seconds_per_decision: (!made.is_empty()).then(|| made.iter().sum::<f64>() / made.len() as f64),
+    };
+    Ok((PolicyTable::deterministic(&actions)?, stats))
+}
+
+fn decision_key(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_survives_a_cut_line_and_keys_depend_on_every_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.jsonl");
+        let decision = |key: &str, state| CachedDecision { key: key.into(), state, action: 3, fallback: false, malformed: 0, tool_calls: 2, simulate_calls: 1, seconds: 1.5 };
+        let mut cache = DecisionCache::open(&path).unwrap();
+        cache.record(decision("a", 0)).unwrap();
+        cache.record(decision("b", 1)).unwrap();
+        // An interruption mid-write leaves half a line.
+        let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        write!(file, "{{\"key\":\"c\",\"sta").unwrap();
+        let mut reopened = DecisionCache::open(&path).unwrap();
+        assert_eq!(reopened.known.len(), 2);
+        assert_eq!(reopened.known["b"], decision("b", 1));
+        reopened.record(decision("c", 2)).unwrap();
+        assert_eq!(DecisionCache::open(&path).unwrap().known.len(), 3, "the next record is not glued to the cut line");
+        assert_ne!(decision_key(&["m", "p", "o"]), decision_key(&["m", "p", "o2"]));
+        assert_ne!(decision_key(&["ab", "c"]), decision_key(&["a", "bc"]), "parts are delimited");
+    }
+}
