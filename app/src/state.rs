@@ -55,6 +55,8 @@ pub struct AppState {
     pub errors: RwSignal<Vec<WorkerError>>,
     pub simulation: RwSignal<SimulationStatus>,
     pub agent: RwSignal<AgentRun>,
+    /// The LLM's measured speed on this device (diagnostics).
+    pub llm_speed: RwSignal<Option<sepsis_core::protocol::LlmSpeed>>,
 }
 
 impl AppState {
@@ -68,6 +70,7 @@ impl AppState {
             errors: RwSignal::new(Vec::new()),
             simulation: RwSignal::new(SimulationStatus::Idle),
             agent: RwSignal::new(AgentRun::default()),
+            llm_speed: RwSignal::new(None),
         }
     }
 }

@@ -130,6 +130,7 @@ impl WorkerLink {
                 run.running = false;
                 run.done = Some(Box::new(done));
             }),
+            EventBody::LlmSpeed(speed) => state.llm_speed.set(Some(speed)),
             EventBody::Cancelled { .. } => state.agent.update(|run| {
                 run.running = false;
                 run.cancelled = true;

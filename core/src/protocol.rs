@@ -38,6 +38,10 @@ pub enum RequestBody {
     /// Stop a running `Recommend` within one token: it answers `Cancelled`
     /// (with the trace so far), then `Done`.
     Cancel { request: RequestId },
+    /// Measure the LLM on this device: read the system prompt and the
+    /// reference patient's decision prompt, then write `decode_tokens` tokens
+    /// greedily. Answers `LlmSpeed` (the browser benchmark uses it).
+    MeasureLlm { decode_tokens: usize },
     /// Diagnostics: make the worker panic, so the crash-recovery path (typed
     /// error event, restart, UI notice) can be exercised on demand.
     DiagnosticPanic,
@@ -70,6 +74,7 @@ pub enum EventBody {
     /// A turn, simulation, rejection or prescription of the running decision.
     AgentStep(TraceEvent),
     Recommended(Recommended),
+    LlmSpeed(LlmSpeed),
     /// The request was cancelled; what it had done so far.
     Cancelled { events: Vec<TraceEvent>, elapsed_ms: f64 },
     Error(WorkerError),
@@ -139,6 +144,18 @@ pub struct Recommended {
     pub prompt_tokens: usize,
 }
 
+/// Prefill and decode timings of the LLM (`MeasureLlm`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LlmSpeed {
+    pub system_prompt_tokens: usize,
+    pub system_prompt_ms: f64,
+    /// The decision prompt read after the cached system prompt.
+    pub prompt_tokens: usize,
+    pub prompt_ms: f64,
+    pub decode_tokens: usize,
+    pub decode_ms: f64,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WorkerError {
     pub kind: ErrorKind,
@@ -186,7 +203,7 @@ mod tests {
     fn every_request_round_trips() {
         let simulate = RequestBody::Simulate(crate::simulation::SimulateRequest::full_sweep(crate::simulation::reference_course(), 6, 16, 3));
         let recommend = RequestBody::Recommend(RecommendRequest { course: crate::simulation::reference_course(), agent: AgentKind::LlmZeroShotWm, seed: 2 });
-        for body in [RequestBody::ProbeBackend, RequestBody::LoadModels, RequestBody::DiagnosticPanic, RequestBody::Cancel { request: 3 }, simulate, recommend] {
+        for body in [RequestBody::ProbeBackend, RequestBody::LoadModels, RequestBody::DiagnosticPanic, RequestBody::Cancel { request: 3 }, RequestBody::MeasureLlm { decode_tokens: 32 }, simulate, recommend] {
             let request = Request { id: 7, body };
             assert_eq!(round_trip(&request), request);
         }
@@ -207,6 +224,7 @@ mod tests {
             Event::error(Some(5), ErrorKind::ModelsNotLoaded, "load the models first"),
             Event::reply(6, EventBody::AgentToken { text: " fluid".into() }),
             Event::reply(6, EventBody::AgentStep(TraceEvent::Malformed { error: "no tool call".into() })),
+            Event::reply(7, EventBody::LlmSpeed(LlmSpeed { system_prompt_tokens: 300, system_prompt_ms: 900.0, prompt_tokens: 150, prompt_ms: 400.0, decode_tokens: 32, decode_ms: 500.0 })),
             Event::reply(6, EventBody::Cancelled { events: vec![TraceEvent::Turn { text: "<simulate>".into() }], elapsed_ms: 12.0 }),
         ];
         for event in events {

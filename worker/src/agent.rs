@@ -16,7 +16,7 @@ use sepsis_core::agent::decision::{Decision, Progress, Simulator};
 use sepsis_core::agent::observation::system_prompt;
 use sepsis_core::agent::runtime::{system_session, Decoding, LlmProposer, WorldModelSimulator};
 use sepsis_core::llm::generate::{Llm, Sampling, Session};
-use sepsis_core::protocol::{AgentKind, ErrorKind, Event, EventBody, RecommendRequest, Recommended, RequestId, WorkerError};
+use sepsis_core::protocol::{AgentKind, ErrorKind, Event, EventBody, LlmSpeed, RecommendRequest, Recommended, RequestId, WorkerError};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -72,6 +72,44 @@ pub(crate) async fn handle(state: &Rc<RefCell<WorkerState>>, id: RequestId, requ
     };
     let done = Recommended { trace, elapsed_ms: js_sys::Date::now() - start, generated_tokens: proposer.generated_tokens, prompt_tokens: proposer.prompt_tokens };
     post(&Event::reply(id, EventBody::Recommended(done)));
+}
+
+/// `MeasureLlm`: prefill and decode timings on this device.
+pub(crate) fn measure(state: &Rc<RefCell<WorkerState>>, id: RequestId, decode_tokens: usize) {
+    let fail = |kind: ErrorKind, message: String| post(&Event { id: Some(id), body: EventBody::Error(WorkerError { kind, message }) });
+    if let Err((kind, message)) = system(state, true) {
+        return fail(kind, message);
+    }
+    let llm = state.borrow().llm.as_ref().expect("loaded above").llm.clone();
+    let llm_error = |e: candle_core::Error| fail(ErrorKind::Internal, format!("LLM: {e}"));
+    let clock = js_sys::Date::now;
+    let mut session = llm.session();
+    let start = clock();
+    let system_prompt_tokens = match session.read(&format!("<|im_start|>system\n{}<|im_end|>\n", system_prompt(true))) {
+        Ok(n) => n,
+        Err(e) => return llm_error(e),
+    };
+    let system_prompt_ms = clock() - start;
+    let observation = sepsis_core::agent::observation::render_observation(&sepsis_core::simulation::reference_course(), true);
+    let start = clock();
+    let prompt_tokens = match session.read(&format!("<|im_start|>user\n{observation}<|im_end|>\n<|im_start|>assistant\n")) {
+        Ok(n) => n,
+        Err(e) => return llm_error(e),
+    };
+    let prompt_ms = clock() - start;
+    let start = clock();
+    // No stop sequence and no end of turn: exactly `decode_tokens` tokens.
+    let mut generator = sepsis_core::llm::generate::Generator::new(Sampling::GREEDY, decode_tokens, &[]).ignoring_end_of_turn();
+    let mut written = 0;
+    loop {
+        match session.next_token(&mut generator) {
+            Ok(Some(_)) => written += 1,
+            Ok(None) => break,
+            Err(e) => return llm_error(e),
+        }
+    }
+    let decode_ms = clock() - start;
+    post(&Event::reply(id, EventBody::LlmSpeed(LlmSpeed { system_prompt_tokens, system_prompt_ms, prompt_tokens, prompt_ms, decode_tokens: written, decode_ms })));
 }
 
 /// A `Cancel` for `request`: noted, and acted on at the decision's next step.

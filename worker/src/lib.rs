@@ -84,6 +84,7 @@ async fn handle(state: Rc<RefCell<WorkerState>>, request: Request) {
         RequestBody::Simulate(request) => simulator::handle(&state, id, request).await,
         RequestBody::Recommend(request) => agent::handle(&state, id, request).await,
         RequestBody::Cancel { request } => agent::cancel(&state, request),
+        RequestBody::MeasureLlm { decode_tokens } => agent::measure(&state, id, decode_tokens),
         RequestBody::DiagnosticPanic => panic!("diagnostic panic requested by the app (request {id})"),
     }
     reply(EventBody::Done);

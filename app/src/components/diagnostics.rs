@@ -1,7 +1,7 @@
 use leptos::prelude::*;
 use sepsis_core::protocol::RequestBody;
 
-use crate::state::{AppState, WorkerStatus};
+use crate::state::{AppState, ModelStatus, WorkerStatus};
 use crate::Link;
 
 /// Worker facts and a crash drill, for support staff and tests.
@@ -14,6 +14,20 @@ pub fn Diagnostics() -> impl IntoView {
         WorkerStatus::Ready { version } => format!("ready (version {version})"),
         WorkerStatus::GaveUp { reason } => format!("stopped: {reason}. Reload the page."),
     };
+    let speed = move || {
+        state.llm_speed.get().map(|s| {
+            let rate = |tokens: usize, ms: f64| tokens as f64 / (ms / 1000.0);
+            format!(
+                "Reading the prompt: {:.0} tokens/s ({} tokens in {:.0} ms); writing: {:.0} tokens/s ({} tokens in {:.0} ms).",
+                rate(s.prompt_tokens, s.prompt_ms),
+                s.prompt_tokens,
+                s.prompt_ms,
+                rate(s.decode_tokens, s.decode_ms),
+                s.decode_tokens,
+                s.decode_ms
+            )
+        })
+    };
     view! {
         <details class="card diagnostics" data-test="diagnostics">
             <summary>"Diagnostics"</summary>
@@ -23,6 +37,11 @@ pub fn Diagnostics() -> impl IntoView {
                 on:click=move |_| { link.with_value(|l| l.send(RequestBody::DiagnosticPanic)); }>
                 "Crash drill: make the worker panic"
             </button>
+            <button type="button" data-test="measure-llm" disabled=move || state.models.get() != ModelStatus::Ready
+                on:click=move |_| { link.with_value(|l| l.send(RequestBody::MeasureLlm { decode_tokens: 32 })); }>
+                "Measure the agent's LLM on this device"
+            </button>
+            <p data-test="llm-speed">{speed}</p>
         </details>
     }
 }

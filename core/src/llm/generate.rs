@@ -123,11 +123,20 @@ pub struct Generator {
     tokens: Vec<u32>,
     text: String,
     finished: Option<StopReason>,
+    /// Benchmarks: an end-of-turn token is read like any other.
+    through_end_of_turn: bool,
 }
 
 impl Generator {
     pub fn new(sampling: Sampling, max_tokens: usize, stop: &[&str]) -> Self {
-        Self { processor: sampling.processor(), max_tokens, stop: stop.iter().map(|s| s.to_string()).collect(), bias: None, tokens: Vec::new(), text: String::new(), finished: None }
+        Self { processor: sampling.processor(), max_tokens, stop: stop.iter().map(|s| s.to_string()).collect(), bias: None, tokens: Vec::new(), text: String::new(), finished: None, through_end_of_turn: false }
+    }
+
+    /// Keep going past the model's end of turn (decode benchmarks write an
+    /// exact number of tokens).
+    pub fn ignoring_end_of_turn(mut self) -> Self {
+        self.through_end_of_turn = true;
+        self
     }
 
     pub fn text(&self) -> &str {
@@ -211,7 +220,7 @@ impl Session {
             None => generator.processor.sample(logits)?,
         };
         let tokenizer = &self.llm.tokenizer;
-        if token == tokenizer.im_end || token == tokenizer.end_of_text {
+        if !generator.through_end_of_turn && (token == tokenizer.im_end || token == tokenizer.end_of_text) {
             generator.finished = Some(StopReason::EndOfTurn);
             return Ok(None);
         }

@@ -1,0 +1,77 @@
+// Browser benchmark of the agent's LLM (not a test: `make bench` runs it).
+// It serves the release bundle, opens headless Chromium, starts the real
+// worker (the app's own worker_loader.js) and talks the worker protocol to
+// it directly: `MeasureLlm` for prefill and decode speed, then one
+// `Recommend` (llm-zero-shot-wm, constrained decoding) per demo patient for
+// the time from prompt to prescription. Prints one `BENCH {json}` line per
+// figure for scripts/bench/report.py.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startServer, openBrowser, distDir } from '../e2e/harness.mjs';
+
+const DEMO_PATIENTS = 3;
+const DECODE_TOKENS = 32;
+
+/** The first patients of the demo cohort as worker courses (schema order). */
+function demoCourses() {
+  const [header, ...rows] = readFileSync(join(distDir, 'demo', 'icu-sepsis-demo.csv'), 'utf8').trim().split('\n').map((l) => l.split(','));
+  const first = header.indexOf('map');
+  const last = header.indexOf('weight_kg');
+  const [fluid, vaso] = [header.indexOf('fluid_level'), header.indexOf('vaso_level')];
+  const byPatient = new Map();
+  for (const row of rows) {
+    const values = row.slice(first, last + 1).map((v) => (v === '' ? null : Number(v)));
+    const step = { values, action: { fluid: Number(row[fluid]), vaso: Number(row[vaso]) } };
+    byPatient.set(row[0], [...(byPatient.get(row[0]) ?? []), step]);
+  }
+  return [...byPatient.entries()].slice(0, DEMO_PATIENTS);
+}
+
+const server = await startServer();
+const browser = await openBrowser();
+try {
+  const { page } = browser;
+  await page.goto(server.url);
+  const results = await page.evaluate(async ({ patients, decodeTokens }) => {
+    const worker = new Worker('./worker_loader.js');
+    let nextId = 1;
+    const waiting = new Map();
+    const ready = new Promise((resolve) => {
+      worker.onmessage = ({ data }) => {
+        if (data.body.type === 'Ready') return resolve();
+        const entry = waiting.get(data.id);
+        if (!entry) return;
+        if (data.body.type === 'Error') entry.reject(new Error(data.body.message));
+        else if (data.body.type === entry.answer) entry.resolve(data.body);
+      };
+    });
+    const ask = (body, answer) => new Promise((resolve, reject) => {
+      const id = nextId++;
+      waiting.set(id, { resolve, reject, answer });
+      worker.postMessage({ id, body });
+    });
+    await ready;
+    await ask({ type: 'LoadModels' }, 'ModelsReady');
+    await ask({ type: 'MeasureLlm', decode_tokens: decodeTokens }, 'LlmSpeed'); // warm-up: builds the model and its prompts
+    const speed = await ask({ type: 'MeasureLlm', decode_tokens: decodeTokens }, 'LlmSpeed');
+    const decisions = [];
+    for (const [patient, course] of patients) {
+      const started = performance.now();
+      const done = await ask({ type: 'Recommend', course, agent: 'LlmZeroShotWm', seed: 1 }, 'Recommended');
+      decisions.push({ patient, wall_ms: performance.now() - started, elapsed_ms: done.elapsed_ms, generated_tokens: done.generated_tokens,
+        prompt_tokens: done.prompt_tokens, tool_calls: done.trace.tool_calls, fallback: done.trace.fallback !== null && done.trace.fallback !== undefined });
+    }
+    worker.terminate();
+    return { speed, decisions };
+  }, { patients: demoCourses(), decodeTokens: DECODE_TOKENS });
+  const { speed, decisions } = results;
+  const device = 'browser CPU (wasm SIMD, 1 thread)';
+  console.log('BENCH ' + JSON.stringify({ engine: 'llm-wasm-cpu', device, threads: 1, kind: 'prefill', tokens: speed.prompt_tokens, ms: speed.prompt_ms, tokens_per_s: speed.prompt_tokens / (speed.prompt_ms / 1000) }));
+  console.log('BENCH ' + JSON.stringify({ engine: 'llm-wasm-cpu', device, threads: 1, kind: 'decode', tokens: speed.decode_tokens, ms: speed.decode_ms, tokens_per_s: speed.decode_tokens / (speed.decode_ms / 1000) }));
+  for (const d of decisions) {
+    console.log('BENCH ' + JSON.stringify({ engine: 'llm-wasm-cpu', device, threads: 1, kind: 'decision', ...d }));
+  }
+} finally {
+  await browser.close();
+  server.stop();
+}
