@@ -114,7 +114,7 @@ pub fn render_results(situation: &Situation, results: &[CandidateStep]) -> Strin
             })
         };
         text += &format!(
-            "{}: in 4 h MAP {}, lactate {}, SOFA {}; survival {:.0}%; spread {:.2}; flags: {}\n",
+            "{}: MAP {}, lactate {}, SOFA {}, survival {:.0}%, spread {:.2}, flags: {}\n",
             render_action(r.action),
             band("map").unwrap_or_default(),
             band("lactate").unwrap_or_default(),
@@ -364,9 +364,9 @@ mod tests {
         let results = ByFluid(Vec::new()).simulate(&course, &[Action::NONE, Action { fluid: 2, vaso: 0 }]).unwrap();
         let text = render_results(&situation, &results);
         assert_eq!(text.lines().count(), 4);
-        assert!(text.contains("vaso=0 fluid=0: in 4 h MAP 64 (60-70)"), "{text}");
-        assert!(text.contains("survival 70%; spread 0.10; flags: G1 under-treatment"), "{text}");
-        assert!(text.contains("vaso=0 fluid=2: in 4 h MAP 66 (60-70), lactate , SOFA ; survival 80%; spread 0.10; flags: none"), "{text}");
+        assert!(text.contains("vaso=0 fluid=0: MAP 64 (60-70)"), "{text}");
+        assert!(text.contains("survival 70%, spread 0.10, flags: G1"), "{text}");
+        assert!(text.contains("vaso=0 fluid=2: MAP 66 (60-70), lactate , SOFA , survival 80%, spread 0.10, flags: none"), "{text}");
     }
 
     #[test]

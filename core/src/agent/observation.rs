@@ -4,17 +4,19 @@
 //! same text, so decisions can be cached by prompt.
 
 use crate::action::Action;
-use crate::cohort::schema::{idx, FEATURES};
+use crate::cohort::schema::idx;
 use crate::guideline::{violations, Rule, Situation};
 use crate::simulation::CourseStep;
 
 use super::grammar::render_action;
 
-/// Steps of history shown (4 h each).
-pub const SHOWN_STEPS: usize = 4;
+/// Steps of history shown (4 h each). Every digit is a token: each step
+/// shown costs about 30 tokens of prompt the browser must read.
+pub const SHOWN_STEPS: usize = 3;
 
 const ROLE_AND_RULES: &str = "You treat sepsis in the ICU, one decision every 4 hours: an IV fluid level and a vasopressor level, each 0 (none) to 4 (very high).
-Rules: keep MAP at or above 65 mmHg; if lactate > 2 mmol/L or MAP < 65, never give nothing; at admission with lactate >= 4 or MAP < 65, give fluid; do not raise the vasopressor when MAP is already >= 65; avoid the highest fluid level when the balance is over 10 L and MAP >= 75.";
+Rules, with their flags: G1 if lactate > 2 mmol/L or MAP < 65 mmHg, never give nothing. G2 do not raise the vasopressor when MAP is already >= 65. R1 at admission with lactate >= 4 or MAP < 65, give fluid. R2 avoid the highest fluid level when the balance is over 10 L and MAP >= 75. R3 avoid the highest vasopressor level when MAP > 95.
+Each patient: age, sex, weight, ventilation, hours in ICU, then one line per 4 h, oldest first: time, MAP mmHg, HR /min, lactate mmol/L, urine mL/4h, SOFA, fluid balance L, treatment given (? = to decide now).";
 
 /// The system prompt: role, protocol rules, and the tools offered.
 pub fn system_prompt(can_simulate: bool) -> String {
@@ -22,7 +24,7 @@ pub fn system_prompt(can_simulate: bool) -> String {
         format!(
             "{ROLE_AND_RULES}
 Simulate your candidates first, then prescribe. Tools, one per turn, after one short thought:
-<simulate>vaso=V fluid=F; ...</simulate> predicts 4 h ahead for up to 3 candidates.
+<simulate>vaso=V fluid=F; ...</simulate> predicts 4 h ahead for up to 3 candidates: median (10-90% range) of MAP, lactate and SOFA, survival, model spread, flags of broken rules.
 <prescribe>vaso=V fluid=F</prescribe> gives the treatment and ends the decision.
 Distrust a simulated recovery without treatment and perfect results at maximum doses; prefer what was simulated with little spread."
         )
@@ -35,15 +37,14 @@ After one short thought, give the treatment:
     }
 }
 
-/// Values shown per step: (schema key, column title).
-const COLUMNS: [(&str, &str); 6] = [("map", "MAP"), ("hr", "HR"), ("lactate", "lactate"), ("urine_ml_4h", "urine"), ("sofa", "SOFA"), ("fluid_balance_ml", "balance")];
+/// Values shown per step, in the order the system prompt names them.
+const COLUMNS: [&str; 6] = ["map", "hr", "lactate", "urine_ml_4h", "sofa", "fluid_balance_ml"];
 
 fn value(values: &[Option<f64>], key: &str) -> String {
-    let feature = FEATURES[idx(key)];
     match values[idx(key)] {
         None => "-".to_string(),
         Some(v) if key == "lactate" => format!("{v:.1}"),
-        Some(v) if feature.integer => format!("{v:.0}"),
+        Some(v) if key == "fluid_balance_ml" => format!("{:.1}", v / 1000.0),
         Some(v) => format!("{v:.0}"),
     }
 }
@@ -58,40 +59,48 @@ pub fn render_observation(course: &[CourseStep], can_simulate: bool) -> String {
         Some(_) => "female",
         None => "sex unknown",
     };
+    // Column titles and units are in the system prompt (read once).
     let mut text = format!(
-        "Patient {} y, {sex}, {} kg, ventilated: {}. Step {} ({} h in ICU).\n",
+        "{} y, {sex}, {} kg, {}, {} h in ICU.\n",
         value(v, "age_years"),
         value(v, "weight_kg"),
-        if v[idx("mechvent")] == Some(1.0) { "yes" } else { "no" },
-        course.len(),
+        if v[idx("mechvent")] == Some(1.0) { "ventilated" } else { "not ventilated" },
         4 * (course.len() - 1)
     );
-    text += "time | MAP mmHg | HR /min | lactate mmol/L | urine mL/4h | SOFA | balance mL | given\n";
     let shown = &course[course.len().saturating_sub(SHOWN_STEPS)..];
     for (i, step) in shown.iter().enumerate() {
         let hours_ago = 4 * (shown.len() - 1 - i);
         let time = if hours_ago == 0 { "now".to_string() } else { format!("-{hours_ago}h") };
-        let cells: Vec<String> = COLUMNS.iter().map(|(key, _)| value(&step.values, key)).collect();
+        let cells: Vec<String> = COLUMNS.iter().map(|key| value(&step.values, key)).collect();
         let given = if hours_ago == 0 { "?".to_string() } else { render_action(step.action) };
-        text += &format!("{time} | {} | {given}\n", cells.join(" | "));
+        text += &format!("{time} {} {given}\n", cells.join(" "));
     }
-    text += if can_simulate {
-        "Choose the treatment for the next 4 h. Reply with one short thought, then one tool call, e.g. <simulate>vaso=0 fluid=2; vaso=1 fluid=2</simulate>"
-    } else {
-        "Choose the treatment for the next 4 h. Reply with one short thought, then e.g. <prescribe>vaso=0 fluid=2</prescribe>"
-    };
+    text += if can_simulate { "Simulate, then prescribe." } else { "Prescribe." };
     text
 }
 
-/// The guideline rules a candidate breaks now, as short flags ("none").
+/// The guideline rules a candidate breaks now, as the system prompt's flag
+/// codes ("none").
 pub fn flags(situation: &Situation, action: Action) -> String {
     let broken = violations(situation, action);
     if broken.is_empty() {
         return "none".into();
     }
-    broken.iter().map(|r| rule_flag(*r)).collect::<Vec<_>>().join(", ")
+    broken.iter().map(|r| rule_code(*r)).collect::<Vec<_>>().join(" ")
 }
 
+/// The flag code the system prompt gives each rule.
+pub fn rule_code(rule: Rule) -> &'static str {
+    match rule {
+        Rule::UnderTreatment => "G1",
+        Rule::VasopressorRaisedAtTarget => "G2",
+        Rule::NoInitialResuscitation => "R1",
+        Rule::FluidDespiteOverload => "R2",
+        Rule::MaxVasopressorAtHighMap => "R3",
+    }
+}
+
+/// The flag as people read it.
 pub fn rule_flag(rule: Rule) -> &'static str {
     match rule {
         Rule::UnderTreatment => "G1 under-treatment",
@@ -112,24 +121,27 @@ mod tests {
         let course = reference_course();
         let text = render_observation(&course, true);
         assert_eq!(text, render_observation(&course, true));
-        assert!(text.starts_with("Patient 67 y, male, "), "{text}");
-        assert!(text.contains("\n-4h | 58 | "), "{text}");
-        assert!(text.contains("| 4.1 |"), "{text}");
-        assert!(text.contains("| vaso=0 fluid=2\nnow | 58 |"), "{text}");
-        assert!(text.contains("Choose the treatment for the next 4 h."));
-        assert!(text.len() < 500, "{} characters", text.len());
-        assert!(render_observation(&course, false).ends_with("<prescribe>vaso=0 fluid=2</prescribe>"));
+        assert!(text.starts_with("67 y, male, "), "{text}");
+        assert!(text.contains("\n-4h 58 "), "{text}");
+        assert!(text.contains(" 4.1 "), "{text}");
+        assert!(text.contains(" vaso=0 fluid=2\nnow 58 "), "{text}");
+        assert!(text.ends_with("Simulate, then prescribe."));
+        assert!(text.len() < 200, "{} characters", text.len());
+        assert!(render_observation(&course, false).ends_with("\nPrescribe."));
         assert!(system_prompt(true).contains("<simulate>") && !system_prompt(false).contains("<simulate>"));
-        // Only the last four steps are shown.
+        // Only the last steps are shown.
         let long: Vec<CourseStep> = (0..5).flat_map(|_| reference_course()).collect();
-        assert_eq!(render_observation(&long, true).matches('\n').count(), 2 + SHOWN_STEPS);
+        assert_eq!(render_observation(&long, true).matches('\n').count(), 1 + SHOWN_STEPS);
     }
 
     #[test]
     fn flags_name_the_broken_rules() {
         let course = reference_course();
         let situation = Situation::of_course(&course);
-        assert_eq!(flags(&situation, Action::NONE), "G1 under-treatment");
+        assert_eq!(flags(&situation, Action::NONE), "G1");
         assert_eq!(flags(&situation, Action { fluid: 2, vaso: 0 }), "none");
+        for rule in Rule::ALL {
+            assert!(system_prompt(true).contains(&format!("{} ", rule_code(rule))), "the system prompt explains {}", rule_code(rule));
+        }
     }
 }

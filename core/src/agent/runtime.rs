@@ -60,7 +60,7 @@ mod llm {
 
     impl Decoding {
         /// What the app and the scoreboard use.
-        pub const DEFAULT: Decoding = Decoding::Constrained { thought_tokens: 24, max_simulate_calls: 2 };
+        pub const DEFAULT: Decoding = Decoding::Constrained { thought_tokens: 16, max_simulate_calls: 1 };
     }
 
     /// The system prompt read once; clone it for every decision.

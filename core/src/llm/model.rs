@@ -246,7 +246,7 @@ impl Llama {
         }
         let ids = Tensor::new(tokens, &Device::Cpu)?;
         let mut x = self.embeddings.index_select(&ids, 0)?.unsqueeze(0)?;
-        let mask = (seq > 1).then(|| causal_mask(seq, start)).transpose()?;
+        let mask = (seq > 1).then(|| causal_mask(seq, start, c.heads / c.kv_heads)).transpose()?;
         let (cos, sin) = (self.cos.narrow(0, start, seq)?, self.sin.narrow(0, start, seq)?);
         let mut updated = Vec::with_capacity(c.layers);
         for (layer, block) in self.blocks.iter().enumerate() {
@@ -260,15 +260,16 @@ impl Llama {
                 None => (k, v),
             };
             updated.push((k.clone(), v.clone()));
+            // Grouped-query attention without copying K and V per query head:
+            // the query heads sharing a KV head are stacked along the rows.
             let group = c.heads / c.kv_heads;
-            let k = candle_transformers::utils::repeat_kv(k, group)?;
-            let v = candle_transformers::utils::repeat_kv(v, group)?;
+            let q = q.reshape((1, c.kv_heads, group * seq, c.head_dim))?;
             let mut scores = (q.matmul(&k.t()?)? / (c.head_dim as f64).sqrt())?;
             if let Some(mask) = &mask {
                 scores = scores.broadcast_add(mask)?;
             }
-            let attention = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v.contiguous()?)?;
-            let attention = attention.transpose(1, 2)?.reshape((1, seq, c.hidden))?;
+            let attention = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?;
+            let attention = attention.reshape((1, c.heads, seq, c.head_dim))?.transpose(1, 2)?.reshape((1, seq, c.hidden))?;
             x = (x + block.o.forward(&attention)?)?;
             let h = candle_nn::ops::rms_norm(&x, &block.ffn_norm, c.rms_eps as f32)?;
             let gated = (candle_nn::ops::silu(&block.gate.forward(&h)?)? * block.up.forward(&h)?)?;
@@ -288,11 +289,12 @@ fn parse_stem(stem: &str) -> Option<(usize, &'static str)> {
     Some((layer.parse().ok()?, ADAPTED.into_iter().find(|p| *p == name)?))
 }
 
-/// Additive mask: query i (at position start + i) sees keys 0..=start + i.
-fn causal_mask(seq: usize, start: usize) -> Result<Tensor> {
+/// Additive mask over `group` stacked copies of the queries: row r is query
+/// r % seq (at position start + r % seq), which sees keys 0..=start + r % seq.
+fn causal_mask(seq: usize, start: usize, group: usize) -> Result<Tensor> {
     let kv = start + seq;
-    let values: Vec<f32> = (0..seq).flat_map(|i| (0..kv).map(move |j| if j > start + i { f32::NEG_INFINITY } else { 0.0 })).collect();
-    Tensor::from_vec(values, (seq, kv), &Device::Cpu)
+    let values: Vec<f32> = (0..group * seq).flat_map(|r| (0..kv).map(move |j| if j > start + r % seq { f32::NEG_INFINITY } else { 0.0 })).collect();
+    Tensor::from_vec(values, (group * seq, kv), &Device::Cpu)
 }
 
 fn rope_tables(head_dim: usize, base: f32, device: &Device) -> Result<(Tensor, Tensor)> {

@@ -343,8 +343,8 @@ fn eval(args: EvalArgs) -> Result<()> {
              ### The LLM agents' behaviour\n\n\
              Over the {states} patient states, each decided once from its clinical values as a one-step \
              course (ICU-Sepsis is Markov in its state); the policy above is those decisions. Constrained \
-             decoding (`docs/agent.md`): a thought of at most 24 tokens, then the tool call written to the \
-             grammar; with the world model the first call simulates, at most two simulate calls. *Valid \
+             decoding (`docs/agent.md`): {decoding}: a short thought, then the tool call written to the \
+             grammar; with the world model the first call simulates. *Valid \
              protocol*: the agent's own prescription with no malformed turn and no fallback. Decisions are \
              cached in `.cache/agent-decisions/` so an interrupted run resumes.\n\n{}\n\
              ## Off-policy estimators against the truth\n\n\
@@ -354,6 +354,7 @@ fn eval(args: EvalArgs) -> Result<()> {
             agent_markdown(&rows),
             estimator_errors(&rows),
             states = sepsis_core::env::icu_sepsis::N_PATIENT_STATES,
+            decoding = serde_json::to_string(&sepsis_core::agent::runtime::Decoding::DEFAULT)?,
             logged = rows.first().map(|r| r.logged_episodes).unwrap_or(0),
             boot = sepsis_core::eval::ope::BOOTSTRAP_SAMPLES,
         );

@@ -59,12 +59,12 @@ pub struct RecommendArgs {
     /// text parsed afterwards.
     #[arg(long, value_enum, default_value = "constrained")]
     decoding: DecodingName,
-    /// Longest thought before a constrained call (tokens).
-    #[arg(long, default_value_t = 24)]
-    thought_tokens: usize,
-    /// Simulate calls before only prescribe is offered (constrained).
-    #[arg(long, default_value_t = 2)]
-    max_simulate_calls: usize,
+    /// Longest thought before a constrained call (tokens); default: the app's.
+    #[arg(long)]
+    thought_tokens: Option<usize>,
+    /// Simulate calls before only prescribe is offered (constrained); default: the app's.
+    #[arg(long)]
+    max_simulate_calls: Option<usize>,
     /// Longest free turn (tokens).
     #[arg(long, default_value_t = 160)]
     max_tokens: usize,
@@ -113,7 +113,13 @@ pub fn run(args: RecommendArgs) -> Result<()> {
             let llm = std::sync::Arc::new(Llm::from_gguf(&mut reader)?);
             let sampling = Sampling { temperature: args.temperature, top_p: 0.95, seed: args.seed };
             let decoding = match args.decoding {
-                DecodingName::Constrained => Decoding::Constrained { thought_tokens: args.thought_tokens, max_simulate_calls: args.max_simulate_calls },
+                DecodingName::Constrained => {
+                    let Decoding::Constrained { thought_tokens, max_simulate_calls } = Decoding::DEFAULT else { unreachable!("the default is constrained") };
+                    Decoding::Constrained {
+                        thought_tokens: args.thought_tokens.unwrap_or(thought_tokens),
+                        max_simulate_calls: args.max_simulate_calls.unwrap_or(max_simulate_calls),
+                    }
+                }
                 DecodingName::Free => Decoding::Free { max_tokens: args.max_tokens },
             };
             let with_simulator = args.agent == AgentName::LlmZeroShotWm;
