@@ -48,8 +48,8 @@ baselines: data
 eval: fetch
 	$(SEPSIS) eval --env icu-sepsis --all
 
-## World-model speed: native candle, PyTorch and headless Chromium in one run (docs/benchmarks.md).
-bench: setup
+## Speed of the world model (native candle, PyTorch, headless Chromium) and the LLM (native, browser worker) in one run (docs/benchmarks.md).
+bench: build
 	scripts/bench.sh
 
 test-native:

@@ -3,7 +3,10 @@
 # members x 16 samples x 6 steps) natively with candle (criterion, 1 and 2
 # threads), in PyTorch on the CPU (same weights, architecture and batch; 1 and
 # 2 threads), and in headless Chromium (candle wasm CPU; WebGPU when an
-# adapter exists), all in one run; writes docs/benchmarks.md.
+# adapter exists); then the agent's LLM (prefill, decode, a whole decision)
+# natively (criterion, 1 and 2 threads) and in headless Chromium through the
+# real worker (needs `make build`'s dist/); all in one run; writes
+# docs/benchmarks.md.
 # PyTorch is installed into .cache/bench-venv for this benchmark only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +40,32 @@ echo "== headless Chromium"
 WASM_BINDGEN_TEST_TIMEOUT=600 CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver} cargo test --release --target wasm32-unknown-unknown \
   -p sepsis-worker --features browser-bench --test bench_in_worker -- --nocapture 2>&1 \
   | tee "$out/browser.log" | sed -n 's/.*BENCH //p' >> "$results"
+
+echo "== LLM native (criterion)"
+rm -rf target/criterion/llm
+for threads in 1 2; do
+  RAYON_NUM_THREADS=$threads cargo bench -q -p sepsis-core --bench llm -- --noplot
+  python3 - "$threads" >> "$results" <<'PY'
+import glob, json, sys
+threads = int(sys.argv[1])
+for path in sorted(glob.glob(f"target/criterion/llm/*/new/estimates.json")):
+    bench = json.load(open(path.replace("estimates.json", "benchmark.json")))
+    kind, size, th = bench["function_id"].split("/")
+    if th != f"{threads}-threads":
+        continue
+    ms = json.load(open(path))["median"]["point_estimate"] / 1e6
+    row = {"engine": "llm-native-cpu", "device": "native CPU", "threads": threads, "kind": kind, "ms": ms}
+    if kind in ("prefill", "decode"):
+        row["tokens"] = int(size.split("-")[0])
+        row["tokens_per_s"] = row["tokens"] / (ms / 1000)
+    else:
+        row["agent"] = size
+    print(json.dumps(row))
+PY
+done
+
+echo "== LLM in headless Chromium (the real worker)"
+node tests/bench/browser-llm.mjs | tee "$out/browser-llm.log" | sed -n 's/^BENCH //p' >> "$results"
 
 python3 scripts/bench/report.py "$results" docs/benchmarks.md
 echo "wrote docs/benchmarks.md"

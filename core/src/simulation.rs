@@ -57,6 +57,8 @@ pub enum RequestError {
     Horizon(usize),
     #[error("{0} samples: expected 1 to {MAX_SAMPLES}")]
     Samples(usize),
+    #[error("the world model reads windows of {window} steps; simulating needs at least {needed} (context + horizon): retrain it with a longer window")]
+    ModelWindow { window: usize, needed: usize },
 }
 
 impl SimulateRequest {

@@ -60,7 +60,7 @@ impl<'a> Rollout<'a> {
     pub fn new(card: &'a ModelCard, request: SimulateRequest) -> std::result::Result<Self, RequestError> {
         request.validate(FEATURES.len())?;
         if card.config.window < CONTEXT_STEPS + MAX_HORIZON {
-            panic!("the model's window ({}) is shorter than context + horizon", card.config.window);
+            return Err(RequestError::ModelWindow { window: card.config.window, needed: CONTEXT_STEPS + MAX_HORIZON });
         }
         let layout = &card.layout;
         let context = request.history.len().min(CONTEXT_STEPS);
@@ -355,6 +355,15 @@ mod tests {
 
     fn course() -> Vec<CourseStep> {
         crate::simulation::reference_course()
+    }
+
+    #[test]
+    fn a_model_with_too_short_a_window_is_an_error_not_a_panic() {
+        let mut card = shipped().card;
+        card.config.window = CONTEXT_STEPS;
+        let error = Rollout::new(&card, request(1)).err().expect("refused");
+        assert_eq!(error, RequestError::ModelWindow { window: CONTEXT_STEPS, needed: CONTEXT_STEPS + MAX_HORIZON });
+        assert!(error.to_string().contains("retrain it with a longer window"));
     }
 
     fn request(seed: u32) -> SimulateRequest {
