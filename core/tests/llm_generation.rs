@@ -179,3 +179,43 @@ fn constrained_choices_and_tag_free_thoughts() {
     assert!(!thought.text().contains('<'), "{:?}", thought.text());
     assert!(thought.finished().is_some());
 }
+
+/// The training copy (dequantized, differentiable ops) computes what the
+/// quantized model computes, and every adapter tensor receives gradient
+/// (candle's fused ops would silently stop it: toolchain.md).
+#[test]
+fn the_training_model_matches_and_every_adapter_tensor_gets_gradient() {
+    use candle_core::{Tensor, Var};
+    use sepsis_core::llm::model::{max_abs_diff, KvCache, LoraAdapter};
+    let llm = load();
+    let tokens = llm.tokenizer.encode(&chat_prompt(SYSTEM, "MAP 58, lactate 4.1."));
+    let mut dense = llm.model.for_training().unwrap();
+    let quantized = llm.model.forward(&tokens, &mut KvCache::default()).unwrap();
+    let unadapted = dense.forward(&tokens, &mut KvCache::default()).unwrap();
+    // The quantized matmuls also round the activations to 8 bits.
+    let diff = max_abs_diff(&unadapted, &quantized).unwrap();
+    let mean = (&unadapted - &quantized).unwrap().abs().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(diff < 1.0 && mean < 0.2, "dense and quantized logits differ by {diff} at most, {mean} on average");
+    assert_eq!(unadapted.argmax(0).unwrap().to_scalar::<u32>().unwrap(), quantized.argmax(0).unwrap().to_scalar::<u32>().unwrap());
+
+    // B small but not zero, so A receives gradient at once too.
+    let adapter = LoraAdapter::initial(&llm.model, 4, 8.0, 5).unwrap();
+    let vars: std::collections::HashMap<String, Var> = adapter
+        .tensors
+        .iter()
+        .map(|(name, t)| {
+            let t = if name.ends_with(".lora_b") { (Tensor::ones(t.dims(), t.dtype(), t.device()).unwrap() * 1e-3).unwrap() } else { t.clone() };
+            (name.clone(), Var::from_tensor(&t).unwrap())
+        })
+        .collect();
+    let tensors = vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
+    dense.set_trainable_adapter(&tensors, adapter.scale()).unwrap();
+    let hidden = dense.hidden(&tokens[..tokens.len() - 1], &mut KvCache::default()).unwrap();
+    let logits = dense.logits(&hidden).unwrap();
+    let targets = Tensor::new(&tokens[1..], &candle_core::Device::Cpu).unwrap();
+    let loss = candle_nn::loss::cross_entropy(&logits, &targets).unwrap();
+    let grads = loss.backward().unwrap();
+    let mut silent: Vec<&String> = vars.iter().filter(|(_, v)| grads.get(v.as_tensor()).map_or(true, |g| g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() == 0.0)).map(|(n, _)| n).collect();
+    silent.sort();
+    assert!(silent.is_empty(), "{} of {} adapter tensors got no gradient, e.g. {:?}", silent.len(), vars.len(), &silent[..silent.len().min(5)]);
+}

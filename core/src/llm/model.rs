@@ -115,6 +115,10 @@ pub struct Llama {
     output: QMatMul,
     cos: Tensor,
     sin: Tensor,
+    /// Training: dequantized weights and ops that carry gradients (candle's
+    /// fused rope, RMS norm and softmax have no backward, and its quantized
+    /// matmul none to its input: gradients would silently stop there).
+    differentiable: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +179,72 @@ impl Llama {
             Err(_) => QMatMul::from_qtensor(token_embd)?,
         };
         let (cos, sin) = rope_tables(config.head_dim, config.rope_base, &device)?;
-        Ok(Self { config, embeddings, blocks, norm, output, cos, sin })
+        Ok(Self { config, embeddings, blocks, norm, output, cos, sin, differentiable: false })
+    }
+
+    /// A copy to train adapters on: every projection dequantized to f32 and
+    /// the ops that carry gradients. Slower and about 4x the memory; the
+    /// trained adapters then run on the quantized model.
+    pub fn for_training(&self) -> Result<Self> {
+        let dense = |q: &QMatMul| -> Result<QMatMul> {
+            Ok(match q {
+                QMatMul::QTensor(t) => QMatMul::Tensor(t.dequantize(&Device::Cpu)?),
+                other => other.clone(),
+            })
+        };
+        let mut model = self.clone();
+        for block in &mut model.blocks {
+            for name in ADAPTED {
+                let projection = block.projection_mut(name).expect("known projection");
+                projection.base = dense(&projection.base)?;
+            }
+        }
+        model.output = dense(&model.output)?;
+        model.differentiable = true;
+        Ok(model)
+    }
+
+    /// Put trainable LoRA tensors (the `Var`s of an optimiser, as tensors)
+    /// on the projections, by the adapter file's names.
+    pub fn set_trainable_adapter(&mut self, tensors: &HashMap<String, Tensor>, scale: f64) -> std::result::Result<(), AdapterError> {
+        let rank = tensors.iter().find(|(n, _)| n.ends_with(".lora_a")).map(|(_, t)| t.dim(0)).transpose()?.unwrap_or(0);
+        let adapter = LoraAdapter { rank, alpha: scale * rank as f64, tensors: tensors.clone() };
+        self.set_adapter(&adapter)?;
+        // set_adapter converted dtypes (a no-op for f32): keep the very tensors
+        // so their gradients reach the optimiser's variables.
+        for block in 0..self.blocks.len() {
+            for name in ADAPTED {
+                if let (Some(a), Some(b)) = (tensors.get(&format!("blk.{block}.{name}.lora_a")), tensors.get(&format!("blk.{block}.{name}.lora_b"))) {
+                    let projection = self.blocks[block].projection_mut(name).expect("known projection");
+                    projection.lora = Some(Lora { a: a.clone(), b: b.clone(), scale });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn rms_norm(&self, x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+        if self.differentiable {
+            candle_nn::ops::rms_norm_slow(x, weight, self.config.rms_eps as f32)
+        } else {
+            candle_nn::ops::rms_norm(x, weight, self.config.rms_eps as f32)
+        }
+    }
+
+    fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        if self.differentiable {
+            candle_nn::rotary_emb::rope_i_slow(x, cos, sin)
+        } else {
+            candle_nn::rotary_emb::rope_i(x, cos, sin)
+        }
+    }
+
+    fn softmax(&self, x: &Tensor) -> Result<Tensor> {
+        if self.differentiable {
+            candle_nn::ops::softmax(x, D::Minus1)
+        } else {
+            candle_nn::ops::softmax_last_dim(x)
+        }
     }
 
     /// Put `adapter` on top of the base projections (replacing any earlier
@@ -239,6 +308,19 @@ impl Llama {
     /// Read `tokens` after what `cache` holds; the next-token logits after
     /// the last of them, shape (vocab).
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        let hidden = self.hidden(tokens, cache)?;
+        let last = hidden.narrow(0, tokens.len() - 1, 1)?;
+        self.output.forward(&last)?.flatten_all()
+    }
+
+    /// Next-token logits from rows of [`Self::hidden`], (rows, vocab).
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.output.forward(hidden)
+    }
+
+    /// Read `tokens` after what `cache` holds; the final (normed) hidden
+    /// state of each, shape (tokens, hidden).
+    pub fn hidden(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
         let c = &self.config;
         let (seq, start) = (tokens.len(), cache.len);
         if start + seq > MAX_POSITIONS {
@@ -250,10 +332,10 @@ impl Llama {
         let (cos, sin) = (self.cos.narrow(0, start, seq)?, self.sin.narrow(0, start, seq)?);
         let mut updated = Vec::with_capacity(c.layers);
         for (layer, block) in self.blocks.iter().enumerate() {
-            let h = candle_nn::ops::rms_norm(&x, &block.attn_norm, c.rms_eps as f32)?;
+            let h = self.rms_norm(&x, &block.attn_norm)?;
             let heads = |t: Tensor, n: usize| t.reshape((1, seq, n, c.head_dim))?.transpose(1, 2)?.contiguous();
-            let q = candle_nn::rotary_emb::rope_i(&heads(block.q.forward(&h)?, c.heads)?, &cos, &sin)?;
-            let k = candle_nn::rotary_emb::rope_i(&heads(block.k.forward(&h)?, c.kv_heads)?, &cos, &sin)?;
+            let q = self.rope(&heads(block.q.forward(&h)?, c.heads)?, &cos, &sin)?;
+            let k = self.rope(&heads(block.k.forward(&h)?, c.kv_heads)?, &cos, &sin)?;
             let v = heads(block.v.forward(&h)?, c.kv_heads)?;
             let (k, v) = match cache.layers.get(layer) {
                 Some((k0, v0)) => (Tensor::cat(&[k0, &k], 2)?, Tensor::cat(&[v0, &v], 2)?),
@@ -268,17 +350,16 @@ impl Llama {
             if let Some(mask) = &mask {
                 scores = scores.broadcast_add(mask)?;
             }
-            let attention = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?;
+            let attention = self.softmax(&scores)?.matmul(&v)?;
             let attention = attention.reshape((1, c.heads, seq, c.head_dim))?.transpose(1, 2)?.reshape((1, seq, c.hidden))?;
             x = (x + block.o.forward(&attention)?)?;
-            let h = candle_nn::ops::rms_norm(&x, &block.ffn_norm, c.rms_eps as f32)?;
+            let h = self.rms_norm(&x, &block.ffn_norm)?;
             let gated = (candle_nn::ops::silu(&block.gate.forward(&h)?)? * block.up.forward(&h)?)?;
             x = (x + block.down.forward(&gated)?)?;
         }
         cache.layers = updated;
         cache.len += seq;
-        let last = candle_nn::ops::rms_norm(&x.narrow(1, seq - 1, 1)?, &self.norm, c.rms_eps as f32)?;
-        self.output.forward(&last)?.flatten_all()
+        self.rms_norm(&x.squeeze(0)?, &self.norm)
     }
 }
 
