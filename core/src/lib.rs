@@ -15,6 +15,8 @@ pub mod agent;
 pub mod baselines;
 pub mod cohort;
 pub mod compute;
+#[cfg(all(feature = "llm", feature = "eval"))]
+pub mod curriculum;
 #[cfg(feature = "eval")]
 pub mod env;
 #[cfg(feature = "eval")]

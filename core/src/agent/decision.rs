@@ -171,6 +171,12 @@ impl<'a> Decision<'a> {
         self.conversation.turns.len()
     }
 
+    /// What was said so far: the observation, each answered turn and its
+    /// answer (the final, prescribing turn is in the trace's events).
+    pub fn conversation(&self) -> &Conversation {
+        &self.conversation
+    }
+
     /// The next piece of progress; after `Done` the decision is over (and
     /// `Done` repeats).
     pub fn advance(&mut self) -> Result<Progress, AgentError> {

@@ -100,6 +100,25 @@ fn parse_candidate(text: &str) -> Result<Action, ParseError> {
     }
 }
 
+/// The call as [`CallWriter`] writes it, piece by piece (each piece is read
+/// as one text at inference, so training examples are tokenized the same way).
+pub fn call_pieces(call: &ToolCall) -> Vec<String> {
+    let (open, close, actions) = match call {
+        ToolCall::Simulate(actions) => ("<simulate>vaso=", "</simulate>", actions.as_slice()),
+        ToolCall::Prescribe(action) => ("<prescribe>vaso=", "</prescribe>", std::slice::from_ref(action)),
+    };
+    let mut pieces = vec![open.to_string()];
+    for (i, a) in actions.iter().enumerate() {
+        if i > 0 {
+            pieces.push("; vaso=".into());
+        }
+        pieces.push(format!("{} fluid=", a.vaso));
+        pieces.push(a.fluid.to_string());
+    }
+    pieces.push(close.into());
+    pieces
+}
+
 /// Whether a call may, or must, be a `simulate`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SimulateTool {
@@ -220,6 +239,7 @@ mod tests {
             }
             let call = parse(&text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
             assert_eq!(call.render(), text);
+            assert_eq!(call_pieces(&call).concat(), text);
             match (tool, &call) {
                 (SimulateTool::Unavailable, ToolCall::Simulate(_)) => panic!("no simulate without a simulator: {text}"),
                 (SimulateTool::Required, ToolCall::Prescribe(_)) => panic!("simulate first: {text}"),

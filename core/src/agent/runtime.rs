@@ -204,7 +204,8 @@ pub use planner::PlannerProposer;
 mod planner {
     use super::*;
     use crate::agent::decision::{Conversation, Proposer, TurnProgress};
-    use crate::agent::grammar::{render_action, ToolCall, MAX_SIMULATED};
+    use crate::agent::grammar::{ToolCall, MAX_SIMULATED};
+    use crate::guideline::{LACTATE_RAISED, MAP_TARGET};
     use crate::agent::observation::flags;
     use crate::baselines::ai_clinician::AiClinician;
     use crate::guideline::Situation;
@@ -212,8 +213,9 @@ mod planner {
     use crate::world_model::ensemble::History;
 
     /// `wm-mpc` writing the agent's grammar: it simulates its three best
-    /// supported candidates, then prescribes its best one. The teacher of the
-    /// curriculum's behaviour cloning.
+    /// supported candidates, then prescribes its best one, each after a
+    /// rationale short enough for the agent's constrained thought (at most
+    /// 16 tokens). The teacher of the curriculum's behaviour cloning.
     pub struct PlannerProposer<'m> {
         pub model: &'m WorldModel,
         pub support: &'m AiClinician,
@@ -258,13 +260,23 @@ mod planner {
                 if shortlist.is_empty() {
                     shortlist.push(best(&scores).action);
                 }
-                return Ok(format!("Thought: comparing the best supported options.\n{}", ToolCall::Simulate(shortlist).render()));
+                let situation = Situation::of_course(course);
+                let map = match situation.map {
+                    Some(m) if m < MAP_TARGET => "MAP low",
+                    Some(_) => "MAP at target",
+                    None => "MAP unknown",
+                };
+                let lactate = match situation.lactate {
+                    Some(l) if l > LACTATE_RAISED => "lactate high",
+                    Some(_) => "lactate normal",
+                    None => "lactate unknown",
+                };
+                return Ok(format!("{map}, {lactate}: compare.\n{}", ToolCall::Simulate(shortlist).render()));
             }
             let chosen = best(&scores);
             let situation = Situation::of_course(course);
             Ok(format!(
-                "Thought: {} has the best planned survival ({:.0}%) among treatments clinicians use here; flags: {}.\n{}",
-                render_action(chosen.action),
+                "Best: survival {:.0}%, flags {}.\n{}",
                 100.0 * chosen.survival,
                 flags(&situation, chosen.action),
                 ToolCall::Prescribe(chosen.action).render()

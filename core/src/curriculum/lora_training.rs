@@ -1,0 +1,191 @@
+//! LoRA training of the agent on tokenized examples (`Example`): the loss is
+//! the cross-entropy of the tokens the model writes, on the dequantized
+//! training copy of the model (`Llama::for_training`). Checkpoints (the
+//! adapter and the step reached) are written every few steps, and a run with
+//! the same checkpoint folder continues from the last one. AdamW's moment
+//! estimates are not saved (candle's optimiser does not expose them): a
+//! resumed run restarts them, which costs a few steps of warm-up.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::llm::model::{KvCache, Llama, LoraAdapter};
+
+use super::example::Example;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoraTrainingConfig {
+    pub rank: usize,
+    pub alpha: f64,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    /// Passes over the training examples.
+    pub epochs: usize,
+    /// Examples per optimiser step (gradients summed).
+    pub batch: usize,
+    /// Checkpoint (and validate) every this many steps.
+    pub checkpoint_every: usize,
+    pub seed: u64,
+}
+
+/// Where a run is, saved beside the adapter.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingState {
+    pub step: usize,
+    pub best_validation_loss: Option<f64>,
+    pub log: Vec<StepLog>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepLog {
+    pub step: usize,
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub validation_loss: f64,
+    pub tokens_per_second: f64,
+}
+
+pub struct Checkpoint {
+    dir: PathBuf,
+}
+
+impl Checkpoint {
+    pub fn new(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Self { dir: dir.to_path_buf() })
+    }
+
+    pub fn adapter(&self) -> PathBuf {
+        self.dir.join("adapter.safetensors")
+    }
+
+    pub fn best_adapter(&self) -> PathBuf {
+        self.dir.join("best.safetensors")
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    pub fn state(&self) -> TrainingState {
+        std::fs::read_to_string(self.state_path()).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+    }
+
+    fn save(&self, vars: &HashMap<String, Var>, config: &LoraTrainingConfig, state: &TrainingState, best: bool) -> candle_core::Result<()> {
+        let adapter = adapter_of(vars, config);
+        adapter.save(&self.adapter())?;
+        if best {
+            adapter.save(&self.best_adapter())?;
+        }
+        let text = serde_json::to_string_pretty(state).map_err(candle_core::Error::wrap)?;
+        std::fs::write(self.state_path(), text).map_err(candle_core::Error::wrap)
+    }
+}
+
+fn adapter_of(vars: &HashMap<String, Var>, config: &LoraTrainingConfig) -> LoraAdapter {
+    LoraAdapter { rank: config.rank, alpha: config.alpha, tensors: vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect() }
+}
+
+/// Mean cross-entropy of `example`'s target tokens under `model`.
+pub fn example_loss(model: &Llama, example: &Example) -> candle_core::Result<Tensor> {
+    let n = example.tokens.len();
+    let hidden = model.hidden(&example.tokens[..n - 1], &mut KvCache::default())?;
+    // Position i predicts token i + 1.
+    let rows: Vec<u32> = (0..n - 1).filter(|&i| example.target[i + 1]).map(|i| i as u32).collect();
+    let targets: Vec<u32> = rows.iter().map(|&i| example.tokens[i as usize + 1]).collect();
+    let picked = hidden.index_select(&Tensor::new(rows.as_slice(), &Device::Cpu)?, 0)?;
+    candle_nn::loss::cross_entropy(&model.logits(&picked)?, &Tensor::new(targets.as_slice(), &Device::Cpu)?)
+}
+
+/// Mean loss over `examples` (no gradients kept).
+pub fn mean_loss(model: &Llama, examples: &[Example]) -> candle_core::Result<f64> {
+    let mut total = 0.0;
+    for example in examples {
+        total += example_loss(model, example)?.detach().to_scalar::<f32>()? as f64;
+    }
+    Ok(total / examples.len().max(1) as f64)
+}
+
+/// Train adapters on `base` (the quantized model; a training copy is made).
+/// `on_step(step, total_steps, loss)` after each step; `on_log` after each
+/// validation. Returns the best adapter by validation loss.
+pub fn train_lora(
+    base: &Llama,
+    train: &[Example],
+    validation: &[Example],
+    config: &LoraTrainingConfig,
+    checkpoint: &Checkpoint,
+    mut on_step: impl FnMut(usize, usize, f64),
+    mut on_log: impl FnMut(&StepLog),
+) -> candle_core::Result<LoraAdapter> {
+    let mut model = base.for_training()?;
+    let mut state = checkpoint.state();
+    let start = if state.step > 0 && checkpoint.adapter().exists() {
+        LoraAdapter::from_safetensors(&std::fs::read(checkpoint.adapter())?).map_err(candle_core::Error::wrap)?
+    } else {
+        state = TrainingState::default();
+        LoraAdapter::initial(base, config.rank, config.alpha, config.seed)?
+    };
+    let vars: HashMap<String, Var> = start.tensors.iter().map(|(n, t)| Ok((n.clone(), Var::from_tensor(t)?))).collect::<candle_core::Result<_>>()?;
+    model.set_trainable_adapter(&vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect(), config.alpha / config.rank as f64).map_err(candle_core::Error::wrap)?;
+    let mut optimiser = AdamW::new(vars.values().cloned().collect(), ParamsAdamW { lr: config.learning_rate, weight_decay: config.weight_decay, ..Default::default() })?;
+
+    let steps_per_epoch = train.len().div_ceil(config.batch);
+    let total_steps = steps_per_epoch * config.epochs;
+    let (mut recent_loss, mut recent_tokens, mut clock) = (Vec::new(), 0usize, Instant::now());
+    while state.step < total_steps {
+        let epoch = state.step / steps_per_epoch;
+        // The same order for an epoch whether or not the run was resumed.
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(config.seed ^ epoch as u64));
+        let within = state.step % steps_per_epoch;
+        let batch = &order[within * config.batch..((within + 1) * config.batch).min(order.len())];
+        let mut loss_sum: Option<Tensor> = None;
+        for &i in batch {
+            let loss = example_loss(&model, &train[i])?;
+            recent_tokens += train[i].tokens.len();
+            loss_sum = Some(match loss_sum {
+                None => loss,
+                Some(sum) => (sum + loss)?,
+            });
+        }
+        let loss = (loss_sum.expect("a batch has examples") / batch.len() as f64)?;
+        optimiser.backward_step(&loss)?;
+        let value = loss.to_scalar::<f32>()? as f64;
+        recent_loss.push(value);
+        state.step += 1;
+        on_step(state.step, total_steps, value);
+        if state.step % config.checkpoint_every == 0 || state.step == total_steps {
+            let validation_loss = mean_loss(&model, validation)?;
+            let log = StepLog {
+                step: state.step,
+                epoch,
+                train_loss: recent_loss.iter().sum::<f64>() / recent_loss.len() as f64,
+                validation_loss,
+                tokens_per_second: recent_tokens as f64 / clock.elapsed().as_secs_f64(),
+            };
+            on_log(&log);
+            let best = state.best_validation_loss.is_none_or(|b| validation_loss < b);
+            if best {
+                state.best_validation_loss = Some(validation_loss);
+            }
+            state.log.push(log);
+            checkpoint.save(&vars, config, &state, best)?;
+            (recent_loss, recent_tokens, clock) = (Vec::new(), 0, Instant::now());
+        }
+    }
+    let best = checkpoint.best_adapter();
+    if best.exists() {
+        LoraAdapter::from_safetensors(&std::fs::read(best)?).map_err(candle_core::Error::wrap)
+    } else {
+        Ok(adapter_of(&vars, config))
+    }
+}

@@ -1,0 +1,88 @@
+//! Stage 2 data: the `wm-mpc` planner drives the real loop with the real
+//! world model on decision points of the training cohort, and the decisions
+//! whose prescription is safe (no G1 / G2 flag), supported by logged
+//! clinician practice and not a fallback become examples.
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::agent::decision::{Decision, Progress, TraceEvent};
+use crate::agent::observation::system_prompt;
+use crate::agent::runtime::{Decoding, PlannerProposer, WorldModelSimulator};
+use crate::baselines::ai_clinician::AiClinician;
+use crate::cohort::Cohort;
+use crate::llm::tokenizer::ChatTokenizer;
+use crate::planner::MpcConfig;
+use crate::simulation::CourseStep;
+use crate::world_model::WorldModel;
+
+use super::example::Example;
+
+/// Why teacher decisions were kept or set aside.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TeacherReport {
+    pub decisions: usize,
+    pub kept: usize,
+    pub unsafe_prescription: usize,
+    pub unsupported: usize,
+    pub fallback: usize,
+}
+
+/// One decision point per sampled (patient, step), `decisions` of them.
+pub fn decision_points(cohort: &Cohort, decisions: usize, seed: u64) -> Vec<Vec<CourseStep>> {
+    let mut points: Vec<(usize, usize)> = cohort.patients.iter().enumerate().flat_map(|(p, patient)| (0..patient.steps.len()).map(move |s| (p, s))).collect();
+    points.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    points
+        .into_iter()
+        .take(decisions)
+        .map(|(p, s)| cohort.patients[p].steps[..=s].iter().map(|step| CourseStep { values: step.values.clone(), action: step.action }).collect())
+        .collect()
+}
+
+/// The teacher's examples for these decision points.
+pub fn teacher_examples(
+    courses: &[Vec<CourseStep>],
+    model: &WorldModel,
+    support: &AiClinician,
+    tokenizer: &ChatTokenizer,
+    mut on_decision: impl FnMut(usize),
+) -> Result<(Vec<Example>, TeacherReport), crate::agent::decision::AgentError> {
+    let Decoding::Constrained { thought_tokens, .. } = Decoding::DEFAULT else { unreachable!("the default is constrained") };
+    let prompt = system_prompt(true);
+    let mut report = TeacherReport::default();
+    let mut examples = Vec::new();
+    for (i, course) in courses.iter().enumerate() {
+        let mut proposer = PlannerProposer::new(model, support, MpcConfig::default());
+        let mut simulator = WorldModelSimulator { model, samples: 16, seed: i as u32 };
+        let mut decision = Decision::new(&mut proposer, Some(&mut simulator), course);
+        let trace = loop {
+            if let Progress::Done(trace) = decision.advance()? {
+                break trace;
+            }
+        };
+        report.decisions += 1;
+        on_decision(i);
+        let logged = support.logged_counts(&course.last().expect("non-empty").values);
+        if trace.fallback.is_some() {
+            report.fallback += 1;
+        } else if trace.flags.iter().any(|r| r.is_safety_check()) {
+            report.unsafe_prescription += 1;
+        } else if logged[trace.prescription.index()] < MpcConfig::default().min_support {
+            report.unsupported += 1;
+        } else {
+            let mut turns: Vec<(String, Option<String>)> = decision.conversation().turns.iter().map(|(t, a)| (t.clone(), Some(a.clone()))).collect();
+            let last = trace.events.iter().rev().find_map(|e| match e {
+                TraceEvent::Turn { text } => Some(text.clone()),
+                _ => None,
+            });
+            turns.push((last.expect("a prescription follows a turn"), None));
+            let example = Example::from_conversation(tokenizer, &prompt, &trace.observation, &turns, thought_tokens)
+                .map_err(|e| crate::agent::decision::AgentError(format!("teacher example {i}: {e}")))?;
+            examples.push(example);
+            report.kept += 1;
+        }
+    }
+    Ok((examples, report))
+}

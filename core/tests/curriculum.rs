@@ -1,0 +1,75 @@
+//! The curriculum's parts on the real model files (needs `make fetch`): the
+//! teacher's examples are tokenized as the agent reads and writes, and LoRA
+//! training lowers the loss, checkpoints, and resumes.
+
+use std::path::Path;
+
+use sepsis_core::cohort::csv_format::read_cohort;
+use sepsis_core::curriculum::example::Example;
+use sepsis_core::curriculum::lora_training::{example_loss, mean_loss, train_lora, Checkpoint, LoraTrainingConfig};
+use sepsis_core::curriculum::teacher::{decision_points, teacher_examples};
+use sepsis_core::eval::policies::load_ai_clinician;
+use sepsis_core::llm::generate::Llm;
+use sepsis_core::world_model::WorldModel;
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+fn llm() -> Llm {
+    let file = std::fs::File::open(format!("{ROOT}/.cache/models/SmolLM2-135M-Instruct.Q8_0.gguf")).expect("the Q8_0 model (make fetch)");
+    Llm::from_gguf(&mut std::io::BufReader::new(file)).unwrap()
+}
+
+fn teacher(llm: &Llm, decisions: usize) -> Vec<Example> {
+    let path = format!("{ROOT}/public/demo/icu-sepsis-demo.csv");
+    let (cohort, _) = read_cohort("demo", std::fs::File::open(&path).unwrap());
+    let model = WorldModel::load(Path::new(&format!("{ROOT}/public/models/world-model"))).unwrap();
+    let support = load_ai_clinician(Path::new(&format!("{ROOT}/public/models/baselines"))).unwrap();
+    let courses = decision_points(&cohort, decisions, 7);
+    let (examples, report) = teacher_examples(&courses, &model, &support, &llm.tokenizer, |_| {}).unwrap();
+    assert_eq!(report.decisions, decisions);
+    assert_eq!(report.kept + report.unsafe_prescription + report.unsupported + report.fallback, decisions);
+    examples
+}
+
+#[test]
+fn teacher_examples_are_the_conversation_the_agent_reads_with_its_turns_as_targets() {
+    let llm = llm();
+    let examples = teacher(&llm, 6);
+    assert!(!examples.is_empty(), "some teacher decisions are kept");
+    for example in &examples {
+        let text = llm.tokenizer.decode(&example.tokens);
+        assert!(text.starts_with("<|im_start|>system\n") && text.contains("<|im_start|>user\n"), "{text}");
+        let written: Vec<u32> = example.tokens.iter().zip(&example.target).filter(|(_, t)| **t).map(|(t, _)| *t).collect();
+        let written = llm.tokenizer.decode(&written);
+        // Two turns: a rationale and a simulate, then a rationale and a prescription.
+        assert!(written.contains("<simulate>vaso=") && written.ends_with("</prescribe>"), "{written}");
+        assert!(!written.contains("<result>") && !written.contains("<|im_start|>"), "answers are read, not written: {written}");
+    }
+}
+
+#[test]
+fn lora_training_lowers_the_loss_checkpoints_and_resumes() {
+    let llm = llm();
+    let examples = teacher(&llm, 4);
+    let train = &examples[..1];
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = Checkpoint::new(dir.path()).unwrap();
+    let config = LoraTrainingConfig { rank: 4, alpha: 8.0, learning_rate: 2e-3, weight_decay: 0.0, epochs: 3, batch: 1, checkpoint_every: 2, seed: 1 };
+    let before = mean_loss(&llm.model.for_training().unwrap(), train).unwrap();
+    let mut losses = Vec::new();
+    let adapter = train_lora(&llm.model, train, train, &config, &checkpoint, |_, _, loss| losses.push(loss), |_| {}).unwrap();
+    assert_eq!(losses.len(), 3);
+    assert_eq!(checkpoint.state().step, 3);
+    let mut tuned = llm.model.for_training().unwrap();
+    tuned.set_adapter(&adapter).unwrap();
+    let after = mean_loss(&tuned, train).unwrap();
+    assert!(after < before, "training lowers the loss on what it saw: {before} -> {after}");
+    // More epochs with the same folder continue from step 3.
+    let mut resumed = Vec::new();
+    train_lora(&llm.model, train, train, &LoraTrainingConfig { epochs: 5, ..config }, &checkpoint, |step, _, _| resumed.push(step), |_| {}).unwrap();
+    assert_eq!(resumed, vec![4, 5]);
+    // The quantized model runs the trained adapter.
+    let mut quantized = llm.model.clone();
+    quantized.set_adapter(&adapter).unwrap();
+    assert!(example_loss(&quantized, &train[0]).unwrap().to_scalar::<f32>().unwrap().is_finite());
+}
