@@ -50,6 +50,7 @@ pub struct StepLog {
     pub epoch: usize,
     pub train_loss: f64,
     pub validation_loss: f64,
+    /// Training tokens (forward and backward) per second of training steps.
     pub tokens_per_second: f64,
 }
 
@@ -140,7 +141,7 @@ pub fn train_lora(
 
     let steps_per_epoch = train.len().div_ceil(config.batch);
     let total_steps = steps_per_epoch * config.epochs;
-    let (mut recent_loss, mut recent_tokens, mut clock) = (Vec::new(), 0usize, Instant::now());
+    let (mut recent_loss, mut recent_tokens, mut training_seconds) = (Vec::new(), 0usize, 0.0);
     while state.step < total_steps {
         let epoch = state.step / steps_per_epoch;
         // The same order for an epoch whether or not the run was resumed.
@@ -148,6 +149,7 @@ pub fn train_lora(
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(config.seed ^ epoch as u64));
         let within = state.step % steps_per_epoch;
         let batch = &order[within * config.batch..((within + 1) * config.batch).min(order.len())];
+        let clock = Instant::now();
         let mut loss_sum: Option<Tensor> = None;
         for &i in batch {
             let loss = example_loss(&model, &train[i])?;
@@ -159,6 +161,7 @@ pub fn train_lora(
         }
         let loss = (loss_sum.expect("a batch has examples") / batch.len() as f64)?;
         optimiser.backward_step(&loss)?;
+        training_seconds += clock.elapsed().as_secs_f64();
         let value = loss.to_scalar::<f32>()? as f64;
         recent_loss.push(value);
         state.step += 1;
@@ -170,7 +173,7 @@ pub fn train_lora(
                 epoch,
                 train_loss: recent_loss.iter().sum::<f64>() / recent_loss.len() as f64,
                 validation_loss,
-                tokens_per_second: recent_tokens as f64 / clock.elapsed().as_secs_f64(),
+                tokens_per_second: recent_tokens as f64 / training_seconds,
             };
             on_log(&log);
             let best = state.best_validation_loss.is_none_or(|b| validation_loss < b);
@@ -179,7 +182,7 @@ pub fn train_lora(
             }
             state.log.push(log);
             checkpoint.save(&vars, config, &state, best)?;
-            (recent_loss, recent_tokens, clock) = (Vec::new(), 0, Instant::now());
+            (recent_loss, recent_tokens, training_seconds) = (Vec::new(), 0, 0.0);
         }
     }
     let best = checkpoint.best_adapter();

@@ -3,6 +3,7 @@
 //! agent commands join as they land.
 
 mod recommend;
+mod train_agent;
 
 use std::path::{Path, PathBuf};
 
@@ -184,6 +185,8 @@ enum TrainCommand {
     Ddqn(DdqnArgs),
     /// The Clinical World Model ensemble (GRU, candle, CPU); resumes from its checkpoints.
     WorldModel(WorldModelArgs),
+    /// The agent's LoRA adapters, one curriculum stage at a time; resumes from its checkpoints.
+    Agent(train_agent::TrainAgentArgs),
 }
 
 #[derive(Args)]
@@ -270,6 +273,7 @@ fn main() -> Result<()> {
         }
         Command::Train { command: TrainCommand::Ddqn(args) } => train_ddqn(args),
         Command::Train { command: TrainCommand::WorldModel(args) } => train_world_model(args),
+        Command::Train { command: TrainCommand::Agent(args) } => train_agent::run(args),
         Command::Data { command: DataCommand::IcuSepsis { data_dir, episodes, seed, out, split } } => {
             sample_data(&data_dir, episodes, seed, &out, split)
         }
