@@ -91,3 +91,57 @@ fn more_logged_data_lets_a_state_seeing_learner_get_closer_to_the_optimum() {
     }
     assert!(large.one_step_improvement > 0.80);
 }
+
+/// The loop with the true MDP as its simulator (an analysis configuration):
+/// each candidate's survival is its exact Q-value under the clinicians'
+/// policy, so the clinicians' mix of them is their exact state value.
+#[test]
+fn the_true_mdp_simulates_for_the_loop() {
+    use sepsis_core::action::Action;
+    use sepsis_core::agent::decision::{decide, AgentError, Conversation, Proposer, Simulator, TurnProgress};
+    use sepsis_core::agent::mdp_simulator::MdpSimulator;
+    use sepsis_core::env::clinical::state_features;
+    use sepsis_core::eval::exact::state_values;
+    use sepsis_core::policy::Baseline;
+    use sepsis_core::simulation::CourseStep;
+
+    let env = env();
+    let clinicians = Baseline::Clinicians.table(&env);
+    let values = state_values(&env.mdp, clinicians.rows()).unwrap();
+    let mut simulator = MdpSimulator::new(&env, values.clone());
+    let state = 17;
+    let course = vec![CourseStep { values: state_features(&env, state), action: Action::NONE }];
+    let all: Vec<Action> = Action::all().collect();
+    let results = simulator.simulate(&course, &all).unwrap();
+    let mixed: f64 = results.iter().map(|r| clinicians.probability(state, r.action.index()) * r.survival).sum();
+    assert!((mixed - values[state]).abs() < 1e-9, "{mixed} vs {}", values[state]);
+    for r in &results {
+        assert_eq!(r.disagreement, 0.0);
+        assert!(r.bands.iter().all(|b| b.p10 <= b.p50 && b.p50 <= b.p90), "{:?}", r.bands);
+    }
+    let made_up = vec![CourseStep { values: vec![Some(1.0); course[0].values.len()], action: Action::NONE }];
+    assert!(simulator.simulate(&made_up, &all[..1]).unwrap_err().to_string().contains("not an ICU-Sepsis state"));
+
+    /// Simulates two candidates, then prescribes the one with the higher survival.
+    struct BestOfTwo(Option<String>);
+    impl Proposer for BestOfTwo {
+        fn begin_turn(&mut self, _: &[CourseStep], conversation: &Conversation) -> Result<(), AgentError> {
+            self.0 = Some(match conversation.turns.first() {
+                None => "<simulate>vaso=0 fluid=0; vaso=0 fluid=3</simulate>".into(),
+                Some((_, answer)) => {
+                    let survival = |line: &str| line.split("survival ").nth(1).and_then(|s| s.split('%').next()).and_then(|s| s.parse::<f64>().ok()).unwrap();
+                    let lines: Vec<&str> = answer.lines().filter(|l| l.starts_with("vaso=")).collect();
+                    let best = if survival(lines[0]) >= survival(lines[1]) { "vaso=0 fluid=0" } else { "vaso=0 fluid=3" };
+                    format!("<prescribe>{best}</prescribe>")
+                }
+            });
+            Ok(())
+        }
+        fn advance(&mut self) -> Result<TurnProgress, AgentError> {
+            Ok(TurnProgress::Done(self.0.take().unwrap()))
+        }
+    }
+    let trace = decide(&mut BestOfTwo(None), Some(&mut simulator), &course, &mut |_| {}).unwrap();
+    let best = results.iter().filter(|r| r.action.vaso == 0 && (r.action.fluid == 0 || r.action.fluid == 3)).max_by(|a, b| a.survival.total_cmp(&b.survival)).unwrap();
+    assert_eq!(trace.prescription, best.action);
+}

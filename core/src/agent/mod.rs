@@ -4,5 +4,7 @@
 pub mod grammar;
 pub mod observation;
 pub mod decision;
+#[cfg(feature = "eval")]
+pub mod mdp_simulator;
 #[cfg(feature = "ml")]
 pub mod runtime;

@@ -9,7 +9,11 @@ use clap::{Args, ValueEnum};
 use sepsis_core::agent::decision::{decide, Proposer, Simulator, Trace, TraceEvent};
 use sepsis_core::agent::grammar::render_action;
 use sepsis_core::agent::observation::{rule_flag, system_prompt};
+use sepsis_core::agent::mdp_simulator::MdpSimulator;
 use sepsis_core::agent::runtime::{system_session, Decoding, LlmProposer, PlannerProposer, WorldModelSimulator};
+use sepsis_core::env::icu_sepsis::{IcuSepsis, DEFAULT_DIR};
+use sepsis_core::eval::exact::state_values;
+use sepsis_core::policy::Baseline;
 use sepsis_core::cohort::csv_format::read_cohort;
 use sepsis_core::eval::policies::{load_ai_clinician, BASELINES_DIR, WORLD_MODEL};
 use sepsis_core::llm::generate::{Llm, Sampling};
@@ -33,6 +37,15 @@ pub enum DecodingName {
     Free,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SimulatorName {
+    /// The learned Clinical World Model (what the app uses).
+    WorldModel,
+    /// The true ICU-Sepsis MDP (analysis: what exact simulations would say;
+    /// only for courses sampled from it), survival under the clinicians' policy.
+    Mdp,
+}
+
 #[derive(Args)]
 pub struct RecommendArgs {
     /// Cohort CSV in the documented format (docs/cohort-format.md).
@@ -46,6 +59,9 @@ pub struct RecommendArgs {
     step: Option<usize>,
     #[arg(long, value_enum, default_value = "llm-zero-shot-wm")]
     agent: AgentName,
+    /// What answers the agent's simulate calls.
+    #[arg(long, value_enum, default_value = "world-model")]
+    simulator: SimulatorName,
     /// Print the trace as JSON.
     #[arg(long)]
     json: bool,
@@ -100,13 +116,24 @@ fn course(cohort_path: &Path, patient: &str, step: Option<usize>) -> Result<(Vec
 pub fn run(args: RecommendArgs) -> Result<()> {
     let (course, given) = course(&args.cohort, &args.patient, args.step)?;
     let world_model = WorldModel::load(&args.world_model).with_context(|| format!("loading {}", args.world_model.display()))?;
-    let mut simulator = WorldModelSimulator { model: &world_model, samples: 16, seed: args.seed as u32 };
+    let mut learned = WorldModelSimulator { model: &world_model, samples: 16, seed: args.seed as u32 };
+    let env;
+    let mut exact;
+    let simulator: &mut dyn Simulator = match args.simulator {
+        SimulatorName::WorldModel => &mut learned,
+        SimulatorName::Mdp => {
+            env = IcuSepsis::load(Path::new(DEFAULT_DIR))?;
+            let values = state_values(&env.mdp, Baseline::Clinicians.table(&env).rows())?;
+            exact = MdpSimulator::new(&env, values);
+            &mut exact
+        }
+    };
     let started = Instant::now();
     let (trace, generated) = match args.agent {
         AgentName::WmMpc => {
             let support = load_ai_clinician(Path::new(BASELINES_DIR))?;
             let mut proposer = PlannerProposer::new(&world_model, &support, MpcConfig::default());
-            (decide(&mut proposer, Some(&mut simulator), &course, &mut |_| {})?, None)
+            (decide(&mut proposer, Some(simulator), &course, &mut |_| {})?, None)
         }
         AgentName::LlmZeroShot | AgentName::LlmZeroShotWm => {
             let mut reader = std::io::BufReader::new(std::fs::File::open(&args.llm).with_context(|| format!("opening {} (run `make fetch`)", args.llm.display()))?);
@@ -124,7 +151,7 @@ pub fn run(args: RecommendArgs) -> Result<()> {
             };
             let with_simulator = args.agent == AgentName::LlmZeroShotWm;
             let mut proposer = LlmProposer::new(system_session(&llm, &system_prompt(with_simulator))?, sampling, decoding);
-            let simulator: Option<&mut dyn Simulator> = if with_simulator { Some(&mut simulator) } else { None };
+            let simulator: Option<&mut dyn Simulator> = if with_simulator { Some(simulator) } else { None };
             let trace = decide(&mut proposer as &mut dyn Proposer, simulator, &course, &mut |_| {})?;
             (trace, Some(proposer.generated_tokens))
         }
@@ -135,18 +162,22 @@ pub fn run(args: RecommendArgs) -> Result<()> {
             "clinician_gave": given, "seconds": seconds, "generated_tokens": generated, "trace": trace });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        print_trace(&trace, given, seconds, generated);
+        let source = match args.simulator {
+            SimulatorName::WorldModel => "world model",
+            SimulatorName::Mdp => "true ICU-Sepsis MDP",
+        };
+        print_trace(&trace, given, seconds, generated, source);
     }
     Ok(())
 }
 
-fn print_trace(trace: &Trace, given: sepsis_core::action::Action, seconds: f64, generated: Option<usize>) {
+fn print_trace(trace: &Trace, given: sepsis_core::action::Action, seconds: f64, generated: Option<usize>, source: &str) {
     println!("== observation\n{}\n", trace.observation);
     for event in &trace.events {
         match event {
             TraceEvent::Turn { text } => println!("== agent\n{}\n", text.trim()),
             TraceEvent::Simulated { candidates, flags } => {
-                println!("== simulated (world model, 4 h ahead; median and 10-90 %)");
+                println!("== simulated ({source}, 4 h ahead; median and 10-90 %)");
                 for (c, rules) in candidates.iter().zip(flags) {
                     let bands: Vec<String> = c.bands.iter().map(|b| format!("{} {:.1} ({:.1}-{:.1})", b.feature, b.p50, b.p10, b.p90)).collect();
                     let flags: Vec<&str> = rules.iter().map(|r| rule_flag(*r)).collect();
