@@ -349,7 +349,9 @@ fn eval(args: EvalArgs) -> Result<()> {
              course (ICU-Sepsis is Markov in its state); the policy above is those decisions. Constrained \
              decoding (`docs/agent.md`): {decoding}: a short thought, then the tool call written to the \
              grammar; with the world model the first call simulates. *Valid \
-             protocol*: the agent's own prescription with no malformed turn and no fallback. Decisions are \
+             protocol*: the agent's own prescription with no malformed turn and no fallback; constrained \
+             decoding makes a malformed call impossible, so only fallbacks can lower it (what the base model \
+             writes when free: `docs/agent.md`). Decisions are \
              cached in `.cache/agent-decisions/` so an interrupted run resumes.\n\n{}\n\
              ## Off-policy estimators against the truth\n\n\
              Signed error of each estimate against the exact value; *covered* when the 95% interval \
