@@ -12,6 +12,7 @@ use sepsis_core::agent::decision::decide;
 use sepsis_core::agent::observation::{render_observation, system_prompt};
 use sepsis_core::agent::runtime::{system_session, Decoding, LlmProposer, WorldModelSimulator};
 use sepsis_core::llm::generate::{Generator, Llm, Sampling};
+use sepsis_core::llm::tokenizer::user_turn;
 use sepsis_core::simulation::reference_course;
 use sepsis_core::world_model::WorldModel;
 
@@ -25,7 +26,7 @@ fn llm(c: &mut Criterion) {
     let threads = candle_core::utils::get_num_threads();
     let system = system_session(&llm, &system_prompt(true)).unwrap();
     let course = reference_course();
-    let prompt = format!("<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n", render_observation(&course, true));
+    let prompt = user_turn(&render_observation(&course, true));
     let prompt_tokens = llm.tokenizer.encode(&prompt).len();
 
     let mut group = c.benchmark_group("llm");

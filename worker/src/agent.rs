@@ -16,6 +16,7 @@ use sepsis_core::agent::decision::{Decision, Progress, Simulator};
 use sepsis_core::agent::observation::system_prompt;
 use sepsis_core::agent::runtime::{system_session, Decoding, LlmProposer, WorldModelSimulator};
 use sepsis_core::llm::generate::{Llm, Sampling, Session};
+use sepsis_core::llm::tokenizer::{system_turn, user_turn};
 use sepsis_core::protocol::{AgentKind, ErrorKind, Event, EventBody, LlmSpeed, RecommendRequest, Recommended, RequestId, WorkerError};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -85,14 +86,14 @@ pub(crate) fn measure(state: &Rc<RefCell<WorkerState>>, id: RequestId, decode_to
     let clock = js_sys::Date::now;
     let mut session = llm.session();
     let start = clock();
-    let system_prompt_tokens = match session.read(&format!("<|im_start|>system\n{}<|im_end|>\n", system_prompt(true))) {
+    let system_prompt_tokens = match session.read(&system_turn(&system_prompt(true))) {
         Ok(n) => n,
         Err(e) => return llm_error(e),
     };
     let system_prompt_ms = clock() - start;
     let observation = sepsis_core::agent::observation::render_observation(&sepsis_core::simulation::reference_course(), true);
     let start = clock();
-    let prompt_tokens = match session.read(&format!("<|im_start|>user\n{observation}<|im_end|>\n<|im_start|>assistant\n")) {
+    let prompt_tokens = match session.read(&user_turn(&observation)) {
         Ok(n) => n,
         Err(e) => return llm_error(e),
     };

@@ -41,6 +41,7 @@ mod llm {
     use crate::agent::decision::{Conversation, Proposer, TurnProgress};
     use crate::agent::grammar::{parse, CallWriter, SimulateTool, ToolCall, CALL_ENDS};
     use crate::llm::generate::{Generator, Sampling, Session};
+    use crate::llm::tokenizer::{answer_turn, system_turn, user_turn};
 
     /// How the LLM writes a turn.
     #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,7 +67,7 @@ mod llm {
     /// The system prompt read once; clone it for every decision.
     pub fn system_session(llm: &std::sync::Arc<crate::llm::generate::Llm>, system_prompt: &str) -> Result<Session, AgentError> {
         let mut system = llm.session();
-        system.read(&format!("<|im_start|>system\n{system_prompt}<|im_end|>\n")).map_err(|e| AgentError(format!("LLM: {e}")))?;
+        system.read(&system_turn(system_prompt)).map_err(|e| AgentError(format!("LLM: {e}")))?;
         Ok(system)
     }
 
@@ -115,12 +116,12 @@ mod llm {
         fn begin_turn(&mut self, _: &[CourseStep], conversation: &Conversation) -> Result<(), AgentError> {
             if conversation.turns.is_empty() || self.current.is_none() {
                 let mut session = self.system.clone();
-                self.prompt_tokens += session.read(&format!("<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n", conversation.observation)).map_err(llm_error)?;
+                self.prompt_tokens += session.read(&user_turn(&conversation.observation)).map_err(llm_error)?;
                 self.current = Some(session);
                 self.read_turns = 0;
             }
             for (_, answer) in &conversation.turns[self.read_turns..] {
-                let text = format!("<|im_end|>\n<|im_start|>user\n{answer}<|im_end|>\n<|im_start|>assistant\n");
+                let text = answer_turn(answer);
                 self.prompt_tokens += self.current.as_mut().expect("set above").read(&text).map_err(llm_error)?;
             }
             self.read_turns = conversation.turns.len();

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::agent::grammar::{call_pieces, parse};
-use crate::llm::tokenizer::ChatTokenizer;
+use crate::llm::tokenizer::{answer_turn, system_turn, user_turn, ChatTokenizer};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Example {
@@ -44,8 +44,8 @@ impl Example {
         thought_limit: usize,
     ) -> Result<Self, ExampleError> {
         let mut example = Example { tokens: Vec::new(), target: Vec::new() };
-        example.read(tokenizer.encode(&format!("<|im_start|>system\n{system_prompt}<|im_end|>\n")), false);
-        example.read(tokenizer.encode(&format!("<|im_start|>user\n{observation}<|im_end|>\n<|im_start|>assistant\n")), false);
+        example.read(tokenizer.encode(&system_turn(system_prompt)), false);
+        example.read(tokenizer.encode(&user_turn(observation)), false);
         for (turn, (text, answer)) in turns.iter().enumerate() {
             let call = parse(text).map_err(|error| ExampleError::Call { turn, error })?;
             let thought = &text[..text.find('<').unwrap_or(text.len())];
@@ -62,7 +62,7 @@ impl Example {
                 example.read(tokenizer.encode(&piece), true);
             }
             if let Some(answer) = answer {
-                example.read(tokenizer.encode(&format!("<|im_end|>\n<|im_start|>user\n{answer}<|im_end|>\n<|im_start|>assistant\n")), false);
+                example.read(tokenizer.encode(&answer_turn(answer)), false);
             }
         }
         Ok(example)

@@ -90,5 +90,21 @@ impl ChatTokenizer {
 /// The model's chat template (ChatML, as SmolLM2-Instruct was tuned with):
 /// the system turn, the user turn, and the opening of the assistant's turn.
 pub fn chat_prompt(system: &str, user: &str) -> String {
-    format!("<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n")
+    format!("{}{}", system_turn(system), user_turn(user))
+}
+
+/// The system turn, read once per conversation.
+pub fn system_turn(system: &str) -> String {
+    format!("<|im_start|>system\n{system}<|im_end|>\n")
+}
+
+/// A user turn and the opening of the assistant's reply.
+pub fn user_turn(user: &str) -> String {
+    format!("<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n")
+}
+
+/// After an assistant turn the loop answered (a tool result): close the
+/// assistant's turn, the user's answer, and open the next assistant turn.
+pub fn answer_turn(answer: &str) -> String {
+    format!("<|im_end|>\n{}", user_turn(answer))
 }
