@@ -123,7 +123,7 @@ fn lora_adapters_apply_on_top_of_the_quantized_base() {
 
     let zero = LoraAdapter::initial(&llm.model, 8, 16.0, 1).unwrap();
     assert_eq!(zero.tensors.len(), 2 * 7 * llm.model.config.layers);
-    llm.set_adapter(&zero).unwrap();
+    llm.model.set_adapter(&zero).unwrap();
     assert_eq!(max_abs_diff(&llm.model.forward(&prompt, &mut KvCache::default()).unwrap(), &base).unwrap(), 0.0);
 
     let mut changed = zero.clone();
@@ -137,20 +137,20 @@ fn lora_adapters_apply_on_top_of_the_quantized_base() {
     changed.save(&path).unwrap();
     let loaded = LoraAdapter::from_safetensors(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!((loaded.rank, loaded.alpha), (8, 16.0));
-    llm.set_adapter(&loaded).unwrap();
+    llm.model.set_adapter(&loaded).unwrap();
     let adapted = llm.model.forward(&prompt, &mut KvCache::default()).unwrap();
     assert!(max_abs_diff(&adapted, &base).unwrap() > 0.1, "a non-zero adapter moves the logits");
-    llm.set_adapter(&changed).unwrap();
+    llm.model.set_adapter(&changed).unwrap();
     assert_eq!(max_abs_diff(&llm.model.forward(&prompt, &mut KvCache::default()).unwrap(), &adapted).unwrap(), 0.0);
 
     let mut misnamed = zero.clone();
     let a = misnamed.tensors.remove("blk.0.attn_q.lora_a").unwrap();
     misnamed.tensors.insert("blk.0.attn_z.lora_a".into(), a);
-    let error = llm.set_adapter(&misnamed).unwrap_err().to_string();
+    let error = llm.model.set_adapter(&misnamed).unwrap_err().to_string();
     assert!(error.contains("blk.0.attn_z.lora_a") || error.contains("blk.0.attn_q.lora_b"), "{error}");
     let mut misshapen = zero.clone();
     misshapen.tensors.insert("blk.3.ffn_down.lora_b".into(), Tensor::zeros((7, 8), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap());
-    let error = llm.set_adapter(&misshapen).unwrap_err().to_string();
+    let error = llm.model.set_adapter(&misshapen).unwrap_err().to_string();
     assert!(error.contains("blk.3.ffn_down.lora_b") && error.contains("[7, 8]"), "{error}");
     // A refused adapter leaves the model as it was.
     assert_eq!(max_abs_diff(&llm.model.forward(&prompt, &mut KvCache::default()).unwrap(), &adapted).unwrap(), 0.0);
@@ -209,7 +209,7 @@ fn the_training_model_matches_and_every_adapter_tensor_gets_gradient() {
         })
         .collect();
     let tensors = vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
-    dense.set_trainable_adapter(&tensors, adapter.scale()).unwrap();
+    dense.set_adapter(&LoraAdapter { tensors, ..adapter.clone() }).unwrap();
     let hidden = dense.hidden(&tokens[..tokens.len() - 1], &mut KvCache::default()).unwrap();
     let logits = dense.logits(&hidden).unwrap();
     let targets = Tensor::new(&tokens[1..], &candle_core::Device::Cpu).unwrap();

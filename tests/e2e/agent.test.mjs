@@ -7,13 +7,18 @@ let server;
 before(async () => { server = await startServer(); });
 after(() => server?.stop());
 
+/** Open the app, wait for its models, and ask the agent about the reference patient. */
+async function askTheAgent(page) {
+  await page.goto(server.url);
+  await page.locator(t('model-status') + '[data-state="ready"]').waitFor({ timeout: 180_000 });
+  await page.locator(t('recommend-reference')).click();
+}
+
 test('the agent streams its text in the worker, simulates, and ends with a prescription and its flags', async () => {
   const browser = await openBrowser();
   try {
     const { page, requests } = browser;
-    await page.goto(server.url);
-    await page.locator(t('model-status') + '[data-state="ready"]').waitFor({ timeout: 180_000 });
-    await page.locator(t('recommend-reference')).click();
+    await askTheAgent(page);
     // Text arrives while the decision is still running.
     await page.waitForFunction(() => {
       const text = document.querySelector('[data-test="agent-text"]')?.textContent ?? '';
@@ -42,9 +47,7 @@ test('cancel stops a running recommendation before its prescription', async () =
   const browser = await openBrowser();
   try {
     const { page, requests } = browser;
-    await page.goto(server.url);
-    await page.locator(t('model-status') + '[data-state="ready"]').waitFor({ timeout: 180_000 });
-    await page.locator(t('recommend-reference')).click();
+    await askTheAgent(page);
     await page.waitForFunction(() => (document.querySelector('[data-test="agent-text"]')?.textContent ?? '').length > 0, null, { timeout: 180_000 });
     await page.locator(t('cancel-recommendation')).click();
     await page.locator(t('agent-cancelled')).waitFor({ timeout: 10_000 });

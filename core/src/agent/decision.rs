@@ -194,7 +194,8 @@ impl<'a> Decision<'a> {
                 self.trace.flags = violations(&self.situation, action);
                 self.trace.fallback = Some(reason.clone());
                 self.emit(TraceEvent::Fallback { action, reason, flags: self.trace.flags.clone() });
-                return self.finish();
+                self.finish();
+                return self.advance();
             }
             self.proposer.begin_turn(self.course, &self.conversation)?;
             self.in_turn = true;
@@ -214,10 +215,10 @@ impl<'a> Decision<'a> {
         self.pending.push_back(Progress::Event(event));
     }
 
-    fn finish(&mut self) -> Result<Progress, AgentError> {
+    /// The decision is over: `Done` follows the events already queued.
+    fn finish(&mut self) {
         self.finished = true;
         self.pending.push_back(Progress::Done(self.trace.clone()));
-        Ok(self.pending.pop_front().expect("just pushed"))
     }
 
     /// Act on a finished turn: answer it, or end the decision.
@@ -229,8 +230,7 @@ impl<'a> Decision<'a> {
                 self.trace.prescription = action;
                 self.trace.flags = violations(&self.situation, action);
                 self.emit(TraceEvent::Prescribed { action, flags: self.trace.flags.clone() });
-                self.finished = true;
-                self.pending.push_back(Progress::Done(self.trace.clone()));
+                self.finish();
                 return Ok(());
             }
             Ok(ToolCall::Simulate(candidates)) => {

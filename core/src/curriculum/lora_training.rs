@@ -136,7 +136,7 @@ pub fn train_lora(
         LoraAdapter::initial(base, config.rank, config.alpha, config.seed)?
     };
     let vars: HashMap<String, Var> = start.tensors.iter().map(|(n, t)| Ok((n.clone(), Var::from_tensor(t)?))).collect::<candle_core::Result<_>>()?;
-    model.set_trainable_adapter(&vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect(), config.alpha / config.rank as f64).map_err(candle_core::Error::wrap)?;
+    model.set_adapter(&adapter_of(&vars, config)).map_err(candle_core::Error::wrap)?;
     let mut optimiser = AdamW::new(vars.values().cloned().collect(), ParamsAdamW { lr: config.learning_rate, weight_decay: config.weight_decay, ..Default::default() })?;
 
     let steps_per_epoch = train.len().div_ceil(config.batch);

@@ -12,7 +12,7 @@ use candle_core::{Result, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling as CandleSampling};
 use serde::{Deserialize, Serialize};
 
-use super::model::{AdapterError, KvCache, Llama, LoraAdapter};
+use super::model::{KvCache, Llama};
 use super::tokenizer::ChatTokenizer;
 
 /// How the next token is chosen.
@@ -80,11 +80,6 @@ impl Llm {
         let tokenizer = ChatTokenizer::from_gguf(&content).map_err(candle_core::Error::wrap)?;
         let model = Llama::from_gguf(&content, reader)?;
         Ok(Self { model, tokenizer, tag_free: OnceLock::new() })
-    }
-
-    /// Put LoRA adapters on the base model (a fine-tuned agent).
-    pub fn set_adapter(&mut self, adapter: &LoraAdapter) -> std::result::Result<(), AdapterError> {
-        self.model.set_adapter(adapter)
     }
 
     /// A fresh conversation (empty KV cache).
@@ -163,18 +158,9 @@ pub struct Choice {
 }
 
 impl Session {
-    pub fn llm(&self) -> &Llm {
-        &self.llm
-    }
-
     /// Tokens read so far.
     pub fn position(&self) -> usize {
         self.cache.len()
-    }
-
-    /// Next-token logits after the last token read.
-    pub fn logits(&self) -> Option<&Tensor> {
-        self.logits.as_ref()
     }
 
     /// Read `text` (prefill): one forward pass over all its tokens.

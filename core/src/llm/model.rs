@@ -204,25 +204,6 @@ impl Llama {
         Ok(model)
     }
 
-    /// Put trainable LoRA tensors (the `Var`s of an optimiser, as tensors)
-    /// on the projections, by the adapter file's names.
-    pub fn set_trainable_adapter(&mut self, tensors: &HashMap<String, Tensor>, scale: f64) -> std::result::Result<(), AdapterError> {
-        let rank = tensors.iter().find(|(n, _)| n.ends_with(".lora_a")).map(|(_, t)| t.dim(0)).transpose()?.unwrap_or(0);
-        let adapter = LoraAdapter { rank, alpha: scale * rank as f64, tensors: tensors.clone() };
-        self.set_adapter(&adapter)?;
-        // set_adapter converted dtypes (a no-op for f32): keep the very tensors
-        // so their gradients reach the optimiser's variables.
-        for block in 0..self.blocks.len() {
-            for name in ADAPTED {
-                if let (Some(a), Some(b)) = (tensors.get(&format!("blk.{block}.{name}.lora_a")), tensors.get(&format!("blk.{block}.{name}.lora_b"))) {
-                    let projection = self.blocks[block].projection_mut(name).expect("known projection");
-                    projection.lora = Some(Lora { a: a.clone(), b: b.clone(), scale });
-                }
-            }
-        }
-        Ok(())
-    }
-
     fn rms_norm(&self, x: &Tensor, weight: &Tensor) -> Result<Tensor> {
         if self.differentiable {
             candle_nn::ops::rms_norm_slow(x, weight, self.config.rms_eps as f32)
@@ -248,7 +229,9 @@ impl Llama {
     }
 
     /// Put `adapter` on top of the base projections (replacing any earlier
-    /// one). Every tensor must name a projection and fit its shape.
+    /// one). Every tensor must name a projection and fit its shape. The
+    /// adapter's own tensors are used (f32 ones are not copied), so on the
+    /// training copy gradients reach the optimiser's variables.
     pub fn set_adapter(&mut self, adapter: &LoraAdapter) -> std::result::Result<(), AdapterError> {
         let mut loras = Vec::new();
         for (name, a) in &adapter.tensors {
@@ -309,8 +292,7 @@ impl Llama {
     /// the last of them, shape (vocab).
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
         let hidden = self.hidden(tokens, cache)?;
-        let last = hidden.narrow(0, tokens.len() - 1, 1)?;
-        self.output.forward(&last)?.flatten_all()
+        self.logits(&hidden.narrow(0, tokens.len() - 1, 1)?)?.flatten_all()
     }
 
     /// Next-token logits from rows of [`Self::hidden`], (rows, vocab).
