@@ -6,7 +6,7 @@ use std::path::Path;
 
 use sepsis_core::cohort::csv_format::read_cohort;
 use sepsis_core::curriculum::example::Example;
-use sepsis_core::curriculum::lora_training::{example_loss, mean_loss, train_lora, Checkpoint, LoraTrainingConfig};
+use sepsis_core::curriculum::lora_training::{example_loss, mean_loss, train_lora, Checkpoint, LoraTrainingConfig, SharedPrefix};
 use sepsis_core::curriculum::teacher::{decision_points, teacher_examples};
 use sepsis_core::eval::policies::load_ai_clinician;
 use sepsis_core::llm::generate::Llm;
@@ -55,7 +55,17 @@ fn lora_training_lowers_the_loss_checkpoints_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = Checkpoint::new(dir.path()).unwrap();
     let config = LoraTrainingConfig { rank: 4, alpha: 8.0, learning_rate: 2e-3, weight_decay: 0.0, epochs: 2, batch: 1, checkpoint_every: 1, seed: 1 };
-    let before = mean_loss(&llm.model.for_training().unwrap(), train).unwrap();
+    let training_copy = llm.model.for_training().unwrap();
+    let before = mean_loss(&training_copy, train).unwrap();
+    // Reading the shared system prompt once changes no loss.
+    let shared = SharedPrefix::common_len(&examples);
+    assert!(shared > 100, "the system turn is shared: {shared} tokens");
+    let prefix = SharedPrefix::read(&training_copy, &examples[0], shared).unwrap();
+    for example in &examples {
+        let whole = example_loss(&training_copy, example, &SharedPrefix::none()).unwrap().to_scalar::<f32>().unwrap();
+        let after_prefix = example_loss(&training_copy, example, &prefix).unwrap().to_scalar::<f32>().unwrap();
+        assert!((whole - after_prefix).abs() < 1e-3, "{whole} vs {after_prefix}");
+    }
     let mut losses = Vec::new();
     let adapter = train_lora(&llm.model, train, train, &config, &checkpoint, |_, _, loss| losses.push(loss), |_| {}).unwrap();
     assert_eq!(losses.len(), 2);
@@ -72,5 +82,5 @@ fn lora_training_lowers_the_loss_checkpoints_and_resumes() {
     // The quantized model runs the trained adapter.
     let mut quantized = llm.model.clone();
     quantized.set_adapter(&adapter).unwrap();
-    assert!(example_loss(&quantized, &train[0]).unwrap().to_scalar::<f32>().unwrap().is_finite());
+    assert!(example_loss(&quantized, &train[0], &SharedPrefix::none()).unwrap().to_scalar::<f32>().unwrap().is_finite());
 }

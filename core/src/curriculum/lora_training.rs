@@ -50,7 +50,8 @@ pub struct StepLog {
     pub epoch: usize,
     pub train_loss: f64,
     pub validation_loss: f64,
-    /// Training tokens (forward and backward) per second of training steps.
+    /// Example tokens (whole conversations, the shared prefix counted in
+    /// each) per second of training steps: how fast the data is consumed.
     pub tokens_per_second: f64,
 }
 
@@ -95,24 +96,63 @@ fn adapter_of(vars: &HashMap<String, Var>, config: &LoraTrainingConfig) -> LoraA
     LoraAdapter { rank: config.rank, alpha: config.alpha, tensors: vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect() }
 }
 
-/// Mean cross-entropy of `example`'s target tokens under `model`.
-pub fn example_loss(model: &Llama, example: &Example) -> candle_core::Result<Tensor> {
-    let n = example.tokens.len();
-    let hidden = model.hidden(&example.tokens[..n - 1], &mut KvCache::default())?;
-    // Position i predicts token i + 1.
-    let rows: Vec<u32> = (0..n - 1).filter(|&i| example.target[i + 1]).map(|i| i as u32).collect();
-    let targets: Vec<u32> = rows.iter().map(|&i| example.tokens[i as usize + 1]).collect();
+/// The prompt tokens that all examples of a set begin with (the system turn):
+/// read once per step with the current adapter and without gradient, so an
+/// example costs only its own tokens. The adapters still learn from every
+/// target; they just get no gradient through the shared prompt's keys and
+/// values (at inference that prompt is read with the adapter, as here).
+pub struct SharedPrefix {
+    len: usize,
+    cache: KvCache,
+}
+
+impl SharedPrefix {
+    pub fn none() -> Self {
+        Self { len: 0, cache: KvCache::default() }
+    }
+
+    /// The longest prefix common to `examples` that holds no target and
+    /// leaves each example the position that predicts its first target.
+    pub fn common_len(examples: &[Example]) -> usize {
+        let Some(first) = examples.first() else { return 0 };
+        let mut len = examples.iter().map(|e| e.target.iter().position(|t| *t).unwrap_or(e.tokens.len()).saturating_sub(1)).min().unwrap_or(0);
+        for example in &examples[1..] {
+            len = len.min(first.tokens.iter().zip(&example.tokens).take_while(|(a, b)| a == b).count());
+        }
+        len
+    }
+
+    pub fn read(model: &Llama, example: &Example, len: usize) -> candle_core::Result<Self> {
+        if len == 0 {
+            return Ok(Self::none());
+        }
+        let mut cache = KvCache::default();
+        model.hidden(&example.tokens[..len], &mut cache)?;
+        Ok(Self { len, cache: cache.detached() })
+    }
+}
+
+/// Mean cross-entropy of `example`'s target tokens under `model`, reading
+/// the example after `prefix` (whose tokens it must begin with).
+pub fn example_loss(model: &Llama, example: &Example, prefix: &SharedPrefix) -> candle_core::Result<Tensor> {
+    let (n, start) = (example.tokens.len(), prefix.len);
+    let hidden = model.hidden(&example.tokens[start..n - 1], &mut prefix.cache.clone())?;
+    // Position i predicts token i + 1; row i - start of `hidden` is position i.
+    let rows: Vec<u32> = (start..n - 1).filter(|&i| example.target[i + 1]).map(|i| (i - start) as u32).collect();
+    let targets: Vec<u32> = rows.iter().map(|&r| example.tokens[start + r as usize + 1]).collect();
     let picked = hidden.index_select(&Tensor::new(rows.as_slice(), &Device::Cpu)?, 0)?;
     candle_nn::loss::cross_entropy(&model.logits(&picked)?, &Tensor::new(targets.as_slice(), &Device::Cpu)?)
 }
 
 /// Mean loss over `examples` (no gradients kept).
 pub fn mean_loss(model: &Llama, examples: &[Example]) -> candle_core::Result<f64> {
+    let Some(first) = examples.first() else { return Ok(0.0) };
+    let prefix = SharedPrefix::read(model, first, SharedPrefix::common_len(examples))?;
     let mut total = 0.0;
     for example in examples {
-        total += example_loss(model, example)?.detach().to_scalar::<f32>()? as f64;
+        total += example_loss(model, example, &prefix)?.detach().to_scalar::<f32>()? as f64;
     }
-    Ok(total / examples.len().max(1) as f64)
+    Ok(total / examples.len() as f64)
 }
 
 /// Train adapters on `base` (the quantized model; a training copy is made).
@@ -139,6 +179,7 @@ pub fn train_lora(
     model.set_adapter(&adapter_of(&vars, config)).map_err(candle_core::Error::wrap)?;
     let mut optimiser = AdamW::new(vars.values().cloned().collect(), ParamsAdamW { lr: config.learning_rate, weight_decay: config.weight_decay, ..Default::default() })?;
 
+    let prefix_len = SharedPrefix::common_len(train);
     let steps_per_epoch = train.len().div_ceil(config.batch);
     let total_steps = steps_per_epoch * config.epochs;
     let (mut recent_loss, mut recent_tokens, mut training_seconds) = (Vec::new(), 0usize, 0.0);
@@ -151,8 +192,9 @@ pub fn train_lora(
         let batch = &order[within * config.batch..((within + 1) * config.batch).min(order.len())];
         let clock = Instant::now();
         let mut loss_sum: Option<Tensor> = None;
+        let prefix = SharedPrefix::read(&model, &train[batch[0]], prefix_len)?;
         for &i in batch {
-            let loss = example_loss(&model, &train[i])?;
+            let loss = example_loss(&model, &train[i], &prefix)?;
             recent_tokens += train[i].tokens.len();
             loss_sum = Some(match loss_sum {
                 None => loss,

@@ -3,5 +3,6 @@
 
 pub mod tokenizer;
 pub mod quantize;
+mod frozen_linear;
 pub mod model;
 pub mod generate;

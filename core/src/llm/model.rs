@@ -16,6 +16,8 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 
+use super::frozen_linear::FrozenLinear;
+
 /// The projections an adapter may change, by their GGUF names.
 pub const ADAPTED: [&str; 7] = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"];
 
@@ -51,7 +53,7 @@ struct Projection {
 
 impl Projection {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.base.forward(x)?;
+        let y = linear(&self.base, x)?;
         match &self.lora {
             None => Ok(y),
             Some(l) => y + (x.broadcast_matmul(&l.a.t()?)?.broadcast_matmul(&l.b.t()?)? * l.scale)?,
@@ -95,6 +97,13 @@ pub struct KvCache {
 }
 
 impl KvCache {
+    /// The same keys and values cut from the autograd graph: training reads
+    /// the prompt prefix its examples share once per step, without
+    /// backpropagating into it.
+    pub fn detached(&self) -> Self {
+        Self { layers: self.layers.iter().map(|(k, v)| (k.detach(), v.detach())).collect(), len: self.len }
+    }
+
     /// Tokens cached.
     pub fn len(&self) -> usize {
         self.len
@@ -297,7 +306,7 @@ impl Llama {
 
     /// Next-token logits from rows of [`Self::hidden`], (rows, vocab).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.output.forward(hidden)
+        linear(&self.output, hidden)
     }
 
     /// Read `tokens` after what `cache` holds; the final (normed) hidden
@@ -342,6 +351,15 @@ impl Llama {
         cache.layers = updated;
         cache.len += seq;
         self.rms_norm(&x.squeeze(0)?, &self.norm)
+    }
+}
+
+/// A frozen projection: quantized at inference; dense on the training copy,
+/// where only the input's gradient is computed.
+fn linear(weights: &QMatMul, x: &Tensor) -> Result<Tensor> {
+    match weights {
+        QMatMul::Tensor(w) => FrozenLinear::forward(w, x),
+        other => other.forward(x),
     }
 }
 
