@@ -2,14 +2,17 @@
 //! every computation happens in the worker (`worker/`).
 
 mod components;
+mod course;
+mod screens;
 mod state;
 mod worker_link;
 
 use leptos::prelude::*;
 use send_wrapper::SendWrapper;
 
-use components::{AgentCheck, ComputeStatus, Diagnostics, ErrorList, ModelStatusPanel, PrivacyStatement, SimulationCheck};
-use state::AppState;
+use components::{Diagnostics, ErrorList};
+use screens::{ChecksScreen, CohortScreen, PatientScreen, StartScreen};
+use state::{AppState, Screen};
 use worker_link::WorkerLink;
 
 /// The worker link is single-threaded (it holds JS objects); the wrapper lets
@@ -31,15 +34,38 @@ fn App() -> impl IntoView {
                 ": recommendations are simulated evidence for clinicians to weigh, never orders."
             </p>
         </header>
+        <Navigation/>
         <main>
-            <PrivacyStatement/>
-            <ComputeStatus/>
-            <ModelStatusPanel/>
-            <SimulationCheck/>
-            <AgentCheck/>
+            {move || match state.screen.get() {
+                Screen::Start => view! { <StartScreen/> }.into_any(),
+                Screen::Cohort => view! { <CohortScreen/> }.into_any(),
+                Screen::Patient => view! { <PatientScreen/> }.into_any(),
+                Screen::Checks => view! { <ChecksScreen/> }.into_any(),
+            }}
             <ErrorList/>
             <Diagnostics/>
         </main>
+    }
+}
+
+/// The screens, as buttons (one page: nothing is loaded when switching).
+#[component]
+fn Navigation() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let item = move |screen: Screen, label: &'static str, test: &'static str| {
+        let disabled = move || screen == Screen::Patient && state.selection.with(Option::is_none);
+        view! {
+            <button type="button" data-test=test aria-current=move || (state.screen.get() == screen).then_some("page")
+                disabled=disabled on:click=move |_| state.screen.set(screen)>{label}</button>
+        }
+    };
+    view! {
+        <nav class="screens" aria-label="Screens">
+            {item(Screen::Start, "Start", "nav-start")}
+            {item(Screen::Cohort, "Cohort", "nav-cohort")}
+            {item(Screen::Patient, "Patient", "nav-patient")}
+            {item(Screen::Checks, "Self-checks", "nav-checks")}
+        </nav>
     }
 }
 

@@ -3,6 +3,8 @@
 use leptos::prelude::*;
 use sepsis_core::compute::BackendReport;
 use sepsis_core::agent::decision::TraceEvent;
+use sepsis_core::cohort::csv_format::Report;
+use sepsis_core::cohort::Cohort;
 use sepsis_core::protocol::{ModelProgress, ModelVerified, Recommended, Simulated, WorkerError};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -41,6 +43,45 @@ pub struct AgentRun {
     pub text: String,
     pub steps: Vec<TraceEvent>,
     pub done: Option<Box<Recommended>>,
+    /// The patient and step asked about (`None`: the reference patient).
+    pub of: Option<Selection>,
+}
+
+/// The screen on show (the app is one page; these are its views).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Screen {
+    Start,
+    Cohort,
+    Patient,
+    Checks,
+}
+
+/// The cohort in use: the demo file or one the user chose, as the worker
+/// read it (only patients whose every row is valid), with what was wrong.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CohortState {
+    /// The file being read, while the worker reads it.
+    pub loading: Option<String>,
+    pub cohort: Cohort,
+    pub report: Option<Report>,
+}
+
+/// The patient and the step (0-based) a decision is asked for.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Selection {
+    pub patient: String,
+    pub step: usize,
+}
+
+/// All 25 held treatments simulated for the selected patient and step:
+/// the treatment grid and the what-if fan charts read it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sweep {
+    pub request: Option<sepsis_core::protocol::RequestId>,
+    /// What was simulated (a new selection starts a new sweep).
+    pub of: Selection,
+    pub steps_done: usize,
+    pub result: Option<Box<Simulated>>,
 }
 
 /// One copy in the context; every field is a signal, so the struct is `Copy`.
@@ -57,6 +98,12 @@ pub struct AppState {
     pub agent: RwSignal<AgentRun>,
     /// The LLM's measured speed on this device (diagnostics).
     pub llm_speed: RwSignal<Option<sepsis_core::protocol::LlmSpeed>>,
+    pub screen: RwSignal<Screen>,
+    pub cohort: RwSignal<CohortState>,
+    pub selection: RwSignal<Option<Selection>>,
+    pub sweep: RwSignal<Sweep>,
+    /// Actions the clinician picked on the grid to see their simulated course.
+    pub what_if: RwSignal<Vec<sepsis_core::action::Action>>,
 }
 
 impl AppState {
@@ -71,6 +118,11 @@ impl AppState {
             simulation: RwSignal::new(SimulationStatus::Idle),
             agent: RwSignal::new(AgentRun::default()),
             llm_speed: RwSignal::new(None),
+            screen: RwSignal::new(Screen::Start),
+            cohort: RwSignal::new(CohortState::default()),
+            selection: RwSignal::new(None),
+            sweep: RwSignal::new(Sweep::default()),
+            what_if: RwSignal::new(Vec::new()),
         }
     }
 }

@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{ErrorEvent, MessageEvent, Worker};
 
-use crate::state::{AppState, ModelStatus, SimulationStatus, WorkerStatus};
+use crate::state::{AppState, CohortState, ModelStatus, SimulationStatus, WorkerStatus};
 
 /// The loader trunk writes for the worker bin (`data-loader-shim`, no file hashes).
 const WORKER_URL: &str = "./worker_loader.js";
@@ -27,13 +27,16 @@ struct Running {
 #[derive(Clone)]
 pub struct WorkerLink {
     running: Rc<RefCell<Option<Running>>>,
+    /// Requests made before the worker said `Ready`: its wasm is still
+    /// starting and would drop them, so they wait here.
+    waiting: Rc<RefCell<Vec<Request>>>,
     next_id: Rc<Cell<RequestId>>,
     state: AppState,
 }
 
 impl WorkerLink {
     pub fn start(state: AppState) -> Self {
-        let link = Self { running: Rc::default(), next_id: Rc::new(Cell::new(1)), state };
+        let link = Self { running: Rc::default(), waiting: Rc::default(), next_id: Rc::new(Cell::new(1)), state };
         link.spawn();
         link
     }
@@ -62,12 +65,22 @@ impl WorkerLink {
         *self.running.borrow_mut() = Some(Running { worker, _on_message: on_message, _on_error: on_error });
     }
 
-    /// Send a request; returns its id. Requests made while the worker is down are dropped
-    /// and reported, because the restart re-sends the start-up requests itself.
+    /// Send a request; returns its id. Until the worker (or its replacement
+    /// after a crash) says `Ready`, requests wait and then go in order after
+    /// its start-up requests; with no worker at all they are reported.
     pub fn send(&self, body: RequestBody) -> RequestId {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         let request = Request { id, body };
+        if !matches!(self.state.worker.get_untracked(), WorkerStatus::Ready { .. }) && self.running.borrow().is_some() {
+            self.waiting.borrow_mut().push(request);
+            return id;
+        }
+        self.post(request);
+        id
+    }
+
+    fn post(&self, request: Request) {
         let sent = self.running.borrow().as_ref().map(|running| {
             serde_wasm_bindgen::to_value(&request)
                 .map_err(|e| e.to_string())
@@ -78,7 +91,6 @@ impl WorkerLink {
             Some(Err(e)) => self.report(WorkerError { kind: ErrorKind::Internal, message: format!("could not send request: {e}") }),
             None => self.report(WorkerError { kind: ErrorKind::Internal, message: "the worker is not running".into() }),
         }
-        id
     }
 
     fn report(&self, error: WorkerError) {
@@ -92,6 +104,10 @@ impl WorkerLink {
                 state.worker.set(WorkerStatus::Ready { version: worker_version });
                 self.send(RequestBody::ProbeBackend);
                 self.send(RequestBody::LoadModels);
+                let waiting = std::mem::take(&mut *self.waiting.borrow_mut());
+                for request in waiting {
+                    self.post(request);
+                }
             }
             EventBody::Backend(report) => state.backend.set(Some(report)),
             EventBody::ModelProgress(progress) => state.models.set(ModelStatus::Loading(progress)),
@@ -107,11 +123,17 @@ impl WorkerLink {
                     state.simulation.set(SimulationStatus::Idle);
                 }
                 state.agent.update(|run| run.running = false);
+                state.cohort.update(|c| c.loading = None);
+                if self.is_sweep(event.id) {
+                    state.sweep.update(|s| s.request = None);
+                }
                 if matches!(error.kind, ErrorKind::ModelVerification | ErrorKind::Network) {
                     state.models.set(ModelStatus::Failed(error.message.clone()));
                 }
                 self.report(error);
             }
+            EventBody::SimulationStep(step) if self.is_sweep(event.id) => state.sweep.update(|s| s.steps_done = step.step),
+            EventBody::Simulated(done) if self.is_sweep(event.id) => state.sweep.update(|s| s.result = Some(Box::new(done))),
             EventBody::SimulationStep(step) => state.simulation.update(|s| {
                 if let SimulationStatus::Running { steps, .. } = s {
                     *steps = step.step;
@@ -131,12 +153,18 @@ impl WorkerLink {
                 run.done = Some(Box::new(done));
             }),
             EventBody::LlmSpeed(speed) => state.llm_speed.set(Some(speed)),
+            EventBody::CohortLoaded { cohort, report } => state.cohort.set(CohortState { loading: None, cohort, report: Some(report) }),
             EventBody::Cancelled { .. } => state.agent.update(|run| {
                 run.running = false;
                 run.cancelled = true;
             }),
             EventBody::Done => {}
         }
+    }
+
+    /// Whether an event answers the running treatment-grid sweep.
+    fn is_sweep(&self, id: Option<RequestId>) -> bool {
+        id.is_some() && self.state.sweep.with_untracked(|s| s.request) == id
     }
 
     /// Replace a crashed worker. Deferred to a fresh task: this may run inside

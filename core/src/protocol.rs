@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cohort::csv_format::Report;
+use crate::cohort::Cohort;
 use crate::compute::{BackendKind, BackendReport};
 use crate::agent::decision::{Trace, TraceEvent};
 use crate::simulation::{CourseStep, SimulateRequest, Simulation, SimulationStep};
@@ -42,6 +44,10 @@ pub enum RequestBody {
     /// reference patient's decision prompt, then write `decode_tokens` tokens
     /// greedily. Answers `LlmSpeed` (the browser benchmark uses it).
     MeasureLlm { decode_tokens: usize },
+    /// Validate and read a cohort CSV (the demo file or one the user chose;
+    /// it never leaves the device). Answers `CohortLoaded`: the patients
+    /// whose rows are all valid, and every problem by row and column.
+    LoadCohort { file: String, text: String },
     /// Diagnostics: make the worker panic, so the crash-recovery path (typed
     /// error event, restart, UI notice) can be exercised on demand.
     DiagnosticPanic,
@@ -75,6 +81,7 @@ pub enum EventBody {
     AgentStep(TraceEvent),
     Recommended(Recommended),
     LlmSpeed(LlmSpeed),
+    CohortLoaded { cohort: Cohort, report: Report },
     /// The request was cancelled; what it had done so far.
     Cancelled { events: Vec<TraceEvent>, elapsed_ms: f64 },
     Error(WorkerError),
@@ -203,7 +210,7 @@ mod tests {
     fn every_request_round_trips() {
         let simulate = RequestBody::Simulate(crate::simulation::SimulateRequest::full_sweep(crate::simulation::reference_course(), 6, 16, 3));
         let recommend = RequestBody::Recommend(RecommendRequest { course: crate::simulation::reference_course(), agent: AgentKind::LlmZeroShotWm, seed: 2 });
-        for body in [RequestBody::ProbeBackend, RequestBody::LoadModels, RequestBody::DiagnosticPanic, RequestBody::Cancel { request: 3 }, RequestBody::MeasureLlm { decode_tokens: 32 }, simulate, recommend] {
+        for body in [RequestBody::ProbeBackend, RequestBody::LoadModels, RequestBody::DiagnosticPanic, RequestBody::Cancel { request: 3 }, RequestBody::MeasureLlm { decode_tokens: 32 }, RequestBody::LoadCohort { file: "c.csv".into(), text: "patient_id\n".into() }, simulate, recommend] {
             let request = Request { id: 7, body };
             assert_eq!(round_trip(&request), request);
         }
@@ -225,6 +232,7 @@ mod tests {
             Event::reply(6, EventBody::AgentToken { text: " fluid".into() }),
             Event::reply(6, EventBody::AgentStep(TraceEvent::Malformed { error: "no tool call".into() })),
             Event::reply(7, EventBody::LlmSpeed(LlmSpeed { system_prompt_tokens: 300, system_prompt_ms: 900.0, prompt_tokens: 150, prompt_ms: 400.0, decode_tokens: 32, decode_ms: 500.0 })),
+            Event::reply(8, EventBody::CohortLoaded { cohort: Cohort::default(), report: Report::default() }),
             Event::reply(6, EventBody::Cancelled { events: vec![TraceEvent::Turn { text: "<simulate>".into() }], elapsed_ms: 12.0 }),
         ];
         for event in events {

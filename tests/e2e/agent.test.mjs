@@ -11,6 +11,7 @@ after(() => server?.stop());
 async function askTheAgent(page) {
   await page.goto(server.url);
   await page.locator(t('model-status') + '[data-state="ready"]').waitFor({ timeout: 180_000 });
+  await page.locator(t('nav-checks')).click();
   await page.locator(t('recommend-reference')).click();
 }
 

@@ -48,12 +48,17 @@ export async function openBrowser({ webgpu = false, profile } = {}) {
     viewport: { width: 1366, height: 768 },
   });
   const requests = [];
-  context.on('request', (request) => requests.push(request.url()));
+  // Method and body too, so tests can show no request carries patient values.
+  const requestDetails = [];
+  context.on('request', (request) => {
+    requests.push(request.url());
+    requestDetails.push({ url: request.url(), method: request.method(), body: request.postData() ?? '' });
+  });
   const page = context.pages()[0] ?? (await context.newPage());
   const consoleErrors = [];
   page.on('console', (msg) => { if (msg.type() === 'error') consoleErrors.push(msg.text()); });
   return {
-    context, page, requests, consoleErrors, userDataDir,
+    context, page, requests, requestDetails, consoleErrors, userDataDir,
     close: async ({ keepProfile = false } = {}) => {
       await context.close();
       if (!keepProfile && !profile) rmSync(userDataDir, { recursive: true, force: true });
@@ -67,6 +72,18 @@ export function foreignRequests(requests) {
     const { protocol, hostname } = new URL(url);
     if (protocol === 'data:' || protocol === 'blob:') return false;
     return hostname !== '127.0.0.1';
+  });
+}
+
+/**
+ * Requests that could carry patient data off the page: anything not a GET
+ * to 127.0.0.1, and any request whose URL or body contains one of `values`.
+ */
+export function requestsCarrying(requestDetails, values) {
+  return requestDetails.filter(({ url, method, body }) => {
+    const { protocol, hostname } = new URL(url);
+    if (protocol === 'data:' || protocol === 'blob:') return false;
+    return hostname !== '127.0.0.1' || method !== 'GET' || values.some((v) => url.includes(v) || body.includes(v));
   });
 }
 

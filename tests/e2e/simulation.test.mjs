@@ -12,6 +12,7 @@ async function simulateReference(page) {
   await page.goto(server.url);
   await page.locator(t('model-status') + '[data-state="ready"]').waitFor({ timeout: 120_000 });
   await page.locator(t('backend')).waitFor({ timeout: 60_000 });
+  await page.locator(t('nav-checks')).click();
   await page.locator(t('simulate-reference')).click();
   await page.locator(t('simulation-backend')).waitFor({ timeout: 120_000 });
   const survival = await page.locator(t('simulation-survival')).allInnerTexts();

@@ -85,6 +85,10 @@ async fn handle(state: Rc<RefCell<WorkerState>>, request: Request) {
         RequestBody::Recommend(request) => agent::handle(&state, id, request).await,
         RequestBody::Cancel { request } => agent::cancel(&state, request),
         RequestBody::MeasureLlm { decode_tokens } => agent::measure(&state, id, decode_tokens),
+        RequestBody::LoadCohort { file, text } => {
+            let (cohort, report) = sepsis_core::cohort::csv_format::read_cohort(&file, text.as_bytes());
+            reply(EventBody::CohortLoaded { cohort, report });
+        }
         RequestBody::DiagnosticPanic => panic!("diagnostic panic requested by the app (request {id})"),
     }
     reply(EventBody::Done);

@@ -1,6 +1,7 @@
 //! UI components, one concern each.
 
 mod agent_check;
+pub mod charts;
 mod compute;
 mod diagnostics;
 mod errors;

@@ -1,0 +1,13 @@
+//! The app's views, one per screen, switched by `AppState::screen`.
+
+mod checks;
+mod cohort;
+mod patient;
+mod recommend;
+mod start;
+mod treatment_grid;
+
+pub use checks::ChecksScreen;
+pub use cohort::CohortScreen;
+pub use patient::PatientScreen;
+pub use start::StartScreen;

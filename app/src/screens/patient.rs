@@ -1,0 +1,121 @@
+//! One patient: the course up to the chosen step as timeline charts (with
+//! the treatment given beneath) or a table, then the agent's recommendation
+//! and the treatment grid for that step.
+
+use leptos::prelude::*;
+use sepsis_core::cohort::schema::FEATURES;
+use sepsis_core::cohort::{Outcome, Patient};
+
+use super::recommend::RecommendPanel;
+use super::treatment_grid::TreatmentGrid;
+use crate::components::charts::{ActionStrip, Chart, ChartView, Line, BLUE};
+use crate::course::{hour_of, STEP_HOURS};
+use crate::state::{AppState, Screen, Selection};
+
+/// The timeline's charts: (schema key, title, unit, reference line).
+pub const TIMELINE: [(&str, &str, &str, Option<(f64, &str)>); 5] = [
+    ("map", "Mean arterial pressure", "mmHg", Some((65.0, "target 65"))),
+    ("hr", "Heart rate", "/min", None),
+    ("lactate", "Lactate", "mmol/L", Some((2.0, "2 mmol/L"))),
+    ("urine_ml_4h", "Urine output", "mL per 4 h", None),
+    ("sofa", "SOFA score", "points", None),
+];
+
+/// The patient's observed values of one feature up to `step`.
+pub fn observed(patient: &Patient, key: &str, step: usize) -> Vec<(f64, Option<f64>)> {
+    patient.steps.iter().take(step + 1).enumerate().map(|(i, s)| (hour_of(i), s.value(key))).collect()
+}
+
+#[component]
+pub fn PatientScreen() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let patient = Memo::new(move |_| {
+        let selection = state.selection.get()?;
+        state.cohort.with(|c| c.cohort.patient(&selection.patient).cloned())
+    });
+    move || match (patient.get(), state.selection.get()) {
+        (Some(patient), Some(selection)) => view! { <PatientView patient=patient selection=selection/> }.into_any(),
+        _ => view! {
+            <section class="card wide">
+                <p>"No patient is open. Choose one from the cohort."</p>
+                <button type="button" on:click=move |_| state.screen.set(Screen::Cohort)>"Go to the cohort"</button>
+            </section>
+        }
+        .into_any(),
+    }
+}
+
+#[component]
+fn PatientView(patient: Patient, selection: Selection) -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let step = selection.step;
+    let last = patient.steps.len() - 1;
+    let hours = (0.0, hour_of(step).max(STEP_HOURS));
+    let charts = TIMELINE
+        .iter()
+        .map(|(key, title, unit, reference)| {
+            let chart = Chart {
+                title: title.to_string(),
+                unit: unit.to_string(),
+                hours,
+                lines: vec![Line { label: "observed".into(), color: BLUE, dashed: false, points: observed(&patient, key, step) }],
+                bands: vec![],
+                reference: reference.map(|(v, l)| (v, l.to_string())),
+                now: None,
+            };
+            view! { <ChartView chart=chart/> }
+        })
+        .collect_view();
+    let given: Vec<_> = patient.steps.iter().take(step + 1).enumerate().map(|(i, s)| (hour_of(i), s.action)).collect();
+    let id = patient.id.clone();
+    let choose_step = move |e: leptos::ev::Event| {
+        if let Ok(step) = event_target_value(&e).parse::<usize>() {
+            state.what_if.set(Vec::new());
+            state.selection.set(Some(Selection { patient: id.clone(), step }));
+        }
+    };
+    let step_options = (0..=last).map(|i| view! { <option value=i.to_string() selected=i == step>{format!("step {i} ({:.0} h)", hour_of(i))}</option> }).collect_view();
+    view! {
+        <section class="card wide" data-test="patient-screen" data-patient=patient.id.clone()>
+            <div class="patient-head">
+                <button type="button" data-test="back-to-cohort" on:click=move |_| state.screen.set(Screen::Cohort)>"← Cohort"</button>
+                <h2>{format!("Patient {}", patient.id)}</h2>
+                <span>{format!("{} steps of 4 h; outcome recorded: {}", patient.steps.len(), if patient.outcome == Outcome::Died { "died" } else { "survived" })}</span>
+                <label>"Decide at " <select data-test="decision-step" on:change=choose_step>{step_options}</select></label>
+            </div>
+            <p class="note">"The course up to the chosen step: what the agent and the world model see. Later steps are hidden."</p>
+            <div class="timeline" data-test="timeline">
+                {charts}
+                <ActionStrip hours=hours steps=given/>
+            </div>
+            <details class="values-table">
+                <summary>"All values as a table"</summary>
+                <ValuesTable patient=patient.clone() step=step/>
+            </details>
+        </section>
+        <RecommendPanel patient=patient.clone() step=step/>
+        <TreatmentGrid patient=patient step=step/>
+    }
+}
+
+#[component]
+fn ValuesTable(patient: Patient, step: usize) -> impl IntoView {
+    let head = (0..=step).map(|i| view! { <th scope="col">{format!("{:.0} h", hour_of(i))}</th> }).collect_view();
+    let rows = FEATURES
+        .iter()
+        .enumerate()
+        .map(|(f, feature)| {
+            let cells = patient.steps.iter().take(step + 1).map(|s| view! { <td>{s.values[f].map(|v| format!("{v}")).unwrap_or_else(|| "—".into())}</td> }).collect_view();
+            view! { <tr><th scope="row">{format!("{} ({})", feature.label, feature.unit)}</th>{cells}</tr> }
+        })
+        .collect_view();
+    let actions = patient.steps.iter().take(step + 1).map(|s| view! { <td>{format!("F{} V{}", s.action.fluid, s.action.vaso)}</td> }).collect_view();
+    view! {
+        <div class="table-scroll">
+            <table data-test="values-table">
+                <thead><tr><th scope="col">"Feature"</th>{head}</tr></thead>
+                <tbody>{rows}<tr><th scope="row">"Treatment (fluid, vasopressor level)"</th>{actions}</tr></tbody>
+            </table>
+        </div>
+    }
+}

@@ -1,0 +1,271 @@
+//! Every one of the 25 treatments held for 24 h, simulated in the world
+//! model for the open patient and step: a 5 x 5 fluid-by-vasopressor grid
+//! coloured by predicted survival, with the clinician's and the agent's
+//! choices marked and the cells far from the data flagged. Picking a cell
+//! (what-if) draws its simulated course as fan charts (10/50/90 %) next to
+//! the observed course.
+
+use leptos::prelude::*;
+use sepsis_core::action::{Action, LEVELS};
+use sepsis_core::agent::observation::rule_code;
+use sepsis_core::cohort::Patient;
+use sepsis_core::guideline::{violations, Situation};
+use sepsis_core::protocol::{RequestBody, Simulated};
+use sepsis_core::simulation::{SimulateRequest, KEY_FEATURES};
+
+use super::patient::{observed, TIMELINE};
+use crate::components::charts::{Band, Chart, ChartView, Line, BLUE, GREEN, ORANGE, PURPLE};
+use crate::course::{course_until, hour_of, STEP_HOURS};
+use crate::state::{AppState, ModelStatus, Selection, Sweep};
+use crate::Link;
+
+/// Steps of 4 h simulated (24 h, the world model's window).
+pub const HORIZON: usize = 6;
+/// Draws per candidate and ensemble member.
+const SAMPLES: usize = 16;
+/// A cell is marked far from the data when its ensemble disagreement is
+/// this many times the grid's median: the members then differ much more
+/// about it than about this patient's typical treatment.
+const FAR_FROM_DATA: f64 = 1.5;
+/// Observed steps drawn before the simulated ones.
+const HISTORY_STEPS: usize = 6;
+
+/// Viridis (perceptually uniform, colour-blind safe) at t in [0, 1].
+fn viridis(t: f64) -> String {
+    const STOPS: [(f64, f64, f64); 5] = [(68.0, 1.0, 84.0), (59.0, 82.0, 139.0), (33.0, 145.0, 140.0), (94.0, 201.0, 98.0), (253.0, 231.0, 37.0)];
+    let t = t.clamp(0.0, 1.0) * (STOPS.len() - 1) as f64;
+    let (i, f) = ((t.floor() as usize).min(STOPS.len() - 2), t - t.floor().min((STOPS.len() - 2) as f64));
+    let mix = |a: f64, b: f64| (a + (b - a) * f).round() as u8;
+    let (a, b) = (STOPS[i], STOPS[i + 1]);
+    format!("rgb({},{},{})", mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+/// Start the sweep for `selection` unless it is already running or done.
+fn ensure_sweep(state: AppState, link: Link, patient: &Patient, selection: &Selection) {
+    if state.sweep.with_untracked(|s| &s.of == selection && s.request.is_some()) {
+        return;
+    }
+    let request = SimulateRequest::full_sweep(course_until(patient, selection.step), HORIZON, SAMPLES, 1);
+    let id = link.with_value(|l| l.send(RequestBody::Simulate(request)));
+    state.sweep.set(Sweep { request: Some(id), of: selection.clone(), steps_done: 0, result: None });
+}
+
+#[component]
+pub fn TreatmentGrid(patient: Patient, step: usize) -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let link = expect_context::<Link>();
+    let selection = Selection { patient: patient.id.clone(), step };
+    {
+        let (patient, selection) = (patient.clone(), selection.clone());
+        Effect::new(move |_| {
+            if state.models.get() == ModelStatus::Ready {
+                ensure_sweep(state, link, &patient, &selection);
+            }
+        });
+    }
+    let course = course_until(&patient, step);
+    let situation = Situation::of_course(&course);
+    let given = patient.steps[step].action;
+    let sel = selection.clone();
+    let result = Memo::new(move |_| state.sweep.with(|s| if s.of == sel { s.result.clone() } else { None }));
+    let sel = selection.clone();
+    let progress = move || state.sweep.with(|s| (s.of == sel && s.result.is_none() && s.request.is_some()).then_some(s.steps_done));
+    let sel = selection.clone();
+    let prescribed = Memo::new(move |_| state.agent.with(|run| if run.of.as_ref() == Some(&sel) { run.done.as_ref().map(|d| d.trace.prescription) } else { None }));
+    let grid = move || {
+        result.get().map(|done| {
+            view! { <Grid done=*done situation=situation given=given prescribed=prescribed.get()/> }
+        })
+    };
+    let compared = move || {
+        let mut actions = vec![given];
+        actions.extend(prescribed.get());
+        actions.extend(state.what_if.get());
+        let mut unique = Vec::new();
+        for a in actions {
+            if !unique.contains(&a) {
+                unique.push(a);
+            }
+        }
+        unique
+    };
+    let fans = {
+        let patient = patient.clone();
+        move || {
+            let done = result.get()?;
+            Some(
+                compared()
+                    .into_iter()
+                    .map(|action| {
+                        let role = if action == given { "clinician's choice" } else if Some(action) == prescribed.get() { "agent's prescription" } else { "what-if" };
+                        view! { <FanRow patient=patient.clone() step=step done=(*done).clone() action=action role=role situation=situation/> }
+                    })
+                    .collect_view(),
+            )
+        }
+    };
+    view! {
+        <section class="card wide" data-test="treatment-grid">
+            <h3>"All 25 treatments, simulated for 24 h"</h3>
+            <p class="note">"Each treatment held for 6 steps of 4 h in the world model (5 ensemble members x 16 samples). Pick a cell to see its simulated course (what-if). Predicted survival depends on how far ahead it is simulated: compare cells with each other, not with the agent's 4-hour simulations above."</p>
+            {move || progress().map(|steps| view! { <p class="progress" data-test="sweep-progress">{format!("Simulating: step {steps} of {HORIZON}")}</p> })}
+            {grid}
+            <div class="fans" data-test="fan-charts">{fans}</div>
+        </section>
+    }
+}
+
+#[component]
+fn Grid(done: Simulated, situation: Situation, given: Action, prescribed: Option<Action>) -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let last = done.simulation.steps.last().map(|s| s.candidates.clone()).unwrap_or_default();
+    let survival = |a: Action| last.iter().find(|c| c.action == a).map(|c| c.survival);
+    let disagreement = |a: Action| last.iter().find(|c| c.action == a).map(|c| c.disagreement).unwrap_or(0.0);
+    let all: Vec<f64> = last.iter().map(|c| c.survival).collect();
+    let (low, high) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
+    let mut spread: Vec<f64> = last.iter().map(|c| c.disagreement).collect();
+    spread.sort_by(f64::total_cmp);
+    let median = spread.get(spread.len() / 2).copied().unwrap_or(0.0);
+    let header = (0..LEVELS).map(|v| view! { <th scope="col">{format!("vasopressor {v}")}</th> }).collect_view();
+    let rows = (0..LEVELS)
+        .map(|fluid| {
+            let cells = (0..LEVELS)
+                .map(|vaso| {
+                    let action = Action { fluid, vaso };
+                    let s = survival(action).unwrap_or(0.0);
+                    let t = if high > low { (s - low) / (high - low) } else { 0.5 };
+                    let far = disagreement(action) > FAR_FROM_DATA * median;
+                    let flags = violations(&situation, action);
+                    let mut marks = Vec::new();
+                    if action == given {
+                        marks.push("C");
+                    }
+                    if Some(action) == prescribed {
+                        marks.push("A");
+                    }
+                    let label = format!(
+                        "{action}: predicted survival {:.1} %{}{}{}",
+                        100.0 * s,
+                        if flags.is_empty() { String::new() } else { format!(", flags {}", flags.iter().map(|r| rule_code(*r)).collect::<Vec<_>>().join(" ")) },
+                        if far { ", far from the data" } else { "" },
+                        marks.iter().map(|m| if *m == "C" { ", clinician's choice" } else { ", agent's prescription" }).collect::<String>(),
+                    );
+                    let picked = move || state.what_if.with(|w| w.contains(&action));
+                    let toggle = move |_| state.what_if.update(|w| if let Some(i) = w.iter().position(|a| *a == action) { w.remove(i); } else { w.push(action); });
+                    view! {
+                        <td>
+                            <button
+                                type="button"
+                                class="cell"
+                                class:far=far
+                                class:picked=picked
+                                // style: sets CSS properties through the DOM, which the
+                                // page's Content-Security-Policy allows (style attributes it blocks).
+                                style:background-color=viridis(t)
+                                style:color=if t < 0.6 { "#fff" } else { "#000" }
+                                aria-label=label.clone()
+                                aria-pressed=move || picked().to_string()
+                                title=label
+                                data-test="grid-cell"
+                                data-action=format!("{fluid}-{vaso}")
+                                data-far=far.to_string()
+                                on:click=toggle
+                            >
+                                <span class="survival">{format!("{:.1}", 100.0 * s)}</span>
+                                <span class="marks">{marks.join(" ")}{if far { " ⚠" } else { "" }}</span>
+                                {(!flags.is_empty()).then(|| view! { <span class="cell-flags">{flags.iter().map(|r| rule_code(*r)).collect::<Vec<_>>().join(" ")}</span> })}
+                            </button>
+                        </td>
+                    }
+                })
+                .collect_view();
+            view! { <tr><th scope="row">{format!("IV fluid {fluid}")}</th>{cells}</tr> }
+        })
+        .collect_view();
+    view! {
+        <table class="grid" data-test="survival-grid">
+            <caption>{format!(
+                "Predicted survival (%) after 24 h, coloured from lowest ({:.1} %, dark) to highest ({:.1} %, yellow) on this grid. C: clinician's choice. A: agent's prescription. ⚠: far from the data (ensemble disagreement over {FAR_FROM_DATA}x this grid's median): trust it less. G1/G2/R1-R3: guideline flags. Ran on {} in {:.0} ms.",
+                100.0 * low, 100.0 * high, done.backend.name(), done.elapsed_ms
+            )}</caption>
+            <thead><tr><th></th>{header}</tr></thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }
+}
+
+/// One treatment's simulated course: a fan chart per key feature.
+#[component]
+fn FanRow(patient: Patient, step: usize, done: Simulated, action: Action, role: &'static str, situation: Situation) -> impl IntoView {
+    let Some(candidate) = done.simulation.steps.first().and_then(|s| s.candidates.iter().position(|c| c.action == action)) else {
+        return None;
+    };
+    let course: Vec<_> = done.simulation.course(candidate).cloned().collect();
+    let now = hour_of(step);
+    let first = step.saturating_sub(HISTORY_STEPS - 1);
+    let hours = (hour_of(first), now + HORIZON as f64 * STEP_HOURS);
+    let color = match role {
+        "clinician's choice" => ORANGE,
+        "agent's prescription" => GREEN,
+        _ => PURPLE,
+    };
+    let charts = TIMELINE
+        .iter()
+        .filter(|(key, ..)| KEY_FEATURES.contains(key))
+        .map(|(key, title, unit, reference)| {
+            let history: Vec<_> = observed(&patient, key, step).into_iter().skip(first).collect();
+            let last_seen = history.last().and_then(|p| p.1);
+            let band_at = |i: usize| course[i].bands.iter().find(|b| b.feature == *key).cloned();
+            let mut band: Vec<(f64, f64, f64)> = last_seen.map(|v| vec![(now, v, v)]).unwrap_or_default();
+            let mut median: Vec<(f64, Option<f64>)> = vec![(now, last_seen)];
+            for (i, _) in course.iter().enumerate() {
+                if let Some(b) = band_at(i) {
+                    let hour = now + (i + 1) as f64 * STEP_HOURS;
+                    band.push((hour, b.p10, b.p90));
+                    median.push((hour, Some(b.p50)));
+                }
+            }
+            let chart = Chart {
+                title: title.to_string(),
+                unit: unit.to_string(),
+                hours,
+                lines: vec![
+                    Line { label: "observed".into(), color: BLUE, dashed: false, points: history },
+                    Line { label: "simulated median".into(), color, dashed: true, points: median },
+                ],
+                bands: vec![Band { color, points: band }],
+                reference: reference.map(|(v, l)| (v, l.to_string())),
+                now: Some(now),
+            };
+            view! { <ChartView chart=chart/> }
+        })
+        .collect_view();
+    let end = course.last();
+    let flags = violations(&situation, action);
+    let flag_text = if flags.is_empty() { "no guideline flags".to_string() } else { flags.iter().map(|r| r.explain()).collect::<Vec<_>>().join("; ") };
+    Some(view! {
+        <div class="fan-row" data-test="fan-row" data-action=format!("{}-{}", action.fluid, action.vaso)>
+            <h4>
+                <span class="swatch" style:background-color=color></span>
+                {format!("{action} ({role})")}
+            </h4>
+            <p>{format!(
+                "Predicted survival {:.1} %, ensemble disagreement {:.2}; {flag_text}. Shaded: 10–90 % of the simulated values; dashed: median; solid: observed.",
+                100.0 * end.map(|c| c.survival).unwrap_or(0.0), end.map(|c| c.disagreement).unwrap_or(0.0)
+            )}</p>
+            <div class="fan-charts">{charts}</div>
+        </div>
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::viridis;
+
+    #[test]
+    fn viridis_runs_from_dark_purple_to_yellow() {
+        assert_eq!(viridis(0.0), "rgb(68,1,84)");
+        assert_eq!(viridis(1.0), "rgb(253,231,37)");
+        assert_eq!(viridis(0.5), "rgb(33,145,140)");
+    }
+}

@@ -1,0 +1,102 @@
+// The clinician's flows on the real app, worker and models: demo cohort to a
+// recommendation with its evidence, what-if on the treatment grid, and a
+// CSV with errors. Each saves a screenshot and proves from the network log
+// that no request left 127.0.0.1 or carried patient values.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startServer, openBrowser, requestsCarrying, outputDir, distDir, test_id as t } from './harness.mjs';
+
+let server;
+before(async () => { server = await startServer(); });
+after(() => server?.stop());
+
+async function openDemoCohort(page) {
+  await page.goto(server.url);
+  await page.locator(t('start-screen')).waitFor();
+  await page.locator(t('start-demo')).click();
+  await page.locator(t('patient-row')).first().waitFor({ timeout: 60_000 });
+}
+
+test('demo cohort to a recommendation with its simulated evidence, flags and the clinician\'s choice', async () => {
+  const browser = await openBrowser();
+  try {
+    const { page, requestDetails } = browser;
+    await openDemoCohort(page);
+    assert.match(await page.locator(t('cohort-summary')).innerText(), /^demo\/icu-sepsis-demo\.csv: \d+ patients loaded/);
+    // Sorting by lowest MAP puts the lowest first.
+    await page.locator(t('patient-sort')).selectOption('map');
+    const maps = (await page.locator(t('patient-row') + ' td:nth-child(5)').allInnerTexts()).slice(0, 10).map(Number);
+    assert.deepEqual(maps, [...maps].sort((a, b) => a - b), 'ascending MAP');
+    const row = page.locator(t('patient-row')).first();
+    const id = await row.getAttribute('data-patient');
+    await page.locator(t('patient-search')).fill(id.slice(-4));
+    assert.ok((await page.locator(t('patient-row')).count()) >= 1);
+    await page.locator(`${t('patient-row')}[data-patient="${id}"] ${t('open-patient')}`).click();
+    const screen = page.locator(t('patient-screen'));
+    assert.equal(await screen.getAttribute('data-patient'), id);
+    assert.equal(await page.locator(t('timeline') + ' svg').count(), 6, 'five charts and the treatment strip');
+    assert.match(await page.locator(t('timeline') + ' svg').first().getAttribute('aria-label'), /^Mean arterial pressure over hours/);
+
+    // The grid: all 25 treatments simulated, the clinician's choice marked, and its fan charts.
+    await page.locator(t('survival-grid')).waitFor({ timeout: 180_000 });
+    assert.equal(await page.locator(t('grid-cell')).count(), 25);
+    assert.match(await page.locator(t('survival-grid') + ' caption').innerText(), /Ran on (CPU|WebGPU)/);
+    assert.equal(await page.locator(t('fan-row')).count(), 1, 'the clinician\'s choice is drawn');
+    // What-if: pick a cell, its simulated course appears; pick again, it goes.
+    const cell = page.locator(`${t('grid-cell')}[data-action="4-0"]`);
+    await cell.click();
+    await page.locator(`${t('fan-row')}[data-action="4-0"]`).waitFor();
+    assert.equal(await cell.getAttribute('aria-pressed'), 'true');
+    assert.equal(await page.locator(`${t('fan-row')}[data-action="4-0"] svg`).count(), 5, 'a fan chart per key feature');
+
+    // The loop, live.
+    await page.locator(t('recommend')).click();
+    await page.locator(t('agent-prescription')).waitFor({ timeout: 600_000 });
+    assert.match(await page.locator(t('agent-prescription')).innerText(), /^fluid [0-4] \/ vasopressor [0-4]$/);
+    assert.match(await page.locator(t('clinician-action')).innerText(), /^fluid [0-4] \/ vasopressor [0-4]$/);
+    assert.ok((await page.locator(t('agent-simulation')).count()) >= 1, 'at least one simulation with its evidence');
+    assert.match(await page.locator(t('agent-simulation')).first().innerText(), /^fluid [0-4] \/ vasopressor [0-4] simulated 4 h ahead: survival \d+ %, MAP \d+ \(\d+–\d+\) mmHg, disagreement [\d.]+, flags/);
+    assert.match(await page.locator(t('agent-timing')).innerText(), /tool calls, 0 rejected turns/);
+    // The prescription's course is drawn next to the clinician's.
+    const prescribed = (await page.locator(t('agent-prescription')).innerText()).match(/fluid (\d) \/ vasopressor (\d)/);
+    await page.locator(`${t('fan-row')}[data-action="${prescribed[1]}-${prescribed[2]}"]`).waitFor();
+    await page.screenshot({ path: join(outputDir, 'recommendation.png'), fullPage: true });
+
+    const values = [id, ...(await page.locator(t('values-table') + ' td').allInnerTexts()).filter((v) => v.length >= 3 && /\d/.test(v))];
+    assert.deepEqual(requestsCarrying(requestDetails, values), [], 'no request left 127.0.0.1 or carried patient values');
+  } finally {
+    await browser.close();
+  }
+});
+
+test('a CSV with errors names rows, columns and values, and keeps the valid patients', async () => {
+  const browser = await openBrowser();
+  try {
+    const { page, requestDetails } = browser;
+    await page.goto(server.url);
+    await page.locator(t('nav-cohort')).click();
+    // Two demo patients; the second one's MAP is made unreadable on its second row.
+    const lines = readFileSync(join(distDir, 'demo', 'icu-sepsis-demo.csv'), 'utf8').trim().split('\n');
+    const header = lines[0].split(',');
+    const ids = [...new Set(lines.slice(1).map((l) => l.split(',')[0]))].slice(0, 2);
+    const rows = lines.slice(1).filter((l) => ids.includes(l.split(',')[0]));
+    const firstOfSecond = rows.findIndex((l) => l.startsWith(ids[1]));
+    const broken = rows[firstOfSecond + 1].split(',');
+    broken[header.indexOf('map')] = 'low';
+    rows[firstOfSecond + 1] = broken.join(',');
+    const brokenLine = firstOfSecond + 1 + 2; // the header is line 1
+    const csv = [lines[0], ...rows].join('\n') + '\n';
+    await page.locator(t('cohort-file')).setInputFiles({ name: 'ward-7.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
+    await page.locator(t('cohort-report')).waitFor({ timeout: 30_000 });
+    assert.match(await page.locator(t('cohort-summary')).innerText(), /^ward-7\.csv: 1 patients loaded .* 1 patients set aside/);
+    const problem = await page.locator(t('cohort-problem')).first().innerText();
+    assert.match(problem, new RegExp(`^${brokenLine}\\s+map\\s+low\\s+`), problem);
+    assert.deepEqual(await page.locator(t('patient-row')).evaluateAll((rs) => rs.map((r) => r.dataset.patient)), [ids[0]], 'the valid patient stays usable');
+    await page.screenshot({ path: join(outputDir, 'cohort-errors.png'), fullPage: true });
+    assert.deepEqual(requestsCarrying(requestDetails, ids), [], 'the file was not uploaded');
+  } finally {
+    await browser.close();
+  }
+});
