@@ -11,7 +11,7 @@ use leptos::prelude::*;
 use send_wrapper::SendWrapper;
 
 use components::{Diagnostics, ErrorList};
-use screens::{ChecksScreen, CohortScreen, PatientScreen, StartScreen};
+use screens::{BedsideScreen, ChecksScreen, CohortScreen, PatientScreen, StartScreen};
 use state::{AppState, Screen};
 use worker_link::WorkerLink;
 
@@ -39,6 +39,7 @@ fn App() -> impl IntoView {
             {move || match state.screen.get() {
                 Screen::Start => view! { <StartScreen/> }.into_any(),
                 Screen::Cohort => view! { <CohortScreen/> }.into_any(),
+                Screen::Bedside => view! { <BedsideScreen/> }.into_any(),
                 Screen::Patient => view! { <PatientScreen/> }.into_any(),
                 Screen::Checks => view! { <ChecksScreen/> }.into_any(),
             }}
@@ -63,6 +64,7 @@ fn Navigation() -> impl IntoView {
         <nav class="screens" aria-label="Screens">
             {item(Screen::Start, "Start", "nav-start")}
             {item(Screen::Cohort, "Cohort", "nav-cohort")}
+            {item(Screen::Bedside, "Bedside entry", "nav-bedside")}
             {item(Screen::Patient, "Patient", "nav-patient")}
             {item(Screen::Checks, "Self-checks", "nav-checks")}
         </nav>

@@ -52,6 +52,7 @@ pub struct AgentRun {
 pub enum Screen {
     Start,
     Cohort,
+    Bedside,
     Patient,
     Checks,
 }

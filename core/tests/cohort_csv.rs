@@ -163,6 +163,16 @@ fn the_outcome_must_be_on_the_last_row() {
 }
 
 #[test]
+fn a_patient_still_in_care_has_an_unknown_outcome_that_round_trips() {
+    let mut cohort = sample();
+    cohort.patients[1].outcome = Outcome::Unknown;
+    let (read_back, problems, _) = read(&to_csv(&cohort));
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(read_back, cohort);
+    assert_eq!(read_back.unknown_outcomes(), 1);
+}
+
+#[test]
 fn rows_with_the_wrong_number_of_cells_are_malformed() {
     let text = to_csv(&sample()).replacen("p2,0,", "p2,0,1,", 1);
     let p = only_problem(&text);

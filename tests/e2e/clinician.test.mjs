@@ -64,6 +64,20 @@ test('demo cohort to a recommendation with its simulated evidence, flags and the
     await page.locator(`${t('fan-row')}[data-action="${prescribed[1]}-${prescribed[2]}"]`).waitFor();
     await page.screenshot({ path: join(outputDir, 'recommendation.png'), fullPage: true });
 
+    // Export: the trace as JSON, made in the page; the report under the print stylesheet.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.locator(t('export-json')).click()]);
+    assert.match(download.suggestedFilename(), new RegExp(`^sepsisagent-${id}-step\\d+\\.json$`));
+    assert.match(download.url(), /^blob:http:\/\/127\.0\.0\.1/, 'made locally');
+    const exported = JSON.parse(readFileSync(await download.path(), 'utf8'));
+    assert.equal(exported.patient, id);
+    assert.match(exported.notice, /not a medical device/);
+    assert.ok(exported.recommendation.trace.events.length >= 2 && exported.course.length >= 1);
+    await page.emulateMedia({ media: 'print' });
+    assert.equal(await page.locator('nav.screens').isVisible(), false, 'print leaves out the navigation');
+    assert.ok(await page.locator(t('recommendation')).isVisible());
+    await page.pdf({ path: join(outputDir, 'recommendation-report.pdf') });
+    await page.emulateMedia({ media: 'screen' });
+
     const values = [id, ...(await page.locator(t('values-table') + ' td').allInnerTexts()).filter((v) => v.length >= 3 && /\d/.test(v))];
     assert.deepEqual(requestsCarrying(requestDetails, values), [], 'no request left 127.0.0.1 or carried patient values');
   } finally {
@@ -96,6 +110,41 @@ test('a CSV with errors names rows, columns and values, and keeps the valid pati
     assert.deepEqual(await page.locator(t('patient-row')).evaluateAll((rs) => rs.map((r) => r.dataset.patient)), [ids[0]], 'the valid patient stays usable');
     await page.screenshot({ path: join(outputDir, 'cohort-errors.png'), fullPage: true });
     assert.deepEqual(requestsCarrying(requestDetails, ids), [], 'the file was not uploaded');
+  } finally {
+    await browser.close();
+  }
+});
+
+test('bedside entry rejects an implausible value inline, then opens the patient for a what-if', async () => {
+  const browser = await openBrowser();
+  try {
+    const { page, requestDetails } = browser;
+    await page.goto(server.url);
+    await page.locator(t('nav-bedside')).click();
+    await page.locator(t('bedside-id')).fill('bed-12');
+    for (const [key, earlier, now] of [['map', '66', '57'], ['hr', '104', '118'], ['lactate', '2.9', '4.4'], ['sofa', '7', '9']]) {
+      await page.locator(t(`bedside-${key}-0`)).fill(earlier);
+      await page.locator(t(`bedside-${key}-1`)).fill(now);
+    }
+    await page.locator(t('bedside-age_years-1')).fill('71');
+    await page.locator(t('bedside-sex_male-1')).fill('0');
+    await page.locator(t('bedside-fluid-0')).selectOption('2');
+    // An implausible MAP is named inline and blocks opening.
+    await page.locator(t('bedside-map-1')).fill('570');
+    assert.equal(await page.locator(t('bedside-map-1')).getAttribute('aria-invalid'), 'true');
+    assert.match(await page.locator('#bedside-map-1-error').innerText(), /^expected 10–250 mmHg$/);
+    assert.ok(await page.locator(t('bedside-open')).isDisabled());
+    await page.screenshot({ path: join(outputDir, 'bedside-rejected.png'), fullPage: true });
+    await page.locator(t('bedside-map-1')).fill('57');
+    await page.locator(t('bedside-open')).click();
+    const screen = page.locator(t('patient-screen'));
+    assert.equal(await screen.getAttribute('data-patient'), 'bed-12');
+    assert.match(await screen.innerText(), /outcome: unknown \(still in care\)/);
+    await page.locator(t('survival-grid')).waitFor({ timeout: 180_000 });
+    await page.locator(`${t('grid-cell')}[data-action="2-1"]`).click();
+    await page.locator(`${t('fan-row')}[data-action="2-1"]`).waitFor();
+    await page.screenshot({ path: join(outputDir, 'bedside-what-if.png'), fullPage: true });
+    assert.deepEqual(requestsCarrying(requestDetails, ['bed-12', '118', '4.4']), [], 'nothing entered left the page');
   } finally {
     await browser.close();
   }

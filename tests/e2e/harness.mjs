@@ -83,7 +83,11 @@ export function requestsCarrying(requestDetails, values) {
   return requestDetails.filter(({ url, method, body }) => {
     const { protocol, hostname } = new URL(url);
     if (protocol === 'data:' || protocol === 'blob:') return false;
-    return hostname !== '127.0.0.1' || method !== 'GET' || values.some((v) => url.includes(v) || body.includes(v));
+    // Numbers are looked for in the query and body only: asset paths carry
+    // content hashes whose digits could match by chance.
+    const { search } = new URL(url);
+    const carries = (v) => body.includes(v) || (/^[\d.]+$/.test(v) ? search.includes(v) : url.includes(v));
+    return hostname !== '127.0.0.1' || method !== 'GET' || values.some(carries);
   });
 }
 

@@ -68,12 +68,13 @@ impl Chart {
     }
 }
 
-/// About `count` round tick values covering `range` (steps of 1, 2 or 5 x 10^k).
+/// About `count` round tick values inside `range` (the step of 1, 2 or 5 x 10^k
+/// nearest to range / count).
 pub fn ticks(range: (f64, f64), count: usize) -> Vec<f64> {
     let span = (range.1 - range.0).max(1e-9);
     let raw = span / count.max(1) as f64;
     let magnitude = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * magnitude).find(|s| *s >= raw).unwrap_or(10.0 * magnitude);
+    let step = [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * magnitude).min_by(|a, b| (a - raw).abs().total_cmp(&(b - raw).abs())).unwrap_or(magnitude);
     let first = (range.0 / step).ceil() as i64;
     let last = (range.1 / step).floor() as i64;
     (first..=last).map(|i| i as f64 * step).collect()
@@ -248,7 +249,7 @@ mod tests {
         assert_eq!(ticks((52.0, 97.0), 4), vec![60.0, 70.0, 80.0, 90.0]);
         assert_eq!(ticks((0.0, 24.0), 6), vec![0.0, 5.0, 10.0, 15.0, 20.0]);
         assert_eq!(hour_ticks((0.0, 24.0)), vec![0.0, 4.0, 8.0, 12.0, 16.0, 20.0, 24.0]);
-        assert_eq!(hour_ticks((8.0, 60.0)), vec![8.0, 16.0, 24.0, 32.0, 40.0, 48.0, 56.0]);
+        assert_eq!(hour_ticks((8.0, 60.0)), vec![12.0, 24.0, 36.0, 48.0, 60.0]);
         assert_eq!(ticks((0.8, 4.3), 4), vec![1.0, 2.0, 3.0, 4.0]);
     }
 }

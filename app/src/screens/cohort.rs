@@ -8,6 +8,7 @@ use sepsis_core::cohort::{Outcome, Patient};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
+use super::patient::outcome_text;
 use crate::state::{AppState, CohortState, Screen, Selection};
 use crate::Link;
 
@@ -76,14 +77,14 @@ struct Row {
     sofa: Option<f64>,
     lactate: Option<f64>,
     map: Option<f64>,
-    died: bool,
+    outcome: Outcome,
 }
 
 impl Row {
     fn of(patient: &Patient) -> Self {
         let last = patient.steps.last();
         let value = |key: &str| last.and_then(|s| s.value(key));
-        Self { id: patient.id.clone(), steps: patient.steps.len(), sofa: value("sofa"), lactate: value("lactate"), map: value("map"), died: patient.outcome == Outcome::Died }
+        Self { id: patient.id.clone(), steps: patient.steps.len(), sofa: value("sofa"), lactate: value("lactate"), map: value("map"), outcome: patient.outcome }
     }
 }
 
@@ -260,7 +261,7 @@ fn PatientList() -> impl IntoView {
                                 <td>{cell(row.sofa, 0)}</td>
                                 <td>{cell(row.lactate, 1)}</td>
                                 <td>{cell(row.map, 0)}</td>
-                                <td>{if row.died { "died" } else { "survived" }}</td>
+                                <td>{outcome_text(row.outcome)}</td>
                                 <td><button type="button" data-test="open-patient" on:click=move |_| open(id.clone(), steps)>"Open"</button></td>
                             </tr>
                         }

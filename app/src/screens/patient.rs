@@ -21,6 +21,14 @@ pub const TIMELINE: [(&str, &str, &str, Option<(f64, &str)>); 5] = [
     ("sofa", "SOFA score", "points", None),
 ];
 
+pub fn outcome_text(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Survived => "survived",
+        Outcome::Died => "died",
+        Outcome::Unknown => "unknown (still in care)",
+    }
+}
+
 /// The patient's observed values of one feature up to `step`.
 pub fn observed(patient: &Patient, key: &str, step: usize) -> Vec<(f64, Option<f64>)> {
     patient.steps.iter().take(step + 1).enumerate().map(|(i, s)| (hour_of(i), s.value(key))).collect()
@@ -80,7 +88,7 @@ fn PatientView(patient: Patient, selection: Selection) -> impl IntoView {
             <div class="patient-head">
                 <button type="button" data-test="back-to-cohort" on:click=move |_| state.screen.set(Screen::Cohort)>"← Cohort"</button>
                 <h2>{format!("Patient {}", patient.id)}</h2>
-                <span>{format!("{} steps of 4 h; outcome recorded: {}", patient.steps.len(), if patient.outcome == Outcome::Died { "died" } else { "survived" })}</span>
+                <span>{format!("{} steps of 4 h; outcome: {}", patient.steps.len(), outcome_text(patient.outcome))}</span>
                 <label>"Decide at " <select data-test="decision-step" on:change=choose_step>{step_options}</select></label>
             </div>
             <p class="note">"The course up to the chosen step: what the agent and the world model see. Later steps are hidden."</p>

@@ -11,6 +11,7 @@ use sepsis_core::cohort::Patient;
 use sepsis_core::guideline::Rule;
 use sepsis_core::protocol::{AgentKind, RecommendRequest, RequestBody};
 
+use super::export::{download, print, TraceExport, NOTICE};
 use crate::course::course_until;
 use crate::state::{AgentRun, AppState, ModelStatus, Selection};
 use crate::Link;
@@ -39,6 +40,7 @@ pub fn RecommendPanel(patient: Patient, step: usize) -> impl IntoView {
     let selection = Selection { patient: patient.id.clone(), step };
     let given = patient.steps[step].action;
     let course = course_until(&patient, step);
+    let (id, export_course) = (patient.id.clone(), course.clone());
     let here = {
         let selection = selection.clone();
         move || state.agent.with(|run| run.of.as_ref() == Some(&selection))
@@ -86,6 +88,19 @@ pub fn RecommendPanel(patient: Patient, step: usize) -> impl IntoView {
                 .collect_view()
         }))
     };
+    let export = move |_| {
+        let text = state.agent.with_untracked(|run| {
+            run.done.as_ref().map(|done| {
+                let export = TraceExport { notice: NOTICE, patient: &id, step, course: &export_course, clinician_action: given, recommendation: done };
+                serde_json::to_string_pretty(&export).expect("plain data")
+            })
+        });
+        if let Some(text) = text {
+            if let Err(e) = download(&format!("sepsisagent-{id}-step{step}.json"), "application/json", &text) {
+                state.errors.update(|list| list.push(sepsis_core::protocol::WorkerError { kind: sepsis_core::protocol::ErrorKind::Internal, message: format!("the trace could not be saved: {e}") }));
+            }
+        }
+    };
     let here_for_outcome = here.clone();
     let outcome = move || {
         if !here_for_outcome() {
@@ -117,6 +132,8 @@ pub fn RecommendPanel(patient: Patient, step: usize) -> impl IntoView {
                             "{} tool calls, {} rejected turns; {} tokens written, {} read; {:.1} s on this device.",
                             trace.tool_calls, trace.malformed, done.generated_tokens, done.prompt_tokens, done.elapsed_ms / 1000.0
                         )}</p>
+                        <button type="button" data-test="export-json" on:click=export.clone()>"Download the trace (JSON)"</button>
+                        <button type="button" data-test="print-report" on:click=|_| print()>"Print the report"</button>
                     </div>
                 }
                 .into_any()

@@ -213,8 +213,9 @@ impl Reader<'_> {
                         "" => None,
                         "survived" => Some(Outcome::Survived),
                         "died" => Some(Outcome::Died),
+                        "unknown" => Some(Outcome::Unknown),
                         other => {
-                            self.problem(ProblemKind::InvalidOutcome, Some(line), Some(OUTCOME), Some(other), "\"survived\" or \"died\" on the patient's last row, empty elsewhere");
+                            self.problem(ProblemKind::InvalidOutcome, Some(line), Some(OUTCOME), Some(other), "\"survived\", \"died\" or \"unknown\" (still in care) on the patient's last row, empty elsewhere");
                             None
                         }
                     }
@@ -296,7 +297,7 @@ impl Reader<'_> {
             }
         }
         if rows[last].outcome_text.is_empty() {
-            self.problem(ProblemKind::OutcomeMissing, Some(rows[last].line), Some(OUTCOME), Some(""), format!("\"survived\" or \"died\" on the last row of patient {:?}", rows[last].patient));
+            self.problem(ProblemKind::OutcomeMissing, Some(rows[last].line), Some(OUTCOME), Some(""), format!("\"survived\", \"died\" or \"unknown\" (still in care) on the last row of patient {:?}", rows[last].patient));
         }
         self.problems.len() == before && rows.iter().all(|r| r.ok)
     }
@@ -392,6 +393,7 @@ pub fn write_cohort<W: Write>(cohort: &Cohort, writer: W) -> csv::Result<()> {
                 (false, _) => String::new(),
                 (true, Outcome::Survived) => "survived".into(),
                 (true, Outcome::Died) => "died".into(),
+                (true, Outcome::Unknown) => "unknown".into(),
             });
             record.push(step.state.map(|s| s.to_string()).unwrap_or_default());
             out.write_record(&record)?;

@@ -14,6 +14,9 @@ use crate::action::Action;
 pub enum Outcome {
     Survived,
     Died,
+    /// Still in care (a bedside patient): usable for recommendations, not
+    /// for training or evaluation, which need the outcome.
+    Unknown,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,6 +54,11 @@ impl Step {
 impl Cohort {
     pub fn patient(&self, id: &str) -> Option<&Patient> {
         self.patients.iter().find(|p| p.id == id)
+    }
+
+    /// Patients whose outcome is not known yet.
+    pub fn unknown_outcomes(&self) -> usize {
+        self.patients.iter().filter(|p| p.outcome == Outcome::Unknown).count()
     }
 
     pub fn steps(&self) -> usize {

@@ -428,6 +428,9 @@ fn read_cohort_file(path: &Path) -> Result<Cohort> {
         }
         bail!("{}: {} problems; {} patients set aside", path.display(), report.problems.len(), report.patients_excluded.len());
     }
+    if cohort.unknown_outcomes() > 0 {
+        bail!("{}: {} patients have outcome \"unknown\"; training and evaluation need every outcome", path.display(), cohort.unknown_outcomes());
+    }
     Ok(cohort)
 }
 
