@@ -131,6 +131,22 @@ pub enum AgentKind {
     LlmZeroShot,
     /// The LLM with the world model as its simulate tool.
     LlmZeroShotWm,
+    /// The trained agent (the base LLM with the manifest's agent adapter),
+    /// with the world model as its simulate tool: what the app recommends with.
+    Agent,
+    /// The trained agent with the simulate tool removed.
+    AgentNoSim,
+}
+
+impl AgentKind {
+    pub fn can_simulate(self) -> bool {
+        matches!(self, AgentKind::LlmZeroShotWm | AgentKind::Agent)
+    }
+
+    /// Whether the trained adapter is applied.
+    pub fn trained(self) -> bool {
+        matches!(self, AgentKind::Agent | AgentKind::AgentNoSim)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ use sepsis_core::agent::decision::{Decision, Progress, Simulator};
 use sepsis_core::agent::observation::system_prompt;
 use sepsis_core::agent::runtime::{system_session, Decoding, LlmProposer, WorldModelSimulator};
 use sepsis_core::llm::generate::{Llm, Sampling, Session};
+use sepsis_core::llm::model::LoraAdapter;
 use sepsis_core::llm::tokenizer::{system_turn, user_turn};
 use sepsis_core::protocol::{AgentKind, ErrorKind, Event, EventBody, LlmSpeed, RecommendRequest, Recommended, RequestId, WorkerError};
 use wasm_bindgen::prelude::*;
@@ -25,12 +26,16 @@ use crate::{post, WorkerState};
 
 /// The manifest's LLM file.
 pub const LLM_FILE: &str = "SmolLM2-135M-Instruct.Q8_0.gguf";
+/// The manifest's trained agent adapter (LoRA on the LLM).
+pub const ADAPTER_FILE: &str = "agent-bc.safetensors";
 
-/// The LLM and its system prompts, read once.
+/// The LLM (base, and with the trained adapter) and their system prompts,
+/// each read once.
 pub(crate) struct LoadedLlm {
-    llm: Arc<Llm>,
-    /// Keyed by whether the simulate tool is offered.
-    systems: Vec<(bool, Session)>,
+    base: Arc<Llm>,
+    trained: Option<Arc<Llm>>,
+    /// Keyed by (trained, simulate tool offered).
+    systems: Vec<((bool, bool), Session)>,
 }
 
 pub(crate) async fn handle(state: &Rc<RefCell<WorkerState>>, id: RequestId, request: RecommendRequest) {
@@ -43,8 +48,8 @@ pub(crate) async fn handle(state: &Rc<RefCell<WorkerState>>, id: RequestId, requ
         Err((kind, message)) => return fail(kind, message),
     };
     let start = js_sys::Date::now();
-    let can_simulate = request.agent == AgentKind::LlmZeroShotWm;
-    let system = match system(state, can_simulate) {
+    let can_simulate = request.agent.can_simulate();
+    let system = match system(state, request.agent) {
         Ok(system) => system,
         Err((kind, message)) => return fail(kind, message),
     };
@@ -78,10 +83,10 @@ pub(crate) async fn handle(state: &Rc<RefCell<WorkerState>>, id: RequestId, requ
 /// `MeasureLlm`: prefill and decode timings on this device.
 pub(crate) fn measure(state: &Rc<RefCell<WorkerState>>, id: RequestId, decode_tokens: usize) {
     let fail = |kind: ErrorKind, message: String| post(&Event { id: Some(id), body: EventBody::Error(WorkerError { kind, message }) });
-    if let Err((kind, message)) = system(state, true) {
+    if let Err((kind, message)) = system(state, AgentKind::LlmZeroShotWm) {
         return fail(kind, message);
     }
-    let llm = state.borrow().llm.as_ref().expect("loaded above").llm.clone();
+    let llm = state.borrow().llm.as_ref().expect("loaded above").base.clone();
     let llm_error = |e: candle_core::Error| fail(ErrorKind::Internal, format!("LLM: {e}"));
     let clock = js_sys::Date::now;
     let mut session = llm.session();
@@ -138,23 +143,37 @@ async fn yield_now() {
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
-/// The session that has read the system prompt for this tool set, built on
-/// first use from the verified GGUF.
-fn system(state: &Rc<RefCell<WorkerState>>, can_simulate: bool) -> Result<Session, (ErrorKind, String)> {
+/// The session that has read the system prompt for this agent (model and
+/// tool set), built on first use from the verified files.
+fn system(state: &Rc<RefCell<WorkerState>>, agent: AgentKind) -> Result<Session, (ErrorKind, String)> {
     if state.borrow().llm.is_none() {
-        let llm = {
+        let loaded = {
             let state = state.borrow();
             let file = state.models.iter().find(|m| m.file.name == LLM_FILE).ok_or_else(|| (ErrorKind::ModelsNotLoaded, format!("the LLM ({LLM_FILE}) is not loaded: load the models first")))?;
-            Llm::from_gguf(&mut std::io::Cursor::new(&file.bytes)).map_err(|e| (ErrorKind::Internal, format!("{LLM_FILE}: {e}")))?
+            let base = Llm::from_gguf(&mut std::io::Cursor::new(&file.bytes)).map_err(|e| (ErrorKind::Internal, format!("{LLM_FILE}: {e}")))?;
+            let trained = match state.models.iter().find(|m| m.file.name == ADAPTER_FILE) {
+                Some(file) => {
+                    let adapter = LoraAdapter::from_safetensors(&file.bytes).map_err(|e| (ErrorKind::Internal, format!("{ADAPTER_FILE}: {e}")))?;
+                    Some(Arc::new(base.with_adapter(&adapter).map_err(|e| (ErrorKind::Internal, format!("{ADAPTER_FILE}: {e}")))?))
+                }
+                None => None,
+            };
+            LoadedLlm { base: Arc::new(base), trained, systems: Vec::new() }
         };
-        state.borrow_mut().llm = Some(LoadedLlm { llm: Arc::new(llm), systems: Vec::new() });
+        state.borrow_mut().llm = Some(loaded);
     }
     let mut state = state.borrow_mut();
     let loaded = state.llm.as_mut().expect("set above");
-    if let Some((_, session)) = loaded.systems.iter().find(|(tools, _)| *tools == can_simulate) {
+    let key = (agent.trained(), agent.can_simulate());
+    if let Some((_, session)) = loaded.systems.iter().find(|(k, _)| *k == key) {
         return Ok(session.clone());
     }
-    let session = system_session(&loaded.llm, &system_prompt(can_simulate)).map_err(|e| (ErrorKind::Internal, e.to_string()))?;
-    loaded.systems.push((can_simulate, session.clone()));
+    let llm = if agent.trained() {
+        loaded.trained.clone().ok_or_else(|| (ErrorKind::ModelsNotLoaded, format!("the trained agent's adapter ({ADAPTER_FILE}) is not in the model manifest")))?
+    } else {
+        loaded.base.clone()
+    };
+    let session = system_session(&llm, &system_prompt(agent.can_simulate())).map_err(|e| (ErrorKind::Internal, e.to_string()))?;
+    loaded.systems.push((key, session.clone()));
     Ok(session)
 }

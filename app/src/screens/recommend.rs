@@ -48,7 +48,7 @@ pub fn RecommendPanel(patient: Patient, step: usize) -> impl IntoView {
     let ready = move || state.models.get() == ModelStatus::Ready;
     let running = move || state.agent.with(|run| run.running);
     let ask = move |_| {
-        let request = RecommendRequest { course: course.clone(), agent: AgentKind::LlmZeroShotWm, seed: 1 };
+        let request = RecommendRequest { course: course.clone(), agent: AgentKind::Agent, seed: 1 };
         let id = link.with_value(|l| l.send(RequestBody::Recommend(request)));
         state.agent.set(AgentRun { running: true, request: Some(id), of: Some(selection.clone()), ..AgentRun::default() });
     };
@@ -145,7 +145,7 @@ pub fn RecommendPanel(patient: Patient, step: usize) -> impl IntoView {
         <section class="card wide" data-test="recommend-panel">
             <h3>"Recommendation for this step"</h3>
             <p class="note">
-                "The agent (SmolLM2-135M, not yet trained on this task: its choices are not clinical judgement) proposes treatments, simulates them in the world model, then prescribes. Decision support for research, not a medical device: weigh the simulated evidence yourself."
+                "The agent (SmolLM2-135M with a LoRA adapter trained to imitate the world-model planner, curriculum stage 2 of 3; see docs/results.md for how well it does) proposes treatments, simulates them in the world model, then prescribes. Decision support for research, not a medical device: weigh the simulated evidence yourself."
             </p>
             <button type="button" data-test="recommend" disabled=move || !ready() || running() on:click=ask>"Ask the agent"</button>
             <button type="button" data-test="cancel-recommendation" disabled=move || !running() on:click=cancel>"Cancel"</button>

@@ -14,6 +14,12 @@ pub const DDQN: &str = "ddqn";
 pub const WM_MPC: &str = "wm-mpc";
 pub const LLM_ZERO_SHOT: &str = "llm-zero-shot";
 pub const LLM_ZERO_SHOT_WM: &str = "llm-zero-shot-wm";
+/// The agent after behaviour cloning of the wm-mpc teacher (curriculum
+/// stage 2), with the world model as its simulate tool, and without it.
+pub const AGENT_BC: &str = "agent-bc";
+pub const AGENT_BC_NO_SIM: &str = "agent-bc-no-sim";
+/// Its LoRA adapter, shipped with the app (`sepsis train agent --stage bc`).
+pub const AGENT_BC_ADAPTER: &str = "public/models/agent-bc.safetensors";
 /// The agent's LLM (`make fetch` converts it), relative to the repository root.
 pub const LLM_MODEL: &str = ".cache/models/SmolLM2-135M-Instruct.Q8_0.gguf";
 /// Where the agent rows keep their decisions (resumable).
@@ -22,7 +28,8 @@ pub const DECISIONS_DIR: &str = ".cache/agent-decisions";
 pub const WORLD_MODEL: &str = "public/models/world-model";
 
 /// Scoreboard order.
-pub const POLICY_NAMES: [&str; 9] = ["random", "clinicians", "no-treatment", "optimal", AI_CLINICIAN, DDQN, WM_MPC, LLM_ZERO_SHOT, LLM_ZERO_SHOT_WM];
+pub const POLICY_NAMES: [&str; 11] =
+    ["random", "clinicians", "no-treatment", "optimal", AI_CLINICIAN, DDQN, WM_MPC, LLM_ZERO_SHOT, LLM_ZERO_SHOT_WM, AGENT_BC_NO_SIM, AGENT_BC];
 
 pub struct NamedPolicy {
     pub name: String,
@@ -82,7 +89,7 @@ pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path) -> Result
             Ok(NamedPolicy { name: name.into(), table, oracle: false, agent: None })
         }
         #[cfg(all(feature = "llm", feature = "eval"))]
-        LLM_ZERO_SHOT | LLM_ZERO_SHOT_WM => llm_row(env, name),
+        LLM_ZERO_SHOT | LLM_ZERO_SHOT_WM | AGENT_BC | AGENT_BC_NO_SIM => llm_row(env, name),
         _ => Err(LookupError::Unknown(name.into())),
     }
 }
@@ -95,14 +102,23 @@ fn llm_row(env: &IcuSepsis, name: &str) -> Result<NamedPolicy, LookupError> {
     let llm_error = |message: String| LookupError::Model { name: "llm".into(), path: PathBuf::from(LLM_MODEL), message };
     let file = std::fs::File::open(LLM_MODEL).map_err(|e| llm_error(format!("{e} (run `make fetch`)")))?;
     let size = file.metadata().map_err(|e| llm_error(e.to_string()))?.len();
-    let llm = crate::llm::generate::Llm::from_gguf(&mut std::io::BufReader::new(file)).map_err(|e| llm_error(e.to_string()))?;
-    let world_model = if name == LLM_ZERO_SHOT_WM {
+    let mut llm = crate::llm::generate::Llm::from_gguf(&mut std::io::BufReader::new(file)).map_err(|e| llm_error(e.to_string()))?;
+    let mut identity = format!("{LLM_MODEL} {size} bytes, no adapter");
+    if matches!(name, AGENT_BC | AGENT_BC_NO_SIM) {
+        let path = PathBuf::from(AGENT_BC_ADAPTER);
+        let adapter_error = |message: String| LookupError::Model { name: "agent --stage bc".into(), path: path.clone(), message };
+        let bytes = std::fs::read(&path).map_err(|e| adapter_error(e.to_string()))?;
+        let adapter = crate::llm::model::LoraAdapter::from_safetensors(&bytes).map_err(|e| adapter_error(e.to_string()))?;
+        llm.model.set_adapter(&adapter).map_err(|e| adapter_error(e.to_string()))?;
+        // The decision cache is keyed by the adapter's contents.
+        identity = format!("{LLM_MODEL} {size} bytes, adapter sha256 {}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+    }
+    let world_model = if matches!(name, LLM_ZERO_SHOT_WM | AGENT_BC) {
         let stem = Path::new(WORLD_MODEL);
         Some(crate::world_model::WorldModel::load(stem).map_err(|e| LookupError::Model { name: "world-model".into(), path: stem.with_extension("safetensors"), message: e.to_string() })?)
     } else {
         None
     };
-    let identity = format!("{LLM_MODEL} {size} bytes, no adapter");
     let cache = Path::new(DECISIONS_DIR).join(format!("{name}.jsonl"));
     eprintln!("{name}: one decision per state, cached in {}", cache.display());
     let (table, stats) = crate::eval::agent_policy::llm_policy_table(env, &std::sync::Arc::new(llm), &identity, world_model.as_ref(), Decoding::DEFAULT, &cache)

@@ -83,6 +83,14 @@ impl Llm {
     }
 
     /// A fresh conversation (empty KV cache).
+    /// The same base with `adapter` applied (the quantized weights are
+    /// shared, not copied).
+    pub fn with_adapter(&self, adapter: &crate::llm::model::LoraAdapter) -> std::result::Result<Self, crate::llm::model::AdapterError> {
+        let mut model = self.model.clone();
+        model.set_adapter(adapter)?;
+        Ok(Self { model, tokenizer: self.tokenizer.clone(), tag_free: self.tag_free.clone() })
+    }
+
     pub fn session(self: &Arc<Self>) -> Session {
         Session { llm: self.clone(), cache: KvCache::default(), logits: None }
     }

@@ -31,6 +31,7 @@ pub enum TokenizerError {
     Special(&'static str),
 }
 
+#[derive(Clone)]
 pub struct ChatTokenizer {
     inner: Tokenizer,
     pub im_start: u32,

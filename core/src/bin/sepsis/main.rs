@@ -261,6 +261,14 @@ enum ManifestCommand {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// After retraining: rewrite the size and SHA-256 of every listed file
+    /// found in DIR (files not there, like the fetched LLM, are left as listed).
+    Refresh {
+        #[arg(long, default_value = "public/models/manifest.json")]
+        manifest: PathBuf,
+        #[arg(long, default_value = "public/models")]
+        dir: PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
@@ -278,6 +286,7 @@ fn main() -> Result<()> {
             sample_data(&data_dir, episodes, seed, &out, split)
         }
         Command::Manifest { command: ManifestCommand::Check { manifest, dir } } => check_manifest(&manifest, &dir),
+        Command::Manifest { command: ManifestCommand::Refresh { manifest, dir } } => refresh_manifest(&manifest, &dir),
         Command::Llm { command: LlmCommand::Quantize { input, out } } => quantize_llm(&input, &out),
         Command::Recommend(args) => recommend::run(args),
     }
@@ -540,6 +549,21 @@ fn sample_data(data_dir: &Path, episodes: usize, seed: u64, out: &Path, with_spl
             write_cohort_file(part, &out.with_extension(format!("{name}.csv")))?;
         }
     }
+    Ok(())
+}
+
+fn refresh_manifest(manifest_path: &Path, dir: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?;
+    let mut manifest = Manifest::from_json(&text).with_context(|| format!("in {}", manifest_path.display()))?;
+    for file in &mut manifest.files {
+        let Ok(bytes) = std::fs::read(dir.join(&file.name)) else { continue };
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        if file.sha256 != sha256 {
+            println!("updated {} ({} bytes)", file.name, bytes.len());
+        }
+        (file.bytes, file.sha256) = (bytes.len() as u64, sha256);
+    }
+    std::fs::write(manifest_path, serde_json::to_string_pretty(&manifest)? + "\n")?;
     Ok(())
 }
 

@@ -39,7 +39,7 @@ pub struct TrainAgentArgs {
     #[arg(long, default_value = ".cache/checkpoints/agent-bc")]
     checkpoints: PathBuf,
     /// Where the trained adapter goes.
-    #[arg(long, default_value = ".cache/models/agent-bc.safetensors")]
+    #[arg(long, default_value = "public/models/agent-bc.safetensors")]
     out: PathBuf,
 }
 
