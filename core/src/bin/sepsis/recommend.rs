@@ -19,6 +19,8 @@ use sepsis_core::eval::policies::{load_ai_clinician, BASELINES_DIR, WORLD_MODEL}
 use sepsis_core::llm::generate::{Llm, Sampling};
 use sepsis_core::planner::MpcConfig;
 use sepsis_core::simulation::CourseStep;
+use sepsis_core::eval::policies::AGENT_BC_ADAPTER;
+use sepsis_core::llm::model::LoraAdapter;
 use sepsis_core::world_model::WorldModel;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -29,6 +31,10 @@ pub enum AgentName {
     LlmZeroShotWm,
     /// The wm-mpc planner writing the same tool calls, with the world model.
     WmMpc,
+    /// The trained agent (the LLM with the behaviour-cloned adapter) with the world model.
+    AgentBc,
+    /// The trained agent without the simulator.
+    AgentBcNoSim,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -135,9 +141,14 @@ pub fn run(args: RecommendArgs) -> Result<()> {
             let mut proposer = PlannerProposer::new(&world_model, &support, MpcConfig::default());
             (decide(&mut proposer, Some(simulator), &course, &mut |_| {})?, None)
         }
-        AgentName::LlmZeroShot | AgentName::LlmZeroShotWm => {
+        AgentName::LlmZeroShot | AgentName::LlmZeroShotWm | AgentName::AgentBc | AgentName::AgentBcNoSim => {
             let mut reader = std::io::BufReader::new(std::fs::File::open(&args.llm).with_context(|| format!("opening {} (run `make fetch`)", args.llm.display()))?);
-            let llm = std::sync::Arc::new(Llm::from_gguf(&mut reader)?);
+            let mut llm = Llm::from_gguf(&mut reader)?;
+            if matches!(args.agent, AgentName::AgentBc | AgentName::AgentBcNoSim) {
+                let bytes = std::fs::read(AGENT_BC_ADAPTER).with_context(|| format!("reading {AGENT_BC_ADAPTER} (sepsis train agent --stage bc)"))?;
+                llm = llm.with_adapter(&LoraAdapter::from_safetensors(&bytes)?)?;
+            }
+            let llm = std::sync::Arc::new(llm);
             let sampling = Sampling { temperature: args.temperature, top_p: 0.95, seed: args.seed };
             let decoding = match args.decoding {
                 DecodingName::Constrained => {
@@ -149,7 +160,7 @@ pub fn run(args: RecommendArgs) -> Result<()> {
                 }
                 DecodingName::Free => Decoding::Free { max_tokens: args.max_tokens },
             };
-            let with_simulator = args.agent == AgentName::LlmZeroShotWm;
+            let with_simulator = matches!(args.agent, AgentName::LlmZeroShotWm | AgentName::AgentBc);
             let mut proposer = LlmProposer::new(system_session(&llm, &system_prompt(with_simulator))?, sampling, decoding);
             let simulator: Option<&mut dyn Simulator> = if with_simulator { Some(simulator) } else { None };
             let trace = decide(&mut proposer as &mut dyn Proposer, simulator, &course, &mut |_| {})?;
