@@ -225,7 +225,7 @@ mod tests {
     #[test]
     fn every_request_round_trips() {
         let simulate = RequestBody::Simulate(crate::simulation::SimulateRequest::full_sweep(crate::simulation::reference_course(), 6, 16, 3));
-        let recommend = RequestBody::Recommend(RecommendRequest { course: crate::simulation::reference_course(), agent: AgentKind::LlmZeroShotWm, seed: 2 });
+        let recommend = RequestBody::Recommend(RecommendRequest { course: crate::simulation::reference_course(), agent: AgentKind::Agent, seed: 2 });
         for body in [RequestBody::ProbeBackend, RequestBody::LoadModels, RequestBody::DiagnosticPanic, RequestBody::Cancel { request: 3 }, RequestBody::MeasureLlm { decode_tokens: 32 }, RequestBody::LoadCohort { file: "c.csv".into(), text: "patient_id\n".into() }, simulate, recommend] {
             let request = Request { id: 7, body };
             assert_eq!(round_trip(&request), request);
@@ -261,5 +261,14 @@ mod tests {
         let json = serde_json::to_value(Request { id: 4, body: RequestBody::LoadModels }).unwrap();
         assert_eq!(json, serde_json::json!({"id": 4, "body": {"type": "LoadModels"}}));
         assert_eq!(BackendReport::cpu("x").chosen, BackendKind::Cpu);
+    }
+
+    #[test]
+    fn agent_kinds_say_what_they_use() {
+        let uses = |k: AgentKind| (k.trained(), k.can_simulate());
+        assert_eq!(uses(AgentKind::LlmZeroShot), (false, false));
+        assert_eq!(uses(AgentKind::LlmZeroShotWm), (false, true));
+        assert_eq!(uses(AgentKind::Agent), (true, true));
+        assert_eq!(uses(AgentKind::AgentNoSim), (true, false));
     }
 }

@@ -149,3 +149,30 @@ test('bedside entry rejects an implausible value inline, then opens the patient 
     await browser.close();
   }
 });
+
+test('cancel during a patient\'s recommendation stops it; the page stays usable at 200% zoom', async () => {
+  const browser = await openBrowser();
+  try {
+    const { page, requestDetails } = browser;
+    await openDemoCohort(page);
+    const id = await page.locator(t('patient-row')).first().getAttribute('data-patient');
+    await page.locator(t('open-patient')).first().click();
+    const ask = page.locator(t('recommend'));
+    await page.waitForFunction(() => !document.querySelector('[data-test="recommend"]')?.disabled, null, { timeout: 180_000 });
+    await ask.click();
+    await page.waitForFunction(() => (document.querySelector('[data-test="agent-text"]')?.textContent ?? '').length > 0, null, { timeout: 180_000 });
+    await page.locator(t('cancel-recommendation')).click();
+    await page.locator(t('agent-cancelled')).waitFor({ timeout: 10_000 });
+    await page.waitForTimeout(2_000);
+    assert.equal(await page.locator(t('agent-prescription')).count(), 0, 'no prescription after cancel');
+    assert.ok(await ask.isEnabled(), 'the agent can be asked again');
+    // 200% zoom on a 1366x768 screen is a 683x384 CSS-pixel viewport: nothing scrolls sideways.
+    await page.setViewportSize({ width: 683, height: 384 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 1, `horizontal overflow ${overflow}px at 200% zoom`);
+    await page.screenshot({ path: join(outputDir, 'patient-zoom-200.png') });
+    assert.deepEqual(requestsCarrying(requestDetails, [id]), []);
+  } finally {
+    await browser.close();
+  }
+});

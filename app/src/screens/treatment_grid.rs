@@ -183,6 +183,7 @@ fn Grid(done: Simulated, situation: Situation, given: Action, prescribed: Option
         })
         .collect_view();
     view! {
+        <div class="table-scroll">
         <table class="grid" data-test="survival-grid">
             <caption>{format!(
                 "Predicted survival (%) after 24 h, coloured from lowest ({:.1} %, dark) to highest ({:.1} %, yellow) on this grid. C: clinician's choice. A: agent's prescription. ⚠: far from the data (ensemble disagreement over {FAR_FROM_DATA}x this grid's median): trust it less. G1/G2/R1-R3: guideline flags. Ran on {} in {:.0} ms.",
@@ -191,6 +192,7 @@ fn Grid(done: Simulated, situation: Situation, given: Action, prescribed: Option
             <thead><tr><th></th>{header}</tr></thead>
             <tbody>{rows}</tbody>
         </table>
+        </div>
     }
 }
 
