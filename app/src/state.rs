@@ -27,7 +27,7 @@ pub enum ModelStatus {
 pub enum SimulationStatus {
     Idle,
     /// Steps received so far out of the horizon.
-    Running { steps: usize, horizon: usize },
+    Running { request: sepsis_core::protocol::RequestId, steps: usize, horizon: usize },
     Done(Box<Simulated>),
 }
 

@@ -119,7 +119,7 @@ impl WorkerLink {
             }
             EventBody::Error(error) => {
                 // A failed simulation stops; the error list says why.
-                if matches!(state.simulation.get_untracked(), SimulationStatus::Running { .. }) {
+                if self.is_check(event.id) {
                     state.simulation.set(SimulationStatus::Idle);
                 }
                 state.agent.update(|run| run.running = false);
@@ -132,14 +132,17 @@ impl WorkerLink {
                 }
                 self.report(error);
             }
+            // Simulations are routed by request: the grid's sweep, the
+            // self-check, or neither (a sweep for a step no longer shown).
             EventBody::SimulationStep(step) if self.is_sweep(event.id) => state.sweep.update(|s| s.steps_done = step.step),
             EventBody::Simulated(done) if self.is_sweep(event.id) => state.sweep.update(|s| s.result = Some(Box::new(done))),
-            EventBody::SimulationStep(step) => state.simulation.update(|s| {
+            EventBody::SimulationStep(step) if self.is_check(event.id) => state.simulation.update(|s| {
                 if let SimulationStatus::Running { steps, .. } = s {
                     *steps = step.step;
                 }
             }),
-            EventBody::Simulated(done) => state.simulation.set(SimulationStatus::Done(Box::new(done))),
+            EventBody::Simulated(done) if self.is_check(event.id) => state.simulation.set(SimulationStatus::Done(Box::new(done))),
+            EventBody::SimulationStep(_) | EventBody::Simulated(_) => {}
             EventBody::AgentToken { text } => state.agent.update(|run| run.text.push_str(&text)),
             EventBody::AgentStep(step) => state.agent.update(|run| {
                 // One line between the agent's turns in the streamed text.
@@ -165,6 +168,11 @@ impl WorkerLink {
     /// Whether an event answers the running treatment-grid sweep.
     fn is_sweep(&self, id: Option<RequestId>) -> bool {
         id.is_some() && self.state.sweep.with_untracked(|s| s.request) == id
+    }
+
+    /// Whether an event answers the running self-check simulation.
+    fn is_check(&self, id: Option<RequestId>) -> bool {
+        matches!(self.state.simulation.get_untracked(), SimulationStatus::Running { request, .. } if Some(request) == id)
     }
 
     /// Replace a crashed worker. Deferred to a fresh task: this may run inside

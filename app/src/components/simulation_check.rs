@@ -29,12 +29,12 @@ pub fn SimulationCheck() -> impl IntoView {
     let ready = move || state.models.get() == ModelStatus::Ready;
     let running = move || matches!(state.simulation.get(), SimulationStatus::Running { .. });
     let run = move |_| {
-        state.simulation.set(SimulationStatus::Running { steps: 0, horizon: HORIZON });
-        link.with_value(|l| l.send(RequestBody::Simulate(check_request())));
+        let request = link.with_value(|l| l.send(RequestBody::Simulate(check_request())));
+        state.simulation.set(SimulationStatus::Running { request, steps: 0, horizon: HORIZON });
     };
     let result = move || match state.simulation.get() {
         SimulationStatus::Idle => None,
-        SimulationStatus::Running { steps, horizon } => Some(view! {
+        SimulationStatus::Running { steps, horizon, .. } => Some(view! {
             <p data-test="simulation-progress">{format!("Simulating: step {steps} of {horizon}")}</p>
         }.into_any()),
         SimulationStatus::Done(done) => {
