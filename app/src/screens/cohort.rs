@@ -118,7 +118,7 @@ impl SortBy {
             SortBy::SofaHigh => rows.sort_by(|a, b| desc(a.sofa).total_cmp(&desc(b.sofa))),
             SortBy::LactateHigh => rows.sort_by(|a, b| desc(a.lactate).total_cmp(&desc(b.lactate))),
             SortBy::MapLow => rows.sort_by(|a, b| a.map.unwrap_or(f64::INFINITY).total_cmp(&b.map.unwrap_or(f64::INFINITY))),
-            SortBy::StepsMost => rows.sort_by(|a, b| b.steps.cmp(&a.steps)),
+            SortBy::StepsMost => rows.sort_by_key(|r| std::cmp::Reverse(r.steps)),
         }
     }
 }

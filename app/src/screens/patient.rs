@@ -12,13 +12,25 @@ use crate::components::charts::{ActionStrip, Chart, ChartView, Line, BLUE};
 use crate::course::{hour_of, STEP_HOURS};
 use crate::state::{AppState, Screen, Selection};
 
-/// The timeline's charts: (schema key, title, unit, reference line).
-pub const TIMELINE: [(&str, &str, &str, Option<(f64, &str)>); 5] = [
-    ("map", "Mean arterial pressure", "mmHg", Some((65.0, "target 65"))),
-    ("hr", "Heart rate", "/min", None),
-    ("lactate", "Lactate", "mmol/L", Some((2.0, "2 mmol/L"))),
-    ("urine_ml_4h", "Urine output", "mL per 4 h", None),
-    ("sofa", "SOFA score", "points", None),
+/// One chart of the timeline: a schema feature, how it is titled, and the
+/// clinical threshold drawn across it, if any.
+pub struct TimelineChart {
+    pub key: &'static str,
+    pub title: &'static str,
+    pub unit: &'static str,
+    pub reference: Option<(f64, &'static str)>,
+}
+
+const fn chart(key: &'static str, title: &'static str, unit: &'static str, reference: Option<(f64, &'static str)>) -> TimelineChart {
+    TimelineChart { key, title, unit, reference }
+}
+
+pub const TIMELINE: [TimelineChart; 5] = [
+    chart("map", "Mean arterial pressure", "mmHg", Some((65.0, "target 65"))),
+    chart("hr", "Heart rate", "/min", None),
+    chart("lactate", "Lactate", "mmol/L", Some((2.0, "2 mmol/L"))),
+    chart("urine_ml_4h", "Urine output", "mL per 4 h", None),
+    chart("sofa", "SOFA score", "points", None),
 ];
 
 pub fn outcome_text(outcome: Outcome) -> &'static str {
@@ -61,14 +73,14 @@ fn PatientView(patient: Patient, selection: Selection) -> impl IntoView {
     let hours = (0.0, hour_of(step).max(STEP_HOURS));
     let charts = TIMELINE
         .iter()
-        .map(|(key, title, unit, reference)| {
+        .map(|c| {
             let chart = Chart {
-                title: title.to_string(),
-                unit: unit.to_string(),
+                title: c.title.to_string(),
+                unit: c.unit.to_string(),
                 hours,
-                lines: vec![Line { label: "observed".into(), color: BLUE, dashed: false, points: observed(&patient, key, step) }],
+                lines: vec![Line { label: "observed".into(), color: BLUE, dashed: false, points: observed(&patient, c.key, step) }],
                 bands: vec![],
-                reference: reference.map(|(v, l)| (v, l.to_string())),
+                reference: c.reference.map(|(v, l)| (v, l.to_string())),
                 now: None,
             };
             view! { <ChartView chart=chart/> }

@@ -199,9 +199,7 @@ fn Grid(done: Simulated, situation: Situation, given: Action, prescribed: Option
 /// One treatment's simulated course: a fan chart per key feature.
 #[component]
 fn FanRow(patient: Patient, step: usize, done: Simulated, action: Action, role: &'static str, situation: Situation) -> impl IntoView {
-    let Some(candidate) = done.simulation.steps.first().and_then(|s| s.candidates.iter().position(|c| c.action == action)) else {
-        return None;
-    };
+    let candidate = done.simulation.steps.first().and_then(|s| s.candidates.iter().position(|c| c.action == action))?;
     let course: Vec<_> = done.simulation.course(candidate).cloned().collect();
     let now = hour_of(step);
     let first = step.saturating_sub(HISTORY_STEPS - 1);
@@ -213,8 +211,9 @@ fn FanRow(patient: Patient, step: usize, done: Simulated, action: Action, role: 
     };
     let charts = TIMELINE
         .iter()
-        .filter(|(key, ..)| KEY_FEATURES.contains(key))
-        .map(|(key, title, unit, reference)| {
+        .filter(|c| KEY_FEATURES.contains(&c.key))
+        .map(|c| {
+            let key = c.key;
             let history: Vec<_> = observed(&patient, key, step).into_iter().skip(first).collect();
             let last_seen = history.last().and_then(|p| p.1);
             let band_at = |i: usize| course[i].bands.iter().find(|b| b.feature == *key).cloned();
@@ -228,15 +227,15 @@ fn FanRow(patient: Patient, step: usize, done: Simulated, action: Action, role: 
                 }
             }
             let chart = Chart {
-                title: title.to_string(),
-                unit: unit.to_string(),
+                title: c.title.to_string(),
+                unit: c.unit.to_string(),
                 hours,
                 lines: vec![
                     Line { label: "observed".into(), color: BLUE, dashed: false, points: history },
                     Line { label: "simulated median".into(), color, dashed: true, points: median },
                 ],
                 bands: vec![Band { color, points: band }],
-                reference: reference.map(|(v, l)| (v, l.to_string())),
+                reference: c.reference.map(|(v, l)| (v, l.to_string())),
                 now: Some(now),
             };
             view! { <ChartView chart=chart/> }
