@@ -65,6 +65,10 @@ pub struct CohortState {
     pub loading: Option<String>,
     pub cohort: Cohort,
     pub report: Option<Report>,
+    /// The world model's predicted survival by patient id (the list's risk
+    /// column), and the request computing it for the listed ids.
+    pub survival: std::collections::HashMap<String, f64>,
+    pub survival_request: Option<(sepsis_core::protocol::RequestId, Vec<String>)>,
 }
 
 /// The patient and the step (0-based) a decision is asked for.

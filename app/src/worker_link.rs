@@ -156,7 +156,12 @@ impl WorkerLink {
                 run.done = Some(Box::new(done));
             }),
             EventBody::LlmSpeed(speed) => state.llm_speed.set(Some(speed)),
-            EventBody::CohortLoaded { cohort, report } => state.cohort.set(CohortState { loading: None, cohort, report: Some(report) }),
+            EventBody::CohortLoaded { cohort, report } => state.cohort.set(CohortState { loading: None, cohort, report: Some(report), ..CohortState::default() }),
+            EventBody::Risks { survival } => state.cohort.update(|c| {
+                if let Some((_, ids)) = c.survival_request.take_if(|(request, _)| Some(*request) == event.id) {
+                    c.survival.extend(ids.into_iter().zip(survival));
+                }
+            }),
             EventBody::Cancelled { .. } => state.agent.update(|run| {
                 run.running = false;
                 run.cancelled = true;

@@ -48,6 +48,10 @@ pub enum RequestBody {
     /// it never leaves the device). Answers `CohortLoaded`: the patients
     /// whose rows are all valid, and every problem by row and column.
     LoadCohort { file: String, text: String },
+    /// The world model's predicted survival for each course as it stands
+    /// (its last step with the treatment given): the cohort list's risk
+    /// column. Answers `Risks`, in the courses' order.
+    PredictRisks { courses: Vec<Vec<CourseStep>> },
     /// Diagnostics: make the worker panic, so the crash-recovery path (typed
     /// error event, restart, UI notice) can be exercised on demand.
     DiagnosticPanic,
@@ -82,6 +86,8 @@ pub enum EventBody {
     Recommended(Recommended),
     LlmSpeed(LlmSpeed),
     CohortLoaded { cohort: Cohort, report: Report },
+    /// Predicted probability of surviving the stay, one per course asked.
+    Risks { survival: Vec<f64> },
     /// The request was cancelled; what it had done so far.
     Cancelled { events: Vec<TraceEvent>, elapsed_ms: f64 },
     Error(WorkerError),
@@ -226,7 +232,7 @@ mod tests {
     fn every_request_round_trips() {
         let simulate = RequestBody::Simulate(crate::simulation::SimulateRequest::full_sweep(crate::simulation::reference_course(), 6, 16, 3));
         let recommend = RequestBody::Recommend(RecommendRequest { course: crate::simulation::reference_course(), agent: AgentKind::Agent, seed: 2 });
-        for body in [RequestBody::ProbeBackend, RequestBody::LoadModels, RequestBody::DiagnosticPanic, RequestBody::Cancel { request: 3 }, RequestBody::MeasureLlm { decode_tokens: 32 }, RequestBody::LoadCohort { file: "c.csv".into(), text: "patient_id\n".into() }, simulate, recommend] {
+        for body in [RequestBody::ProbeBackend, RequestBody::LoadModels, RequestBody::DiagnosticPanic, RequestBody::Cancel { request: 3 }, RequestBody::MeasureLlm { decode_tokens: 32 }, RequestBody::LoadCohort { file: "c.csv".into(), text: "patient_id\n".into() }, RequestBody::PredictRisks { courses: vec![crate::simulation::reference_course()] }, simulate, recommend] {
             let request = Request { id: 7, body };
             assert_eq!(round_trip(&request), request);
         }
@@ -248,6 +254,7 @@ mod tests {
             Event::reply(6, EventBody::AgentToken { text: " fluid".into() }),
             Event::reply(6, EventBody::AgentStep(TraceEvent::Malformed { error: "no tool call".into() })),
             Event::reply(7, EventBody::LlmSpeed(LlmSpeed { system_prompt_tokens: 300, system_prompt_ms: 900.0, prompt_tokens: 150, prompt_ms: 400.0, decode_tokens: 32, decode_ms: 500.0 })),
+            Event::reply(9, EventBody::Risks { survival: vec![0.8, 0.6] }),
             Event::reply(8, EventBody::CohortLoaded { cohort: Cohort::default(), report: Report::default() }),
             Event::reply(6, EventBody::Cancelled { events: vec![TraceEvent::Turn { text: "<simulate>".into() }], elapsed_ms: 12.0 }),
         ];

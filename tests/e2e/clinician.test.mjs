@@ -25,6 +25,12 @@ test('demo cohort to a recommendation with its simulated evidence, flags and the
     const { page, requestDetails } = browser;
     await openDemoCohort(page);
     assert.match(await page.locator(t('cohort-summary')).innerText(), /^demo\/icu-sepsis-demo\.csv: \d+ patients loaded/);
+    // The world model ranks every patient by predicted risk once the models are ready.
+    await page.locator(t('patient-sort')).selectOption('risk');
+    await page.waitForFunction(() => [...document.querySelectorAll('[data-test="patient-risk"]')].every((td) => td.textContent.endsWith('%')), null, { timeout: 180_000 });
+    const risks = (await page.locator(t('patient-risk')).allInnerTexts()).slice(0, 10).map(parseFloat);
+    assert.deepEqual(risks, [...risks].sort((a, b) => b - a), 'highest predicted risk first');
+    assert.ok(risks[0] > 0 && risks[0] <= 100);
     // Sorting by lowest MAP puts the lowest first.
     await page.locator(t('patient-sort')).selectOption('map');
     const maps = (await page.locator(t('patient-row') + ' td:nth-child(5)').allInnerTexts()).slice(0, 10).map(Number);

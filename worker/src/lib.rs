@@ -89,6 +89,7 @@ async fn handle(state: Rc<RefCell<WorkerState>>, request: Request) {
             let (cohort, report) = sepsis_core::cohort::csv_format::read_cohort(&file, text.as_bytes());
             reply(EventBody::CohortLoaded { cohort, report });
         }
+        RequestBody::PredictRisks { courses } => simulator::risks(&state, id, courses).await,
         RequestBody::DiagnosticPanic => panic!("diagnostic panic requested by the app (request {id})"),
     }
     reply(EventBody::Done);

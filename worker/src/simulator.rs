@@ -76,6 +76,30 @@ pub(crate) async fn handle(state: &Rc<RefCell<WorkerState>>, id: RequestId, requ
     }
 }
 
+/// `PredictRisks`: one simulated step of each course with the treatment it
+/// was given (the outcome head then reads the course as it stands), on the
+/// CPU path with few draws: a ranking, not a forecast.
+pub(crate) async fn risks(state: &Rc<RefCell<WorkerState>>, id: RequestId, courses: Vec<Vec<sepsis_core::simulation::CourseStep>>) {
+    let fail = |kind: ErrorKind, message: String| post(&Event { id: Some(id), body: EventBody::Error(WorkerError { kind, message }) });
+    let simulator = match simulator(state).await {
+        Ok(simulator) => simulator,
+        Err((kind, message)) => return fail(kind, message),
+    };
+    let mut survival = Vec::with_capacity(courses.len());
+    for (i, course) in courses.into_iter().enumerate() {
+        let Some(given) = course.last().map(|s| s.action) else { return fail(ErrorKind::InvalidRequest, format!("course {i} is empty")) };
+        let request = SimulateRequest { history: course, candidates: vec![vec![given]], horizon: 1, samples: 4, seed: 1 };
+        if let Err(e) = request.validate(sepsis_core::cohort::schema::FEATURES.len()) {
+            return fail(ErrorKind::InvalidRequest, format!("course {i}: {e}"));
+        }
+        match simulate_on_cpu(&simulator.cpu, request, |_| {}) {
+            Ok(simulation) => survival.push(simulation.steps.first().and_then(|s| s.candidates.first()).map(|c| c.survival).unwrap_or(f64::NAN)),
+            Err(e) => return fail(ErrorKind::Internal, format!("course {i}: simulation failed: {e}")),
+        }
+    }
+    post(&Event::reply(id, EventBody::Risks { survival }));
+}
+
 /// The simulator, built on first use from the loaded model files.
 pub(crate) async fn simulator(state: &Rc<RefCell<WorkerState>>) -> Result<Rc<Simulator>, (ErrorKind, String)> {
     if let Some(simulator) = state.borrow().simulator.clone() {

@@ -9,7 +9,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::patient::outcome_text;
-use crate::state::{AppState, CohortState, Screen, Selection};
+use crate::course::course_until;
+use crate::state::{AppState, CohortState, ModelStatus, Screen, Selection};
 use crate::Link;
 
 /// The demo cohort shipped with the app (simulated ICU-Sepsis patients).
@@ -77,14 +78,16 @@ struct Row {
     sofa: Option<f64>,
     lactate: Option<f64>,
     map: Option<f64>,
+    /// Predicted probability of dying (world model), once computed.
+    risk: Option<f64>,
     outcome: Outcome,
 }
 
 impl Row {
-    fn of(patient: &Patient) -> Self {
+    fn of(patient: &Patient, survival: Option<f64>) -> Self {
         let last = patient.steps.last();
         let value = |key: &str| last.and_then(|s| s.value(key));
-        Self { id: patient.id.clone(), steps: patient.steps.len(), sofa: value("sofa"), lactate: value("lactate"), map: value("map"), outcome: patient.outcome }
+        Self { id: patient.id.clone(), steps: patient.steps.len(), sofa: value("sofa"), lactate: value("lactate"), map: value("map"), risk: survival.map(|s| 1.0 - s), outcome: patient.outcome }
     }
 }
 
@@ -94,12 +97,14 @@ enum SortBy {
     SofaHigh,
     LactateHigh,
     MapLow,
+    RiskHigh,
     StepsMost,
 }
 
 impl SortBy {
-    const ALL: [(SortBy, &'static str, &'static str); 5] = [
+    const ALL: [(SortBy, &'static str, &'static str); 6] = [
         (SortBy::SofaHigh, "sofa", "SOFA, highest first"),
+        (SortBy::RiskHigh, "risk", "Predicted risk, highest first"),
         (SortBy::LactateHigh, "lactate", "Lactate, highest first"),
         (SortBy::MapLow, "map", "MAP, lowest first"),
         (SortBy::StepsMost, "steps", "Steps, most first"),
@@ -117,6 +122,7 @@ impl SortBy {
             SortBy::Id => rows.sort_by(|a, b| a.id.cmp(&b.id)),
             SortBy::SofaHigh => rows.sort_by(|a, b| desc(a.sofa).total_cmp(&desc(b.sofa))),
             SortBy::LactateHigh => rows.sort_by(|a, b| desc(a.lactate).total_cmp(&desc(b.lactate))),
+            SortBy::RiskHigh => rows.sort_by(|a, b| desc(a.risk).total_cmp(&desc(b.risk))),
             SortBy::MapLow => rows.sort_by(|a, b| a.map.unwrap_or(f64::INFINITY).total_cmp(&b.map.unwrap_or(f64::INFINITY))),
             SortBy::StepsMost => rows.sort_by_key(|r| std::cmp::Reverse(r.steps)),
         }
@@ -227,9 +233,24 @@ fn CohortReport(report: sepsis_core::cohort::csv_format::Report) -> impl IntoVie
 #[component]
 fn PatientList() -> impl IntoView {
     let state = expect_context::<AppState>();
+    let link = expect_context::<Link>();
     let search = RwSignal::new(String::new());
     let sort = RwSignal::new(SortBy::SofaHigh);
-    let rows = Memo::new(move |_| state.cohort.with(|c| c.cohort.patients.iter().map(Row::of).collect::<Vec<_>>()));
+    let rows = Memo::new(move |_| state.cohort.with(|c| c.cohort.patients.iter().map(|p| Row::of(p, c.survival.get(&p.id).copied())).collect::<Vec<_>>()));
+    // Once the models are ready, the world model ranks the patients whose
+    // risk is not known yet (one request at a time).
+    Effect::new(move |_| {
+        if state.models.get() != ModelStatus::Ready {
+            return;
+        }
+        let missing = state.cohort.with(|c| {
+            (c.survival_request.is_none()).then(|| c.cohort.patients.iter().filter(|p| !c.survival.contains_key(&p.id)).map(|p| (p.id.clone(), course_until(p, p.steps.len() - 1))).collect::<Vec<_>>())
+        });
+        let Some(missing) = missing.filter(|m| !m.is_empty()) else { return };
+        let (ids, courses): (Vec<String>, Vec<_>) = missing.into_iter().unzip();
+        let request = link.with_value(|l| l.send(sepsis_core::protocol::RequestBody::PredictRisks { courses }));
+        state.cohort.update(|c| c.survival_request = Some((request, ids)));
+    });
     let shown = move || {
         let needle = search.get().trim().to_lowercase();
         let mut rows: Vec<Row> = rows.get().into_iter().filter(|r| needle.is_empty() || r.id.to_lowercase().contains(&needle)).collect();
@@ -250,7 +271,7 @@ fn PatientList() -> impl IntoView {
                 <span>{move || { let n = shown().len(); if n > LIST_ROWS { format!("{n} patients; the first {LIST_ROWS} are listed") } else { format!("{n} patients") } }}</span>
             </div>
             <table class="patients" data-test="patient-list">
-                <thead><tr><th>"Patient"</th><th>"Steps (4 h)"</th><th>"SOFA"</th><th>"Lactate, mmol/L"</th><th>"MAP, mmHg"</th><th>"Outcome"</th><th></th></tr></thead>
+                <thead><tr><th>"Patient"</th><th>"Steps (4 h)"</th><th>"SOFA"</th><th>"Lactate, mmol/L"</th><th>"MAP, mmHg"</th><th>"Predicted risk of death"</th><th>"Outcome"</th><th></th></tr></thead>
                 <tbody>
                     {move || shown().into_iter().take(LIST_ROWS).map(|row| {
                         let (id, steps) = (row.id.clone(), row.steps);
@@ -261,6 +282,7 @@ fn PatientList() -> impl IntoView {
                                 <td>{cell(row.sofa, 0)}</td>
                                 <td>{cell(row.lactate, 1)}</td>
                                 <td>{cell(row.map, 0)}</td>
+                                <td data-test="patient-risk">{row.risk.map(|r| format!("{:.0} %", 100.0 * r)).unwrap_or_else(|| "…".into())}</td>
                                 <td>{outcome_text(row.outcome)}</td>
                                 <td><button type="button" data-test="open-patient" on:click=move |_| open(id.clone(), steps)>"Open"</button></td>
                             </tr>
