@@ -94,6 +94,15 @@ pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path) -> Result
     }
 }
 
+/// The behaviour-cloned agent's adapter and the SHA-256 of its file.
+#[cfg(feature = "llm")]
+pub fn load_agent_bc_adapter() -> Result<(crate::llm::model::LoraAdapter, String), LookupError> {
+    let adapter_error = |message: String| LookupError::Model { name: "agent --stage bc".into(), path: AGENT_BC_ADAPTER.into(), message };
+    let bytes = std::fs::read(AGENT_BC_ADAPTER).map_err(|e| adapter_error(e.to_string()))?;
+    let adapter = crate::llm::model::LoraAdapter::from_safetensors(&bytes).map_err(|e| adapter_error(e.to_string()))?;
+    Ok((adapter, hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))))
+}
+
 /// An LLM agent row: its decision in every state, from the decision cache
 /// where it has one (`DECISIONS_DIR`).
 #[cfg(all(feature = "llm", feature = "eval"))]
@@ -105,13 +114,10 @@ fn llm_row(env: &IcuSepsis, name: &str) -> Result<NamedPolicy, LookupError> {
     let mut llm = crate::llm::generate::Llm::from_gguf(&mut std::io::BufReader::new(file)).map_err(|e| llm_error(e.to_string()))?;
     let mut identity = format!("{LLM_MODEL} {size} bytes, no adapter");
     if matches!(name, AGENT_BC | AGENT_BC_NO_SIM) {
-        let path = PathBuf::from(AGENT_BC_ADAPTER);
-        let adapter_error = |message: String| LookupError::Model { name: "agent --stage bc".into(), path: path.clone(), message };
-        let bytes = std::fs::read(&path).map_err(|e| adapter_error(e.to_string()))?;
-        let adapter = crate::llm::model::LoraAdapter::from_safetensors(&bytes).map_err(|e| adapter_error(e.to_string()))?;
-        llm.model.set_adapter(&adapter).map_err(|e| adapter_error(e.to_string()))?;
+        let (adapter, sha256) = load_agent_bc_adapter()?;
+        llm = llm.with_adapter(&adapter).map_err(|e| LookupError::Model { name: "agent --stage bc".into(), path: AGENT_BC_ADAPTER.into(), message: e.to_string() })?;
         // The decision cache is keyed by the adapter's contents.
-        identity = format!("{LLM_MODEL} {size} bytes, adapter sha256 {}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+        identity = format!("{LLM_MODEL} {size} bytes, adapter sha256 {sha256}");
     }
     let world_model = if matches!(name, LLM_ZERO_SHOT_WM | AGENT_BC) {
         let stem = Path::new(WORLD_MODEL);
