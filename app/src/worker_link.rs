@@ -93,6 +93,13 @@ impl WorkerLink {
         }
     }
 
+    /// Ask the worker to stop the agent's running decision, if one runs.
+    pub fn cancel_agent(&self) {
+        if let Some(request) = self.state.agent.with_untracked(|run| run.request.filter(|_| run.running)) {
+            self.send(RequestBody::Cancel { request });
+        }
+    }
+
     fn report(&self, error: WorkerError) {
         self.state.errors.update(|errors| errors.push(error));
     }

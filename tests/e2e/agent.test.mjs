@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { startServer, openBrowser, foreignRequests, outputDir, test_id as t } from './harness.mjs';
+import { startServer, openBrowser, foreignRequests, cancelRecommendation, outputDir, test_id as t } from './harness.mjs';
 
 let server;
 before(async () => { server = await startServer(); });
@@ -50,14 +50,7 @@ test('cancel stops a running recommendation before its prescription', async () =
     const { page, requests } = browser;
     await askTheAgent(page);
     await page.waitForFunction(() => (document.querySelector('[data-test="agent-text"]')?.textContent ?? '').length > 0, null, { timeout: 180_000 });
-    await page.locator(t('cancel-recommendation')).click();
-    await page.locator(t('agent-cancelled')).waitFor({ timeout: 10_000 });
-    const textAtCancel = await page.locator(t('agent-text')).innerText();
-    // Nothing more arrives: no prescription, no further text.
-    await page.waitForTimeout(2_000);
-    assert.equal(await page.locator(t('agent-prescription')).count(), 0);
-    assert.equal(await page.locator(t('agent-text')).innerText(), textAtCancel);
-    assert.ok(await page.locator(t('recommend-reference')).isEnabled(), 'the agent can be asked again');
+    await cancelRecommendation(page, page.locator(t('recommend-reference')));
     assert.deepEqual(foreignRequests(requests), [], 'nothing left 127.0.0.1');
     await page.locator(t('agent-check')).screenshot({ path: join(outputDir, 'agent-cancelled.png') });
   } finally {

@@ -6,6 +6,7 @@ import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -92,3 +93,18 @@ export function requestsCarrying(requestDetails, values) {
 }
 
 export const test_id = (name) => `[data-test="${name}"]`;
+
+/**
+ * Cancel the agent's running decision and check that it stopped: the notice
+ * appears, no prescription and no further text arrive, and `ask` (the
+ * button that started it) works again.
+ */
+export async function cancelRecommendation(page, ask) {
+  await page.locator(test_id('cancel-recommendation')).click();
+  await page.locator(test_id('agent-cancelled')).waitFor({ timeout: 10_000 });
+  const textAtCancel = await page.locator(test_id('agent-text')).innerText();
+  await page.waitForTimeout(2_000);
+  assert.equal(await page.locator(test_id('agent-prescription')).count(), 0, 'no prescription after cancel');
+  assert.equal(await page.locator(test_id('agent-text')).innerText(), textAtCancel, 'no text after cancel');
+  assert.ok(await ask.isEnabled(), 'the agent can be asked again');
+}

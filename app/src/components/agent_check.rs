@@ -23,11 +23,7 @@ pub fn AgentCheck() -> impl IntoView {
         let id = link.with_value(|l| l.send(RequestBody::Recommend(request)));
         state.agent.set(AgentRun { running: true, request: Some(id), ..AgentRun::default() });
     };
-    let cancel = move |_| {
-        if let Some(request) = state.agent.with_untracked(|run| run.request.filter(|_| run.running)) {
-            link.with_value(|l| l.send(RequestBody::Cancel { request }));
-        }
-    };
+    let cancel = move |_| link.with_value(|l| l.cancel_agent());
     let steps = move || {
         state.agent.with(|run| {
             run.steps

@@ -41,9 +41,10 @@ pub fn RecommendPanel(patient: Patient, step: usize) -> impl IntoView {
     let given = patient.steps[step].action;
     let course = course_until(&patient, step);
     let (id, export_course) = (patient.id.clone(), course.clone());
+    // Whether the agent's run is about this patient and step.
     let here = {
         let selection = selection.clone();
-        move || state.agent.with(|run| run.of.as_ref() == Some(&selection))
+        Memo::new(move |_| state.agent.with(|run| run.of.as_ref() == Some(&selection)))
     };
     let ready = move || state.models.get() == ModelStatus::Ready;
     let running = move || state.agent.with(|run| run.running);
@@ -52,14 +53,9 @@ pub fn RecommendPanel(patient: Patient, step: usize) -> impl IntoView {
         let id = link.with_value(|l| l.send(RequestBody::Recommend(request)));
         state.agent.set(AgentRun { running: true, request: Some(id), of: Some(selection.clone()), ..AgentRun::default() });
     };
-    let cancel = move |_| {
-        if let Some(request) = state.agent.with_untracked(|run| run.request.filter(|_| run.running)) {
-            link.with_value(|l| l.send(RequestBody::Cancel { request }));
-        }
-    };
-    let here_for_steps = here.clone();
+    let cancel = move |_| link.with_value(|l| l.cancel_agent());
     let simulations = move || {
-        if !here_for_steps() {
+        if !here.get() {
             return None;
         }
         Some(state.agent.with(|run| {
@@ -101,9 +97,8 @@ pub fn RecommendPanel(patient: Patient, step: usize) -> impl IntoView {
             }
         }
     };
-    let here_for_outcome = here.clone();
     let outcome = move || {
-        if !here_for_outcome() {
+        if !here.get() {
             return None;
         }
         state.agent.with(|run| {
@@ -140,7 +135,7 @@ pub fn RecommendPanel(patient: Patient, step: usize) -> impl IntoView {
             })
         })
     };
-    let text = move || if here() { state.agent.with(|run| run.text.clone()) } else { String::new() };
+    let text = move || if here.get() { state.agent.with(|run| run.text.clone()) } else { String::new() };
     view! {
         <section class="card wide" data-test="recommend-panel">
             <h3>"Recommendation for this step"</h3>

@@ -30,6 +30,46 @@ const FAR_FROM_DATA: f64 = 1.5;
 /// Observed steps drawn before the simulated ones.
 const HISTORY_STEPS: usize = 6;
 
+/// Why a treatment is drawn: its mark on the grid, its name and its colour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Clinician,
+    Agent,
+    WhatIf,
+}
+
+impl Role {
+    /// The roles of `action` on this grid (the clinician's and the agent's
+    /// choice may be the same cell).
+    fn of(action: Action, given: Action, prescribed: Option<Action>) -> Vec<Role> {
+        [(action == given).then_some(Role::Clinician), (Some(action) == prescribed).then_some(Role::Agent)].into_iter().flatten().collect()
+    }
+
+    fn mark(self) -> &'static str {
+        match self {
+            Role::Clinician => "C",
+            Role::Agent => "A",
+            Role::WhatIf => "",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Role::Clinician => "clinician's choice",
+            Role::Agent => "agent's prescription",
+            Role::WhatIf => "what-if",
+        }
+    }
+
+    fn color(self) -> &'static str {
+        match self {
+            Role::Clinician => ORANGE,
+            Role::Agent => GREEN,
+            Role::WhatIf => PURPLE,
+        }
+    }
+}
+
 /// Viridis (perceptually uniform, colour-blind safe) at t in [0, 1].
 fn viridis(t: f64) -> String {
     const STOPS: [(f64, f64, f64); 5] = [(68.0, 1.0, 84.0), (59.0, 82.0, 139.0), (33.0, 145.0, 140.0), (94.0, 201.0, 98.0), (253.0, 231.0, 37.0)];
@@ -97,7 +137,7 @@ pub fn TreatmentGrid(patient: Patient, step: usize) -> impl IntoView {
                 compared()
                     .into_iter()
                     .map(|action| {
-                        let role = if action == given { "clinician's choice" } else if Some(action) == prescribed.get() { "agent's prescription" } else { "what-if" };
+                        let role = Role::of(action, given, prescribed.get()).first().copied().unwrap_or(Role::WhatIf);
                         view! { <FanRow patient=patient.clone() step=step done=(*done).clone() action=action role=role situation=situation/> }
                     })
                     .collect_view(),
@@ -119,8 +159,6 @@ pub fn TreatmentGrid(patient: Patient, step: usize) -> impl IntoView {
 fn Grid(done: Simulated, situation: Situation, given: Action, prescribed: Option<Action>) -> impl IntoView {
     let state = expect_context::<AppState>();
     let last = done.simulation.steps.last().map(|s| s.candidates.clone()).unwrap_or_default();
-    let survival = |a: Action| last.iter().find(|c| c.action == a).map(|c| c.survival);
-    let disagreement = |a: Action| last.iter().find(|c| c.action == a).map(|c| c.disagreement).unwrap_or(0.0);
     let all: Vec<f64> = last.iter().map(|c| c.survival).collect();
     let (low, high) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
     let mut spread: Vec<f64> = last.iter().map(|c| c.disagreement).collect();
@@ -132,23 +170,18 @@ fn Grid(done: Simulated, situation: Situation, given: Action, prescribed: Option
             let cells = (0..LEVELS)
                 .map(|vaso| {
                     let action = Action { fluid, vaso };
-                    let s = survival(action).unwrap_or(0.0);
+                    let (s, spread) = last.iter().find(|c| c.action == action).map_or((0.0, 0.0), |c| (c.survival, c.disagreement));
                     let t = if high > low { (s - low) / (high - low) } else { 0.5 };
-                    let far = disagreement(action) > FAR_FROM_DATA * median;
+                    let far = spread > FAR_FROM_DATA * median;
                     let flags = violations(&situation, action);
-                    let mut marks = Vec::new();
-                    if action == given {
-                        marks.push("C");
-                    }
-                    if Some(action) == prescribed {
-                        marks.push("A");
-                    }
+                    let roles = Role::of(action, given, prescribed);
+                    let marks: Vec<&str> = roles.iter().map(|r| r.mark()).collect();
                     let label = format!(
                         "{action}: predicted survival {:.1} %{}{}{}",
                         100.0 * s,
                         if flags.is_empty() { String::new() } else { format!(", flags {}", flags.iter().map(|r| rule_code(*r)).collect::<Vec<_>>().join(" ")) },
                         if far { ", far from the data" } else { "" },
-                        marks.iter().map(|m| if *m == "C" { ", clinician's choice" } else { ", agent's prescription" }).collect::<String>(),
+                        roles.iter().map(|r| format!(", {}", r.label())).collect::<String>(),
                     );
                     let picked = move || state.what_if.with(|w| w.contains(&action));
                     let toggle = move |_| state.what_if.update(|w| if let Some(i) = w.iter().position(|a| *a == action) { w.remove(i); } else { w.push(action); });
@@ -198,17 +231,13 @@ fn Grid(done: Simulated, situation: Situation, given: Action, prescribed: Option
 
 /// One treatment's simulated course: a fan chart per key feature.
 #[component]
-fn FanRow(patient: Patient, step: usize, done: Simulated, action: Action, role: &'static str, situation: Situation) -> impl IntoView {
+fn FanRow(patient: Patient, step: usize, done: Simulated, action: Action, role: Role, situation: Situation) -> impl IntoView {
     let candidate = done.simulation.steps.first().and_then(|s| s.candidates.iter().position(|c| c.action == action))?;
     let course: Vec<_> = done.simulation.course(candidate).cloned().collect();
     let now = hour_of(step);
     let first = step.saturating_sub(HISTORY_STEPS - 1);
     let hours = (hour_of(first), now + HORIZON as f64 * STEP_HOURS);
-    let color = match role {
-        "clinician's choice" => ORANGE,
-        "agent's prescription" => GREEN,
-        _ => PURPLE,
-    };
+    let color = role.color();
     let charts = TIMELINE
         .iter()
         .filter(|c| KEY_FEATURES.contains(&c.key))
@@ -248,7 +277,7 @@ fn FanRow(patient: Patient, step: usize, done: Simulated, action: Action, role: 
         <div class="fan-row" data-test="fan-row" data-action=format!("{}-{}", action.fluid, action.vaso)>
             <h4>
                 <span class="swatch" style:background-color=color></span>
-                {format!("{action} ({role})")}
+                {format!("{action} ({})", role.label())}
             </h4>
             <p>{format!(
                 "Predicted survival {:.1} %, ensemble disagreement {:.2}; {flag_text}. Shaded: 10–90 % of the simulated values; dashed: median; solid: observed.",
