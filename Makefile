@@ -39,7 +39,7 @@ LLM := .cache/models/SmolLM2-135M-Instruct.Q8_0.gguf
 data: fetch
 	$(SEPSIS) data icu-sepsis --episodes 20000 --seed 2026 --split --out .cache/data/icu-sepsis.csv
 
-## Retrain the shipped baselines from the training split (public/models/baselines/).
+## Retrain the shipped baselines from the training split (public/models/).
 baselines: data
 	$(SEPSIS) train ai-clinician
 	$(SEPSIS) train ddqn

@@ -34,6 +34,7 @@ pub mod planner;
 #[cfg(feature = "eval")]
 pub mod policy;
 pub mod protocol;
+pub mod report;
 pub mod simulation;
 #[cfg(feature = "ml")]
 pub mod world_model;

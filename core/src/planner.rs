@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::action::{Action, N_ACTIONS};
 use crate::guideline::{violations, Situation};
 use crate::world_model::ensemble::History;
+use crate::world_model::cpu_inference::FastState;
 use crate::world_model::WorldModel;
+use candle_core::{Device, Tensor};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MpcConfig {
@@ -52,6 +54,10 @@ pub struct CandidateScore {
 /// Score every action for each history (the last entry's action is ignored:
 /// it is the decision being made). `logged[h][a]`: how often clinicians gave
 /// action `a` in states like history `h`'s.
+///
+/// Each member reads a history's earlier steps once; the 25 candidates then
+/// start from that state (the fast CPU path, `cpu_inference.rs`), each
+/// following the member's mean for `horizon` steps.
 pub fn score_all(
     model: &WorldModel,
     histories: &[History],
@@ -60,31 +66,26 @@ pub fn score_all(
     config: &MpcConfig,
 ) -> candle_core::Result<Vec<Vec<CandidateScore>>> {
     let members = model.members();
-    // One rollout per (history, action, member), advanced together.
-    let mut rollouts: Vec<(usize, usize, History)> = Vec::new();
-    for (h, history) in histories.iter().enumerate() {
-        for a in 0..N_ACTIONS {
-            let action = Action::from_index(a).expect("0..25");
-            for m in 0..members {
-                let mut own = history.clone();
-                own.last_mut().expect("non-empty history").1 = action;
-                rollouts.push((h, m, own));
+    let rows = histories.len() * N_ACTIONS;
+    // survival[m][h * 25 + a] after the horizon.
+    let mut survival = vec![vec![0.0f64; rows]; members];
+    for (m, member_survival) in survival.iter_mut().enumerate() {
+        let net = model.fast_member(m);
+        let mut state = shared_context(model, m, histories)?;
+        let mut current: Vec<Vec<Option<f64>>> =
+            histories.iter().flat_map(|h| std::iter::repeat_n(&h.last().expect("non-empty history").0, N_ACTIONS)).cloned().collect();
+        for step in 0..config.horizon {
+            let x = candidate_inputs(model, &current)?;
+            net.step(&x, &mut state)?;
+            let output = net.heads(&state)?;
+            for (r, logit) in output.outcome_logit.iter().enumerate() {
+                member_survival[r] = 1.0 - 1.0 / (1.0 + (-f64::from(*logit)).exp());
             }
-        }
-    }
-    let mut survival = vec![0.0f64; rollouts.len()];
-    for step in 0..config.horizon {
-        let histories: Vec<History> = rollouts.iter().map(|(_, _, h)| h.clone()).collect();
-        let predictions = model.predict(&model.encode(&histories)?)?;
-        let means: Vec<Vec<Vec<f32>>> = predictions.iter().map(|p| p.mean.to_vec2()).collect::<candle_core::Result<_>>()?;
-        let deaths: Vec<Vec<f32>> =
-            predictions.iter().map(|p| candle_nn::ops::sigmoid(&p.outcome_logit)?.to_vec1()).collect::<candle_core::Result<_>>()?;
-        for (r, (_, member, history)) in rollouts.iter_mut().enumerate() {
-            // Each rollout follows its own member.
-            survival[r] = 1.0 - deaths[*member][r] as f64;
             if step + 1 < config.horizon {
-                let (current, action) = history.last().expect("non-empty").clone();
-                history.push((model.predicted_values(&current, &means[*member][r]), action));
+                let dynamic = model.card.layout.dynamic.len();
+                for (r, values) in current.iter_mut().enumerate() {
+                    *values = model.predicted_values(values, &output.mean[r * dynamic..(r + 1) * dynamic]);
+                }
             }
         }
     }
@@ -92,8 +93,7 @@ pub fn score_all(
     for (h, situation) in situations.iter().enumerate() {
         for a in 0..N_ACTIONS {
             let action = Action::from_index(a).expect("0..25");
-            let start = (h * N_ACTIONS + a) * members;
-            let values = &survival[start..start + members];
+            let values: Vec<f64> = survival.iter().map(|member| member[h * N_ACTIONS + a]).collect();
             let mean = values.iter().sum::<f64>() / members as f64;
             let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / members as f64).sqrt();
             let violated = violations(situation, action).len();
@@ -105,6 +105,54 @@ pub fn score_all(
     Ok(scores)
 }
 
+/// Member `m`'s state after each history's steps before the decision (the
+/// newest `window - 1`), repeated for the 25 candidates: row `h * 25 + a`.
+/// Histories are read in groups of equal length, as the GRU has no padding.
+fn shared_context(model: &WorldModel, m: usize, histories: &[History]) -> candle_core::Result<FastState> {
+    let net = model.fast_member(m);
+    let (layout, normaliser) = (&model.card.layout, &model.card.normaliser);
+    let dim = layout.input_dim();
+    let earlier = |h: &History| (h.len() - 1).min(model.card.config.window - 1);
+    let mut lengths: Vec<usize> = histories.iter().map(earlier).collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    let mut parts = Vec::with_capacity(lengths.len());
+    // Where each history's row lands in the stacked groups.
+    let mut position = vec![0u32; histories.len()];
+    let mut stacked = 0u32;
+    for &steps in &lengths {
+        let group: Vec<usize> = (0..histories.len()).filter(|&h| earlier(&histories[h]) == steps).collect();
+        let mut state = net.zero_state(group.len())?;
+        for t in 0..steps {
+            let mut x = Vec::with_capacity(group.len() * dim);
+            for &h in &group {
+                let history = &histories[h];
+                let (values, action) = &history[history.len() - 1 - steps + t];
+                layout.encode(normaliser, values, *action, &mut x);
+            }
+            net.step(&Tensor::from_vec(x, (group.len(), dim), &Device::Cpu)?, &mut state)?;
+        }
+        for &h in &group {
+            position[h] = stacked;
+            stacked += 1;
+        }
+        parts.push(state);
+    }
+    let rows: Vec<u32> = position.iter().flat_map(|&p| std::iter::repeat_n(p, N_ACTIONS)).collect();
+    FastState::select(&parts, &rows)
+}
+
+/// The decision step's input for every row `h * 25 + a`: the row's values
+/// with candidate `a`.
+fn candidate_inputs(model: &WorldModel, current: &[Vec<Option<f64>>]) -> candle_core::Result<Tensor> {
+    let (layout, normaliser) = (&model.card.layout, &model.card.normaliser);
+    let mut x = Vec::with_capacity(current.len() * layout.input_dim());
+    for (r, values) in current.iter().enumerate() {
+        layout.encode(normaliser, values, Action::from_index(r % N_ACTIONS).expect("0..25"), &mut x);
+    }
+    Tensor::from_vec(x, (current.len(), layout.input_dim()), &Device::Cpu)
+}
+
 /// The best-scoring supported candidate (ties to the lower index: less
 /// treatment first). Where no candidate is supported, the most often logged.
 pub fn best(scores: &[CandidateScore]) -> &CandidateScore {
@@ -113,6 +161,32 @@ pub fn best(scores: &[CandidateScore]) -> &CandidateScore {
         Some(&first) => supported.into_iter().fold(first, |best, c| if c.score > best.score + 1e-12 { c } else { best }),
         None => scores.iter().fold(&scores[0], |best, c| if c.logged > best.logged { c } else { best }),
     }
+}
+
+/// The history the planner reads at each step of a logged course: the steps
+/// so far, the newest one's action being the decision to make.
+pub fn step_histories(patient: &crate::cohort::Patient) -> Vec<History> {
+    (1..=patient.steps.len()).map(|end| patient.steps[..end].iter().map(|s| (s.values.clone(), s.action)).collect()).collect()
+}
+
+/// The planner's choice for each history, in batches of `BATCH` (rollouts
+/// of a batch advance together). `support` gives what clinicians did in
+/// states like each history's newest step.
+#[cfg(feature = "eval")]
+pub fn choose(
+    model: &WorldModel,
+    support: &crate::baselines::ai_clinician::AiClinician,
+    histories: &[History],
+    situations: &[Situation],
+    config: &MpcConfig,
+) -> candle_core::Result<Vec<Action>> {
+    const BATCH: usize = 64;
+    let logged: Vec<[u32; N_ACTIONS]> = histories.iter().map(|h| support.logged_counts(&h.last().expect("non-empty history").0)).collect();
+    let mut actions = Vec::with_capacity(histories.len());
+    for ((chunk_h, chunk_s), chunk_l) in histories.chunks(BATCH).zip(situations.chunks(BATCH)).zip(logged.chunks(BATCH)) {
+        actions.extend(score_all(model, chunk_h, chunk_s, chunk_l, config)?.iter().map(|scores| best(scores).action));
+    }
+    Ok(actions)
 }
 
 /// The guideline situation of the newest step of a history.
@@ -135,15 +209,9 @@ pub mod icu_sepsis {
     /// and counts from the training split).
     pub fn policy_table(model: &WorldModel, support: &AiClinician, env: &IcuSepsis, config: &MpcConfig) -> candle_core::Result<PolicyTable> {
         let histories: Vec<History> = (0..N_PATIENT_STATES).map(|s| vec![(state_features(env, s), Action::NONE)]).collect();
-        let logged: Vec<[u32; N_ACTIONS]> = histories.iter().map(|h| support.logged_counts(&h[0].0)).collect();
         // State-level evaluation has no previous step: rules needing one do not apply.
         let situations: Vec<Situation> = histories.iter().map(|h| Situation { first_step: false, ..situation_of(h) }).collect();
-        let mut actions = Vec::with_capacity(N_PATIENT_STATES);
-        for ((chunk_h, chunk_s), chunk_l) in histories.chunks(64).zip(situations.chunks(64)).zip(logged.chunks(64)) {
-            for scores in score_all(model, chunk_h, chunk_s, chunk_l, config)? {
-                actions.push(best(&scores).action.index());
-            }
-        }
+        let actions: Vec<usize> = choose(model, support, &histories, &situations, config)?.iter().map(|a| a.index()).collect();
         PolicyTable::deterministic(&actions).map_err(candle_core::Error::wrap)
     }
 }
@@ -215,6 +283,49 @@ mod tests {
         assert_eq!(none.violations, 2, "G1 and initial resuscitation are counted even without a penalty");
         assert_eq!(best(&scores[0]).action, Action { fluid: 1, vaso: 0 });
         assert!(scores[0].iter().filter(|c| c.supported).count() == 2);
+    }
+
+    /// Reference: every candidate's window re-read in full by the candle
+    /// model (`WorldModel::predict`), step by step, as the planner once did.
+    fn survival_by_rereading(model: &WorldModel, history: &History, action: Action, member: usize, horizon: usize) -> f64 {
+        let mut own = history.clone();
+        own.last_mut().unwrap().1 = action;
+        let mut survival = 0.0;
+        for step in 0..horizon {
+            let prediction = &model.predict(&model.encode(std::slice::from_ref(&own)).unwrap()).unwrap()[member];
+            let logit: Vec<f32> = prediction.outcome_logit.to_vec1().unwrap();
+            survival = 1.0 - 1.0 / (1.0 + (-f64::from(logit[0])).exp());
+            if step + 1 < horizon {
+                let mean: Vec<Vec<f32>> = prediction.mean.to_vec2().unwrap();
+                let next = model.predicted_values(&own.last().unwrap().0, &mean[0]);
+                own.push((next, action));
+            }
+        }
+        survival
+    }
+
+    #[test]
+    fn reading_the_context_once_scores_as_rereading_every_window() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let model = WorldModel::load(&std::path::Path::new(root).join("public/models/world-model")).unwrap();
+        let text = std::fs::read_to_string(format!("{root}/public/demo/icu-sepsis-demo.csv")).unwrap();
+        let (cohort, _) = crate::cohort::csv_format::read_cohort("demo", text.as_bytes());
+        // Decision points with 1 to 9 steps of history, mixed in one batch.
+        let long = cohort.patients.iter().find(|p| p.steps.len() >= 9).unwrap();
+        let histories: Vec<History> = step_histories(long).into_iter().take(9).chain(step_histories(&cohort.patients[0]).into_iter().take(2)).collect();
+        let situations: Vec<Situation> = histories.iter().map(situation_of).collect();
+        let logged = vec![[0u32; N_ACTIONS]; histories.len()];
+        let config = MpcConfig::default();
+        assert!(histories.iter().all(|h| h.len() + config.horizon <= model.card.config.window + 1), "within the window both ways read the same steps");
+        let scores = score_all(&model, &histories, &situations, &logged, &config).unwrap();
+        for (h, history) in histories.iter().enumerate() {
+            for a in [0, 7, 12, 24] {
+                let action = Action::from_index(a).unwrap();
+                let members: Vec<f64> = (0..model.members()).map(|m| survival_by_rereading(&model, history, action, m, config.horizon)).collect();
+                let mean = members.iter().sum::<f64>() / members.len() as f64;
+                assert!((scores[h][a].survival - mean).abs() < 1e-5, "history {h} ({} steps), action {a}: {} vs {mean}", history.len(), scores[h][a].survival);
+            }
+        }
     }
 
     fn candidate(a: usize, score: f64, logged: u32) -> CandidateScore {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::cohort::csv_format::Report;
 use crate::cohort::Cohort;
 use crate::compute::{BackendKind, BackendReport};
+use crate::report::CohortReport;
 use crate::agent::decision::{Trace, TraceEvent};
 use crate::simulation::{CourseStep, SimulateRequest, Simulation, SimulationStep};
 
@@ -55,6 +56,10 @@ pub enum RequestBody {
     /// Diagnostics: make the worker panic, so the crash-recovery path (typed
     /// error event, restart, UI notice) can be exercised on demand.
     DiagnosticPanic,
+    /// Decide at every step of the cohort's patients and report the
+    /// decisions against the clinicians' (`ReportProgress`, then
+    /// `CohortReported`); `Cancel` stops it between decisions.
+    CohortReport(CohortReportRequest),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -90,6 +95,9 @@ pub enum EventBody {
     Risks { survival: Vec<f64> },
     /// The request was cancelled; what it had done so far.
     Cancelled { events: Vec<TraceEvent>, elapsed_ms: f64 },
+    /// Decisions made so far for a cohort report.
+    ReportProgress { decided: usize, total: usize },
+    CohortReported { report: CohortReport, elapsed_ms: f64 },
     Error(WorkerError),
     /// The request finished (successfully or after an `Error`).
     Done,
@@ -153,6 +161,24 @@ impl AgentKind {
     pub fn trained(self) -> bool {
         matches!(self, AgentKind::Agent | AgentKind::AgentNoSim)
     }
+}
+
+/// Who decides at each step of a cohort report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReportDecider {
+    /// The world-model planner (`wm-mpc`, the agent's teacher): seconds for
+    /// a whole cohort.
+    Planner,
+    /// An LLM agent, one full decision per step: seconds per step.
+    Agent(AgentKind),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CohortReportRequest {
+    pub cohort: Cohort,
+    pub decider: ReportDecider,
+    /// Seeds the agent's simulations and the bootstrap intervals.
+    pub seed: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use sepsis_core::cohort::csv_format::read_cohort;
 use sepsis_core::curriculum::example::Example;
 use sepsis_core::curriculum::lora_training::{example_loss, mean_loss, train_lora, Checkpoint, LoraTrainingConfig, SharedPrefix};
 use sepsis_core::curriculum::teacher::{decision_points, teacher_examples};
-use sepsis_core::eval::policies::load_ai_clinician;
+use sepsis_core::eval::policies::{load_ai_clinician, AI_CLINICIAN_MODEL};
 use sepsis_core::llm::generate::Llm;
 use sepsis_core::world_model::WorldModel;
 
@@ -23,7 +23,7 @@ fn teacher(llm: &Llm, decisions: usize) -> Vec<Example> {
     let path = format!("{ROOT}/public/demo/icu-sepsis-demo.csv");
     let (cohort, _) = read_cohort("demo", std::fs::File::open(&path).unwrap());
     let model = WorldModel::load(Path::new(&format!("{ROOT}/public/models/world-model"))).unwrap();
-    let support = load_ai_clinician(Path::new(&format!("{ROOT}/public/models/baselines"))).unwrap();
+    let support = load_ai_clinician(Path::new(&format!("{ROOT}/{AI_CLINICIAN_MODEL}"))).unwrap();
     let courses = decision_points(&cohort, decisions, 7);
     let (examples, report) = teacher_examples(&courses, &model, &support, &llm.tokenizer, |_| {}).unwrap();
     assert_eq!(report.decisions, decisions);

@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use sepsis_core::agent::decision::{Decision, Progress, Simulator};
+use sepsis_core::agent::decision::{Decision, Progress, Simulator, Trace};
 use sepsis_core::agent::observation::system_prompt;
 use sepsis_core::agent::runtime::{system_session, Decoding, LlmProposer, WorldModelSimulator};
 use sepsis_core::llm::generate::{Llm, Sampling, Session};
@@ -49,35 +49,51 @@ pub(crate) async fn handle(state: &Rc<RefCell<WorkerState>>, id: RequestId, requ
     };
     let start = js_sys::Date::now();
     let can_simulate = request.agent.can_simulate();
-    let system = match system(state, request.agent) {
-        Ok(system) => system,
+    let mut proposer = match proposer(state, request.agent) {
+        Ok(proposer) => proposer,
         Err((kind, message)) => return fail(kind, message),
     };
-    let mut proposer = LlmProposer::new(system, Sampling::GREEDY, Decoding::DEFAULT);
     let mut world_model = WorldModelSimulator { model: &simulator.cpu, samples: 16, seed: request.seed };
     let tool: Option<&mut dyn Simulator> = if can_simulate { Some(&mut world_model) } else { None };
     let mut events = Vec::new();
-    let trace = {
-        let mut decision = Decision::new(&mut proposer, tool, &request.course);
-        loop {
-            if state.borrow_mut().cancelled.remove(&id) {
-                post(&Event::reply(id, EventBody::Cancelled { events, elapsed_ms: js_sys::Date::now() - start }));
-                return;
-            }
-            match decision.advance() {
-                Ok(Progress::Text(text)) => post(&Event::reply(id, EventBody::AgentToken { text })),
-                Ok(Progress::Event(event)) => {
-                    post(&Event::reply(id, EventBody::AgentStep(event.clone())));
-                    events.push(event);
-                }
-                Ok(Progress::Done(trace)) => break trace,
-                Err(e) => return fail(ErrorKind::Internal, format!("the decision failed: {e}")),
-            }
-            yield_now().await;
+    let streamed = drive(state, id, Decision::new(&mut proposer, tool, &request.course), |progress| match progress {
+        Progress::Text(text) => post(&Event::reply(id, EventBody::AgentToken { text })),
+        Progress::Event(event) => {
+            post(&Event::reply(id, EventBody::AgentStep(event.clone())));
+            events.push(event);
         }
-    };
-    let done = Recommended { trace, elapsed_ms: js_sys::Date::now() - start, generated_tokens: proposer.generated_tokens, prompt_tokens: proposer.prompt_tokens };
-    post(&Event::reply(id, EventBody::Recommended(done)));
+        Progress::Done(_) => {}
+    })
+    .await;
+    match streamed {
+        Ok(Some(trace)) => {
+            let done = Recommended { trace, elapsed_ms: js_sys::Date::now() - start, generated_tokens: proposer.generated_tokens, prompt_tokens: proposer.prompt_tokens };
+            post(&Event::reply(id, EventBody::Recommended(done)));
+        }
+        Ok(None) => post(&Event::reply(id, EventBody::Cancelled { events, elapsed_ms: js_sys::Date::now() - start })),
+        Err(message) => fail(ErrorKind::Internal, message),
+    }
+}
+
+/// Run one decision to its end, handing every step of progress to
+/// `on_progress` and yielding in between; `None` if request `id` was
+/// cancelled first.
+pub(crate) async fn drive(state: &Rc<RefCell<WorkerState>>, id: RequestId, mut decision: Decision<'_>, mut on_progress: impl FnMut(Progress)) -> Result<Option<Trace>, String> {
+    loop {
+        if cancelled(state, id) {
+            return Ok(None);
+        }
+        match decision.advance().map_err(|e| format!("the decision failed: {e}"))? {
+            Progress::Done(trace) => return Ok(Some(trace)),
+            progress => on_progress(progress),
+        }
+        yield_now().await;
+    }
+}
+
+/// A proposer for LLM agent `agent`, starting from its system prompt (read once per model).
+pub(crate) fn proposer(state: &Rc<RefCell<WorkerState>>, agent: AgentKind) -> Result<LlmProposer, (ErrorKind, String)> {
+    Ok(LlmProposer::new(system(state, agent)?, Sampling::GREEDY, Decoding::DEFAULT))
 }
 
 /// `MeasureLlm`: prefill and decode timings on this device.
@@ -118,14 +134,19 @@ pub(crate) fn measure(state: &Rc<RefCell<WorkerState>>, id: RequestId, decode_to
     post(&Event::reply(id, EventBody::LlmSpeed(LlmSpeed { system_prompt_tokens, system_prompt_ms, prompt_tokens, prompt_ms, decode_tokens: written, decode_ms })));
 }
 
-/// A `Cancel` for `request`: noted, and acted on at the decision's next step.
+/// A `Cancel` for `request`: noted, and acted on at the work's next step.
 pub(crate) fn cancel(state: &Rc<RefCell<WorkerState>>, request: RequestId) {
     state.borrow_mut().cancelled.insert(request);
 }
 
+/// Whether `request` was asked to stop (the note is used up).
+pub(crate) fn cancelled(state: &Rc<RefCell<WorkerState>>, request: RequestId) -> bool {
+    state.borrow_mut().cancelled.remove(&request)
+}
+
 /// Let the worker read its messages (a `Cancel`) before going on. A message
 /// to ourselves is a macrotask without `setTimeout`'s minimum delay.
-async fn yield_now() {
+pub(crate) async fn yield_now() {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
         let Ok(channel) = web_sys::MessageChannel::new() else {
             let _ = resolve.call0(&JsValue::NULL);

@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod gpu;
 pub mod gpu_world_model;
+pub mod report;
 pub mod simulator;
 pub mod store;
 
@@ -32,7 +33,9 @@ pub(crate) struct WorkerState {
     simulator: Option<Rc<simulator::Simulator>>,
     /// Built from the loaded GGUF on the first recommendation.
     llm: Option<agent::LoadedLlm>,
-    /// Recommendations asked to stop.
+    /// The AI Clinician's clusters, parsed on the first cohort report.
+    support: Option<Rc<sepsis_core::baselines::ai_clinician::AiClinician>>,
+    /// Recommendations and reports asked to stop.
     cancelled: std::collections::HashSet<RequestId>,
 }
 
@@ -90,6 +93,7 @@ async fn handle(state: Rc<RefCell<WorkerState>>, request: Request) {
             reply(EventBody::CohortLoaded { cohort, report });
         }
         RequestBody::PredictRisks { courses } => simulator::risks(&state, id, courses).await,
+        RequestBody::CohortReport(request) => report::handle(&state, id, request).await,
         RequestBody::DiagnosticPanic => panic!("diagnostic panic requested by the app (request {id})"),
     }
     reply(EventBody::Done);
@@ -123,6 +127,7 @@ async fn load_models(state: &Rc<RefCell<WorkerState>>, id: RequestId) {
     state.models = models;
     state.simulator = None;
     state.llm = None;
+    state.support = None;
     emit(EventBody::ModelsReady);
 }
 

@@ -114,15 +114,20 @@ impl AiClinician {
         Self { config, standardiser, centres, actions, support, action_counts }
     }
 
+    /// The cluster (learnt state) a step's clinical values fall in.
+    pub fn cluster(&self, values: &[Option<f64>]) -> usize {
+        nearest(&self.centres, &dynamic_features(&self.standardiser, values))
+    }
+
     /// The learnt action for a step's clinical values.
     pub fn act(&self, values: &[Option<f64>]) -> usize {
-        self.actions[nearest(&self.centres, &dynamic_features(&self.standardiser, values))]
+        self.actions[self.cluster(values)]
     }
 
     /// How often clinicians gave each action in the logged steps of the
     /// cluster these values fall in.
     pub fn logged_counts(&self, values: &[Option<f64>]) -> [u32; N_ACTIONS] {
-        self.action_counts.get(nearest(&self.centres, &dynamic_features(&self.standardiser, values))).copied().unwrap_or([0; N_ACTIONS])
+        self.action_counts.get(self.cluster(values)).copied().unwrap_or([0; N_ACTIONS])
     }
 
     /// Its policy on every ICU-Sepsis patient state.

@@ -4,6 +4,7 @@
 #[cfg(all(feature = "llm", feature = "eval"))]
 pub mod agent_policy;
 pub mod ceiling;
+pub mod cohort_report;
 pub mod exact;
 pub mod ope;
 pub mod policies;

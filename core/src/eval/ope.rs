@@ -15,10 +15,10 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
 
 use crate::action::N_ACTIONS;
 use crate::cohort::{Cohort, Outcome};
+pub use crate::report::{Interval, OpeReport};
 
 pub const SOFTENING: f64 = 0.01;
 pub const BOOTSTRAP_SAMPLES: usize = 200;
@@ -171,21 +171,13 @@ pub fn estimate(episodes: &[&LoggedEpisode], pi_e: &[[f64; N_ACTIONS]], pi_b: &[
     PointEstimates { wis, wpdis, dr, ess }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct Interval {
-    pub estimate: f64,
-    pub low: f64,
-    pub high: f64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct OpeReport {
-    pub wis: Interval,
-    pub wpdis: Interval,
-    pub dr: Interval,
-    /// Effective sample size of the WIS weights, out of `episodes`.
-    pub ess: f64,
-    pub episodes: usize,
+/// The 2.5 and 97.5 percentiles of bootstrap `samples` around `estimate`
+/// (non-finite samples, from resamples with zero total weight, dropped).
+pub fn percentile_interval(estimate: f64, mut samples: Vec<f64>) -> Interval {
+    samples.retain(|v| v.is_finite());
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples.get(((samples.len().max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or(f64::NAN);
+    Interval { estimate, low: at(0.025), high: at(0.975) }
 }
 
 /// All estimators with percentile-bootstrap 95% intervals (episodes resampled;
@@ -203,12 +195,7 @@ pub fn evaluate(episodes: &[LoggedEpisode], n_states: usize, pi_e: &[[f64; N_ACT
             estimate(&resample, &pi_e, &pi_b, &q)
         })
         .collect();
-    let interval = |estimate: f64, pick: fn(&PointEstimates) -> f64| {
-        let mut values: Vec<f64> = samples.iter().map(pick).filter(|v| v.is_finite()).collect();
-        values.sort_by(f64::total_cmp);
-        let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-        Interval { estimate, low: at(0.025), high: at(0.975) }
-    };
+    let interval = |estimate: f64, pick: fn(&PointEstimates) -> f64| percentile_interval(estimate, samples.iter().map(pick).collect());
     OpeReport {
         wis: interval(point.wis, |p| p.wis),
         wpdis: interval(point.wpdis, |p| p.wpdis),

@@ -1,5 +1,6 @@
 //! Every policy the scoreboard knows, by name: the untrained baselines and
-//! the trained ones, whose small model files ship in `public/models/baselines/`.
+//! the trained ones, whose small model files ship in `public/models/baselines/`
+//! (the AI Clinician in `public/models/`: the app's worker uses its clusters).
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,9 @@ use crate::policy::{Baseline, PolicyTable};
 
 /// Where trained baselines are kept, relative to the repository root.
 pub const BASELINES_DIR: &str = "public/models/baselines";
+/// The AI Clinician: its clusters and logged action counts are also the
+/// planner's support and the cohort report's states, in the CLI and the app.
+pub const AI_CLINICIAN_MODEL: &str = "public/models/ai-clinician.json";
 pub const AI_CLINICIAN: &str = "ai-clinician";
 pub const DDQN: &str = "ddqn";
 pub const WM_MPC: &str = "wm-mpc";
@@ -48,16 +52,10 @@ pub enum LookupError {
     Model { name: String, path: PathBuf, message: String },
 }
 
-pub fn model_path(baselines_dir: &Path, name: &str) -> PathBuf {
-    baselines_dir.join(format!("{name}.json"))
-}
-
-/// The trained AI Clinician (its clusters and logged action counts are also
-/// the planner's support).
-pub fn load_ai_clinician(baselines_dir: &Path) -> Result<AiClinician, LookupError> {
-    let path = model_path(baselines_dir, AI_CLINICIAN);
-    let model_error = |message: String| LookupError::Model { name: AI_CLINICIAN.into(), path: path.clone(), message };
-    let text = std::fs::read_to_string(&path).map_err(|e| model_error(e.to_string()))?;
+/// The trained AI Clinician (`AI_CLINICIAN_MODEL`).
+pub fn load_ai_clinician(path: &Path) -> Result<AiClinician, LookupError> {
+    let model_error = |message: String| LookupError::Model { name: AI_CLINICIAN.into(), path: path.to_path_buf(), message };
+    let text = std::fs::read_to_string(path).map_err(|e| model_error(e.to_string()))?;
     let model: AiClinician = serde_json::from_str(&text).map_err(|e| model_error(e.to_string()))?;
     if model.action_counts.is_empty() {
         return Err(model_error("the file predates logged action counts".into()));
@@ -70,7 +68,7 @@ pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path) -> Result
         return Ok(NamedPolicy { name: name.into(), table: baseline.table(env), oracle: baseline == Baseline::Optimal, agent: None });
     }
     match name {
-        AI_CLINICIAN => Ok(NamedPolicy { name: name.into(), table: load_ai_clinician(baselines_dir)?.policy_table(env), oracle: false, agent: None }),
+        AI_CLINICIAN => Ok(NamedPolicy { name: name.into(), table: load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?.policy_table(env), oracle: false, agent: None }),
         #[cfg(feature = "ml")]
         DDQN => {
             let stem = baselines_dir.join(name);
@@ -83,7 +81,7 @@ pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path) -> Result
             let stem = Path::new(WORLD_MODEL);
             let model_error = |message: String| LookupError::Model { name: "world-model".into(), path: stem.with_extension("safetensors"), message };
             let model = crate::world_model::WorldModel::load(stem).map_err(|e| model_error(e.to_string()))?;
-            let support = load_ai_clinician(baselines_dir)?;
+            let support = load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?;
             let table = crate::planner::icu_sepsis::policy_table(&model, &support, env, &crate::planner::MpcConfig::default())
                 .map_err(|e| model_error(e.to_string()))?;
             Ok(NamedPolicy { name: name.into(), table, oracle: false, agent: None })

@@ -3,8 +3,6 @@
 //! (expected visits), split by whether it is the first step and by the
 //! previous step's vasopressor level, which G2 needs.
 
-use serde::Serialize;
-
 use crate::action::Action;
 use crate::cohort::schema::idx;
 use crate::env::clinical::state_features;
@@ -12,20 +10,7 @@ use crate::env::icu_sepsis::{IcuSepsis, N_PATIENT_STATES};
 use crate::eval::exact::{occupancy, ExactError};
 use crate::guideline::{violations, Rule, Situation};
 use crate::policy::PolicyTable;
-
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct SafetyRates {
-    /// Share of decisions violating G1 (under-treatment).
-    pub g1_rate: f64,
-    /// Share violating G2 (vasopressor raised at target).
-    pub g2_rate: f64,
-    /// G1 + G2, as the paper's "unsafe actions".
-    pub unsafe_rate: f64,
-    /// Share of decisions outside the actions clinicians took in that state.
-    pub out_of_support_rate: f64,
-    /// Share of decisions that violate none of the rules of [`crate::guideline`].
-    pub guideline_adherence: f64,
-}
+pub use crate::report::SafetyRates;
 
 /// The guideline situation of a state, from its clinical values.
 pub fn state_situation(env: &IcuSepsis, state: usize) -> Situation {

@@ -110,6 +110,19 @@ pub struct FastState {
     outcome: Tensor,
 }
 
+impl FastState {
+    /// Row `i` of the result is row `rows[i]` of `parts` stacked in order:
+    /// reorders and repeats rows (many candidates from one context).
+    pub fn select(parts: &[FastState], rows: &[u32]) -> Result<FastState> {
+        let index = Tensor::new(rows, &Device::Cpu)?;
+        let pick = |field: fn(&FastState) -> &Tensor| -> Result<Tensor> {
+            let stacked: Vec<&Tensor> = parts.iter().map(field).collect();
+            Tensor::cat(&stacked, 0)?.index_select(&index, 0)
+        };
+        Ok(FastState { h1: pick(|s| &s.h1)?, h2: pick(|s| &s.h2)?, outcome: pick(|s| &s.outcome)? })
+    }
+}
+
 impl FastMember {
     pub fn load(vb: VarBuilder, input_dim: usize, dynamic_dim: usize, hidden: usize, outcome_hidden: usize) -> Result<Self> {
         Ok(Self {

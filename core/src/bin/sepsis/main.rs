@@ -3,6 +3,7 @@
 //! agent commands join as they land.
 
 mod recommend;
+mod report;
 mod train_agent;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ use sepsis_core::cohort::csv_format::{read_cohort, write_cohort};
 use sepsis_core::cohort::Cohort;
 use sepsis_core::env::cohort_sampling::{sample_cohort, split};
 use sepsis_core::env::icu_sepsis::{IcuSepsis, DEFAULT_DIR};
-use sepsis_core::eval::policies::{named_policy, BASELINES_DIR, POLICY_NAMES, WORLD_MODEL};
+use sepsis_core::eval::policies::{named_policy, AI_CLINICIAN_MODEL, BASELINES_DIR, POLICY_NAMES, WORLD_MODEL};
 use sepsis_core::eval::scoreboard::{agent_markdown, estimator_errors, markdown, Scoreboard, LOGGED_EPISODES, LOGGED_SEED};
 use sepsis_core::manifest::{Manifest, Verifier};
 use sepsis_core::policy::Baseline;
@@ -57,6 +58,8 @@ enum Command {
     },
     /// One decision of the propose-simulate-refine loop for one patient, with its whole trace.
     Recommend(recommend::RecommendArgs),
+    /// The app's cohort report natively: the world-model planner's decision at every step of a cohort against the clinicians'.
+    Report(report::ReportArgs),
     /// The agent's LLM.
     Llm {
         #[command(subcommand)]
@@ -89,7 +92,7 @@ struct EnvArgs {
     /// Folder with dynamics.npz and admissible_actions.txt (fetched by `make fetch`).
     #[arg(long, default_value = DEFAULT_DIR)]
     data_dir: PathBuf,
-    /// Folder with the trained baselines' model files.
+    /// Folder with the DDQN baseline's model files (the AI Clinician is `public/models/ai-clinician.json`).
     #[arg(long, default_value = BASELINES_DIR)]
     baselines_dir: PathBuf,
 }
@@ -178,7 +181,7 @@ enum TrainCommand {
         #[arg(long, default_value_t = 2018)]
         seed: u64,
         /// Where to write the model (JSON).
-        #[arg(long, default_value = "public/models/baselines/ai-clinician.json")]
+        #[arg(long, default_value = AI_CLINICIAN_MODEL)]
         out: PathBuf,
     },
     /// Dueling double DQN on clinical features with the Raghu reward (candle, CPU).
@@ -289,6 +292,7 @@ fn main() -> Result<()> {
         Command::Manifest { command: ManifestCommand::Refresh { manifest, dir } } => refresh_manifest(&manifest, &dir),
         Command::Llm { command: LlmCommand::Quantize { input, out } } => quantize_llm(&input, &out),
         Command::Recommend(args) => recommend::run(args),
+        Command::Report(args) => report::run(args),
     }
 }
 

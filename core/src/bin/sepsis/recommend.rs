@@ -15,7 +15,7 @@ use sepsis_core::env::icu_sepsis::{IcuSepsis, DEFAULT_DIR};
 use sepsis_core::eval::exact::state_values;
 use sepsis_core::policy::Baseline;
 use sepsis_core::cohort::csv_format::read_cohort;
-use sepsis_core::eval::policies::{load_ai_clinician, BASELINES_DIR, WORLD_MODEL};
+use sepsis_core::eval::policies::{load_ai_clinician, AI_CLINICIAN_MODEL, WORLD_MODEL};
 use sepsis_core::llm::generate::{Llm, Sampling};
 use sepsis_core::planner::MpcConfig;
 use sepsis_core::simulation::CourseStep;
@@ -136,7 +136,7 @@ pub fn run(args: RecommendArgs) -> Result<()> {
     let started = Instant::now();
     let (trace, generated) = match args.agent {
         AgentName::WmMpc => {
-            let support = load_ai_clinician(Path::new(BASELINES_DIR))?;
+            let support = load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?;
             let mut proposer = PlannerProposer::new(&world_model, &support, MpcConfig::default());
             (decide(&mut proposer, Some(simulator), &course, &mut |_| {})?, None)
         }

@@ -14,7 +14,7 @@ use sepsis_core::cohort::csv_format::read_cohort;
 use sepsis_core::curriculum::example::Example;
 use sepsis_core::curriculum::lora_training::{train_lora, Checkpoint, LoraTrainingConfig};
 use sepsis_core::curriculum::teacher::{decision_points, teacher_examples, TeacherReport};
-use sepsis_core::eval::policies::{load_ai_clinician, BASELINES_DIR, LLM_MODEL, WORLD_MODEL};
+use sepsis_core::eval::policies::{load_ai_clinician, AI_CLINICIAN_MODEL, LLM_MODEL, WORLD_MODEL};
 use sepsis_core::llm::generate::Llm;
 use sepsis_core::world_model::WorldModel;
 
@@ -111,7 +111,7 @@ fn examples(args: &TrainAgentArgs, llm: &Llm, cohort_path: &Path, name: &str, de
         bail!("{}: {} problems", cohort_path.display(), report.problems.len());
     }
     let model = WorldModel::load(Path::new(WORLD_MODEL))?;
-    let support = load_ai_clinician(Path::new(BASELINES_DIR))?;
+    let support = load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?;
     let courses = decision_points(&cohort, decisions, seed);
     let bar = ProgressBar::new(courses.len() as u64).with_style(ProgressStyle::with_template("teacher ({prefix}) {bar:30} {pos}/{len} decisions, eta {eta}").expect("valid template"));
     bar.set_prefix(name.to_string());
