@@ -5,7 +5,8 @@
 # 2 threads), and in headless Chromium (candle wasm CPU; WebGPU when an
 # adapter exists); then the agent's LLM (prefill, decode, a whole decision)
 # natively (criterion, 1 and 2 threads) and in headless Chromium through the
-# real worker (needs `make build`'s dist/); all in one run; writes
+# real worker (needs `make build`'s dist/); the newcomer's clicks from the
+# start screen to a prescription in a fresh profile; all in one run; writes
 # docs/benchmarks.md.
 # PyTorch is installed into .cache/bench-venv for this benchmark only.
 set -euo pipefail
@@ -66,6 +67,9 @@ done
 
 echo "== LLM in headless Chromium (the real worker)"
 node tests/bench/browser-llm.mjs | tee "$out/browser-llm.log" | sed -n 's/^BENCH //p' >> "$results"
+
+echo "== the newcomer's path in headless Chromium (fresh profile: open, demo cohort, first patient, a prescription)"
+node tests/bench/browser-newcomer.mjs | tee "$out/browser-newcomer.log" | sed -n 's/^BENCH //p' >> "$results"
 
 python3 scripts/bench/report.py "$results" docs/benchmarks.md
 echo "wrote docs/benchmarks.md"

@@ -11,7 +11,7 @@ use leptos::prelude::*;
 use send_wrapper::SendWrapper;
 
 use components::{Diagnostics, ErrorList};
-use screens::{BedsideScreen, ChecksScreen, CohortScreen, PatientScreen, StartScreen};
+use screens::{BedsideScreen, ChecksScreen, CohortScreen, PatientScreen, ReportScreen, StartScreen};
 use state::{AppState, Screen};
 use worker_link::WorkerLink;
 
@@ -41,6 +41,7 @@ fn App() -> impl IntoView {
                 Screen::Cohort => view! { <CohortScreen/> }.into_any(),
                 Screen::Bedside => view! { <BedsideScreen/> }.into_any(),
                 Screen::Patient => view! { <PatientScreen/> }.into_any(),
+                Screen::Report => view! { <ReportScreen/> }.into_any(),
                 Screen::Checks => view! { <ChecksScreen/> }.into_any(),
             }}
             <ErrorList/>
@@ -66,6 +67,7 @@ fn Navigation() -> impl IntoView {
             {item(Screen::Cohort, "Cohort", "nav-cohort")}
             {item(Screen::Bedside, "Bedside entry", "nav-bedside")}
             {item(Screen::Patient, "Patient", "nav-patient")}
+            {item(Screen::Report, "Cohort report", "nav-report")}
             {item(Screen::Checks, "Self-checks", "nav-checks")}
         </nav>
     }

@@ -54,6 +54,7 @@ pub enum Screen {
     Cohort,
     Bedside,
     Patient,
+    Report,
     Checks,
 }
 
@@ -89,6 +90,29 @@ pub struct Sweep {
     pub result: Option<Box<Simulated>>,
 }
 
+/// A short treatment plan simulated for the selected patient and step
+/// (what-if): a different treatment for each of the next steps.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PlanRun {
+    pub request: Option<sepsis_core::protocol::RequestId>,
+    pub of: Selection,
+    pub plan: Vec<sepsis_core::action::Action>,
+    pub result: Option<Box<Simulated>>,
+}
+
+/// The cohort report: who decides, how far it got, and its result.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReportRun {
+    pub request: Option<sepsis_core::protocol::RequestId>,
+    pub running: bool,
+    /// Stopped by the user before it finished.
+    pub cancelled: bool,
+    pub decided: usize,
+    pub total: usize,
+    /// The report and how long it took (ms).
+    pub result: Option<Box<(sepsis_core::report::CohortReport, f64)>>,
+}
+
 /// One copy in the context; every field is a signal, so the struct is `Copy`.
 #[derive(Clone, Copy)]
 pub struct AppState {
@@ -109,6 +133,8 @@ pub struct AppState {
     pub sweep: RwSignal<Sweep>,
     /// Actions the clinician picked on the grid to see their simulated course.
     pub what_if: RwSignal<Vec<sepsis_core::action::Action>>,
+    pub report: RwSignal<ReportRun>,
+    pub plan: RwSignal<PlanRun>,
 }
 
 impl AppState {
@@ -128,6 +154,8 @@ impl AppState {
             selection: RwSignal::new(None),
             sweep: RwSignal::new(Sweep::default()),
             what_if: RwSignal::new(Vec::new()),
+            report: RwSignal::new(ReportRun::default()),
+            plan: RwSignal::new(PlanRun::default()),
         }
     }
 }

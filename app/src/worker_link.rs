@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{ErrorEvent, MessageEvent, Worker};
 
-use crate::state::{AppState, CohortState, ModelStatus, SimulationStatus, WorkerStatus};
+use crate::state::{AppState, CohortState, ModelStatus, ReportRun, SimulationStatus, WorkerStatus};
 
 /// The loader trunk writes for the worker bin (`data-loader-shim`, no file hashes).
 const WORKER_URL: &str = "./worker_loader.js";
@@ -93,6 +93,13 @@ impl WorkerLink {
         }
     }
 
+    /// Ask the worker to stop the running cohort report, if one runs.
+    pub fn cancel_report(&self) {
+        if let Some(request) = self.state.report.with_untracked(|run| run.request.filter(|_| run.running)) {
+            self.send(RequestBody::Cancel { request });
+        }
+    }
+
     /// Ask the worker to stop the agent's running decision, if one runs.
     pub fn cancel_agent(&self) {
         if let Some(request) = self.state.agent.with_untracked(|run| run.request.filter(|_| run.running)) {
@@ -129,18 +136,25 @@ impl WorkerLink {
                 if self.is_check(event.id) {
                     state.simulation.set(SimulationStatus::Idle);
                 }
-                state.agent.update(|run| run.running = false);
+                if self.is_report(event.id) {
+                    state.report.update(|run| run.running = false);
+                } else {
+                    state.agent.update(|run| run.running = false);
+                }
                 state.cohort.update(|c| c.loading = None);
                 if self.is_sweep(event.id) {
                     state.sweep.update(|s| s.request = None);
+                }
+                if self.is_plan(event.id) {
+                    state.plan.update(|p| p.request = None);
                 }
                 if matches!(error.kind, ErrorKind::ModelVerification | ErrorKind::Network) {
                     state.models.set(ModelStatus::Failed(error.message.clone()));
                 }
                 self.report(error);
             }
-            // Simulations are routed by request: the grid's sweep, the
-            // self-check, or neither (a sweep for a step no longer shown).
+            // Simulations are routed by request: the grid's sweep, a plan,
+            // the self-check, or none (a sweep for a step no longer shown).
             EventBody::SimulationStep(step) if self.is_sweep(event.id) => state.sweep.update(|s| s.steps_done = step.step),
             EventBody::Simulated(done) if self.is_sweep(event.id) => state.sweep.update(|s| s.result = Some(Box::new(done))),
             EventBody::SimulationStep(step) if self.is_check(event.id) => state.simulation.update(|s| {
@@ -149,6 +163,7 @@ impl WorkerLink {
                 }
             }),
             EventBody::Simulated(done) if self.is_check(event.id) => state.simulation.set(SimulationStatus::Done(Box::new(done))),
+            EventBody::Simulated(done) if self.is_plan(event.id) => state.plan.update(|p| p.result = Some(Box::new(done))),
             EventBody::SimulationStep(_) | EventBody::Simulated(_) => {}
             EventBody::AgentToken { text } => state.agent.update(|run| run.text.push_str(&text)),
             EventBody::AgentStep(step) => state.agent.update(|run| {
@@ -163,7 +178,25 @@ impl WorkerLink {
                 run.done = Some(Box::new(done));
             }),
             EventBody::LlmSpeed(speed) => state.llm_speed.set(Some(speed)),
-            EventBody::CohortLoaded { cohort, report } => state.cohort.set(CohortState { loading: None, cohort, report: Some(report), ..CohortState::default() }),
+            EventBody::CohortLoaded { cohort, report } => {
+                // A report describes the cohort it was run on: a new cohort ends it.
+                self.cancel_report();
+                state.report.set(ReportRun::default());
+                state.cohort.set(CohortState { loading: None, cohort, report: Some(report), ..CohortState::default() });
+            }
+            EventBody::ReportProgress { decided, total } if self.is_report(event.id) => state.report.update(|run| {
+                run.decided = decided;
+                run.total = total;
+            }),
+            EventBody::CohortReported { report, elapsed_ms } if self.is_report(event.id) => state.report.update(|run| {
+                run.running = false;
+                run.result = Some(Box::new((report, elapsed_ms)));
+            }),
+            EventBody::ReportProgress { .. } | EventBody::CohortReported { .. } => {}
+            EventBody::Cancelled { .. } if self.is_report(event.id) => state.report.update(|run| {
+                run.running = false;
+                run.cancelled = true;
+            }),
             EventBody::Risks { survival } => state.cohort.update(|c| {
                 if let Some((_, ids)) = c.survival_request.take_if(|(request, _)| Some(*request) == event.id) {
                     c.survival.extend(ids.into_iter().zip(survival));
@@ -175,6 +208,16 @@ impl WorkerLink {
             }),
             EventBody::Done => {}
         }
+    }
+
+    /// Whether an event answers the current cohort report.
+    fn is_report(&self, id: Option<RequestId>) -> bool {
+        id.is_some() && self.state.report.with_untracked(|r| r.request) == id
+    }
+
+    /// Whether an event answers the current plan simulation.
+    fn is_plan(&self, id: Option<RequestId>) -> bool {
+        id.is_some() && self.state.plan.with_untracked(|p| p.request) == id
     }
 
     /// Whether an event answers the running treatment-grid sweep.

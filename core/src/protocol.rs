@@ -173,6 +173,19 @@ pub enum ReportDecider {
     Agent(AgentKind),
 }
 
+impl ReportDecider {
+    /// How the report names who decided.
+    pub fn name(self) -> String {
+        match self {
+            ReportDecider::Planner => "World-model planner (wm-mpc)".into(),
+            ReportDecider::Agent(AgentKind::Agent) => "Trained agent (with simulation)".into(),
+            ReportDecider::Agent(AgentKind::AgentNoSim) => "Trained agent (no simulation)".into(),
+            ReportDecider::Agent(AgentKind::LlmZeroShot) => "Untrained LLM (no simulation)".into(),
+            ReportDecider::Agent(AgentKind::LlmZeroShotWm) => "Untrained LLM (with simulation)".into(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CohortReportRequest {
     pub cohort: Cohort,

@@ -121,7 +121,7 @@ test('a CSV with errors names rows, columns and values, and keeps the valid pati
   }
 });
 
-test('bedside entry rejects an implausible value inline, then opens the patient for a what-if', async () => {
+test('bedside entry rejects an implausible value inline, then opens the patient for a what-if and a short plan', async () => {
   const browser = await openBrowser();
   try {
     const { page, requestDetails } = browser;
@@ -149,6 +149,16 @@ test('bedside entry rejects an implausible value inline, then opens the patient 
     await page.locator(t('survival-grid')).waitFor({ timeout: 180_000 });
     await page.locator(`${t('grid-cell')}[data-action="2-1"]`).click();
     await page.locator(`${t('fan-row')}[data-action="2-1"]`).waitFor();
+    // A short plan: a different treatment for each of the next three steps, simulated with its flags.
+    for (const [i, [fluid, vaso]] of [[3, 0], [2, 1], [0, 1]].entries()) {
+      await page.locator(t(`plan-step-${i}`)).selectOption(String(fluid * 5 + vaso));
+    }
+    await page.locator(t('plan-simulate')).click();
+    const plan = page.locator(t('plan-result') + ' ' + t('fan-row'));
+    await plan.waitFor({ timeout: 120_000 });
+    assert.match(await plan.locator('h4').innerText(), /Plan \(fluid\/vasopressor per 4 h\): 3\/0 → 2\/1 → 0\/1, then held to 24 h$/);
+    assert.equal(await plan.locator('svg').count(), 5, 'a fan chart per key feature');
+    assert.match(await plan.locator('p').innerText(), /^Predicted survival [\d.]+ %, ensemble disagreement [\d.]+; (no guideline flags|guideline flags: \d+–\d+ h: .+)\./);
     await page.screenshot({ path: join(outputDir, 'bedside-what-if.png'), fullPage: true });
     assert.deepEqual(requestsCarrying(requestDetails, ['bed-12', '118', '4.4']), [], 'nothing entered left the page');
   } finally {

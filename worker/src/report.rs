@@ -63,7 +63,7 @@ pub(crate) async fn handle(state: &Rc<RefCell<WorkerState>>, id: RequestId, requ
             own.to_vec()
         })
         .collect();
-    match cohort_report(&decider_name(request.decider), &cohort, &decisions, &support, u64::from(request.seed)) {
+    match cohort_report(&request.decider.name(), &cohort, &decisions, &support, u64::from(request.seed)) {
         Ok(report) => post(&Event::reply(id, EventBody::CohortReported { report, elapsed_ms: js_sys::Date::now() - start })),
         Err(e) => fail(ErrorKind::InvalidRequest, e.to_string()),
     }
@@ -119,17 +119,6 @@ async fn agent_decisions(
         }
     }
     Ok(Some(actions))
-}
-
-/// How the report names who decided.
-pub fn decider_name(decider: ReportDecider) -> String {
-    match decider {
-        ReportDecider::Planner => "World-model planner (wm-mpc)".into(),
-        ReportDecider::Agent(AgentKind::Agent) => "Trained agent (with simulation)".into(),
-        ReportDecider::Agent(AgentKind::AgentNoSim) => "Trained agent (no simulation)".into(),
-        ReportDecider::Agent(AgentKind::LlmZeroShot) => "Untrained LLM (no simulation)".into(),
-        ReportDecider::Agent(AgentKind::LlmZeroShotWm) => "Untrained LLM (with simulation)".into(),
-    }
 }
 
 /// The AI Clinician from the verified model files, parsed on first use.

@@ -13,6 +13,16 @@ pub const GREEN: &str = "#009E73";
 pub const VERMILLION: &str = "#D55E00";
 pub const PURPLE: &str = "#CC79A7";
 
+/// Viridis (perceptually uniform, colour-blind safe) at t in [0, 1].
+pub fn viridis(t: f64) -> String {
+    const STOPS: [(f64, f64, f64); 5] = [(68.0, 1.0, 84.0), (59.0, 82.0, 139.0), (33.0, 145.0, 140.0), (94.0, 201.0, 98.0), (253.0, 231.0, 37.0)];
+    let t = t.clamp(0.0, 1.0) * (STOPS.len() - 1) as f64;
+    let (i, f) = ((t.floor() as usize).min(STOPS.len() - 2), t - t.floor().min((STOPS.len() - 2) as f64));
+    let mix = |a: f64, b: f64| (a + (b - a) * f).round() as u8;
+    let (a, b) = (STOPS[i], STOPS[i + 1]);
+    format!("rgb({},{},{})", mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
 const WIDTH: f64 = 560.0;
 const HEIGHT: f64 = 150.0;
 const LEFT: f64 = 66.0;
@@ -242,7 +252,7 @@ pub fn ActionStrip(hours: (f64, f64), steps: Vec<(f64, Action)>) -> impl IntoVie
 
 #[cfg(test)]
 mod tests {
-    use super::{hour_ticks, ticks};
+    use super::{hour_ticks, ticks, viridis};
 
     #[test]
     fn ticks_are_round_and_inside_the_range() {
@@ -251,5 +261,12 @@ mod tests {
         assert_eq!(hour_ticks((0.0, 24.0)), vec![0.0, 4.0, 8.0, 12.0, 16.0, 20.0, 24.0]);
         assert_eq!(hour_ticks((8.0, 60.0)), vec![12.0, 24.0, 36.0, 48.0, 60.0]);
         assert_eq!(ticks((0.8, 4.3), 4), vec![1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn viridis_runs_from_dark_purple_to_yellow() {
+        assert_eq!(viridis(0.0), "rgb(68,1,84)");
+        assert_eq!(viridis(1.0), "rgb(253,231,37)");
+        assert_eq!(viridis(0.5), "rgb(33,145,140)");
     }
 }

@@ -2,6 +2,7 @@
 
 mod agent_check;
 pub mod charts;
+pub mod report_charts;
 mod compute;
 mod diagnostics;
 mod errors;

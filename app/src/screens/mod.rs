@@ -5,7 +5,9 @@ mod checks;
 mod cohort;
 mod export;
 mod patient;
+mod plan;
 mod recommend;
+mod report;
 mod start;
 mod treatment_grid;
 
@@ -13,4 +15,5 @@ pub use bedside::BedsideScreen;
 pub use checks::ChecksScreen;
 pub use cohort::CohortScreen;
 pub use patient::PatientScreen;
+pub use report::ReportScreen;
 pub use start::StartScreen;

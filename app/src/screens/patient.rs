@@ -7,6 +7,7 @@ use sepsis_core::cohort::schema::FEATURES;
 use sepsis_core::cohort::{Outcome, Patient};
 
 use super::recommend::RecommendPanel;
+use super::plan::PlanBuilder;
 use super::treatment_grid::TreatmentGrid;
 use crate::components::charts::{ActionStrip, Chart, ChartView, Line, BLUE};
 use crate::course::{hour_of, STEP_HOURS};
@@ -114,7 +115,8 @@ fn PatientView(patient: Patient, selection: Selection) -> impl IntoView {
             </details>
         </section>
         <RecommendPanel patient=patient.clone() step=step/>
-        <TreatmentGrid patient=patient step=step/>
+        <TreatmentGrid patient=patient.clone() step=step/>
+        <PlanBuilder patient=patient step=step/>
     }
 }
 

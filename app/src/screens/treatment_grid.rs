@@ -11,10 +11,10 @@ use sepsis_core::agent::observation::rule_code;
 use sepsis_core::cohort::Patient;
 use sepsis_core::guideline::{violations, Situation};
 use sepsis_core::protocol::{RequestBody, Simulated};
-use sepsis_core::simulation::{SimulateRequest, KEY_FEATURES};
+use sepsis_core::simulation::{CandidateStep, SimulateRequest, KEY_FEATURES};
 
 use super::patient::{observed, TIMELINE};
-use crate::components::charts::{Band, Chart, ChartView, Line, BLUE, GREEN, ORANGE, PURPLE};
+use crate::components::charts::{viridis, Band, Chart, ChartView, Line, BLUE, GREEN, ORANGE, PURPLE};
 use crate::course::{course_until, hour_of, STEP_HOURS};
 use crate::state::{AppState, ModelStatus, Selection, Sweep};
 use crate::Link;
@@ -22,7 +22,7 @@ use crate::Link;
 /// Steps of 4 h simulated (24 h, the world model's window).
 pub const HORIZON: usize = 6;
 /// Draws per candidate and ensemble member.
-const SAMPLES: usize = 16;
+pub const SAMPLES: usize = 16;
 /// A cell is marked far from the data when its ensemble disagreement is
 /// this many times the grid's median: the members then differ much more
 /// about it than about this patient's typical treatment.
@@ -68,16 +68,6 @@ impl Role {
             Role::WhatIf => PURPLE,
         }
     }
-}
-
-/// Viridis (perceptually uniform, colour-blind safe) at t in [0, 1].
-fn viridis(t: f64) -> String {
-    const STOPS: [(f64, f64, f64); 5] = [(68.0, 1.0, 84.0), (59.0, 82.0, 139.0), (33.0, 145.0, 140.0), (94.0, 201.0, 98.0), (253.0, 231.0, 37.0)];
-    let t = t.clamp(0.0, 1.0) * (STOPS.len() - 1) as f64;
-    let (i, f) = ((t.floor() as usize).min(STOPS.len() - 2), t - t.floor().min((STOPS.len() - 2) as f64));
-    let mix = |a: f64, b: f64| (a + (b - a) * f).round() as u8;
-    let (a, b) = (STOPS[i], STOPS[i + 1]);
-    format!("rgb({},{},{})", mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
 /// Start the sweep for `selection` unless it is already running or done.
@@ -138,7 +128,9 @@ pub fn TreatmentGrid(patient: Patient, step: usize) -> impl IntoView {
                     .into_iter()
                     .map(|action| {
                         let role = Role::of(action, given, prescribed.get()).first().copied().unwrap_or(Role::WhatIf);
-                        view! { <FanRow patient=patient.clone() step=step done=(*done).clone() action=action role=role situation=situation/> }
+                        let candidate = done.simulation.steps.first().and_then(|s| s.candidates.iter().position(|c| c.action == action))?;
+                        let title = format!("{action} ({})", role.label());
+                        Some(view! { <FanRow patient=patient.clone() step=step done=(*done).clone() candidate=candidate title=title color=role.color() situation=situation/> })
                     })
                     .collect_view(),
             )
@@ -229,15 +221,15 @@ fn Grid(done: Simulated, situation: Situation, given: Action, prescribed: Option
     }
 }
 
-/// One treatment's simulated course: a fan chart per key feature.
+/// One simulated candidate's course (a held treatment or a plan): a fan
+/// chart per key feature, and the guideline flags of each step's treatment
+/// (after the first step, judged on the simulated median course).
 #[component]
-fn FanRow(patient: Patient, step: usize, done: Simulated, action: Action, role: Role, situation: Situation) -> impl IntoView {
-    let candidate = done.simulation.steps.first().and_then(|s| s.candidates.iter().position(|c| c.action == action))?;
+pub fn FanRow(patient: Patient, step: usize, done: Simulated, candidate: usize, title: String, color: &'static str, situation: Situation) -> impl IntoView {
     let course: Vec<_> = done.simulation.course(candidate).cloned().collect();
     let now = hour_of(step);
     let first = step.saturating_sub(HISTORY_STEPS - 1);
     let hours = (hour_of(first), now + HORIZON as f64 * STEP_HOURS);
-    let color = role.color();
     let charts = TIMELINE
         .iter()
         .filter(|c| KEY_FEATURES.contains(&c.key))
@@ -271,13 +263,13 @@ fn FanRow(patient: Patient, step: usize, done: Simulated, action: Action, role: 
         })
         .collect_view();
     let end = course.last();
-    let flags = violations(&situation, action);
-    let flag_text = if flags.is_empty() { "no guideline flags".to_string() } else { flags.iter().map(|r| r.explain()).collect::<Vec<_>>().join("; ") };
-    Some(view! {
-        <div class="fan-row" data-test="fan-row" data-action=format!("{}-{}", action.fluid, action.vaso)>
+    let flag_text = plan_flags(&situation, &course);
+    let first_action = course.first().map_or(Action::NONE, |c| c.action);
+    view! {
+        <div class="fan-row" data-test="fan-row" data-action=format!("{}-{}", first_action.fluid, first_action.vaso)>
             <h4>
                 <span class="swatch" style:background-color=color></span>
-                {format!("{action} ({})", role.label())}
+                {title}
             </h4>
             <p>{format!(
                 "Predicted survival {:.1} %, ensemble disagreement {:.2}; {flag_text}. Shaded: 10–90 % of the simulated values; dashed: median; solid: observed.",
@@ -285,17 +277,30 @@ fn FanRow(patient: Patient, step: usize, done: Simulated, action: Action, role: 
             )}</p>
             <div class="fan-charts">{charts}</div>
         </div>
-    })
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::viridis;
-
-    #[test]
-    fn viridis_runs_from_dark_purple_to_yellow() {
-        assert_eq!(viridis(0.0), "rgb(68,1,84)");
-        assert_eq!(viridis(1.0), "rgb(253,231,37)");
-        assert_eq!(viridis(0.5), "rgb(33,145,140)");
+/// The guideline flags of each simulated step's treatment: the first step
+/// in the patient's situation now, later ones in the simulated median (MAP,
+/// lactate) after the step before, with that step's vasopressor.
+fn plan_flags(now: &Situation, course: &[CandidateStep]) -> String {
+    let median = |c: &CandidateStep, key: &str| c.bands.iter().find(|b| b.feature == key).map(|b| b.p50);
+    let mut found = Vec::new();
+    for (i, c) in course.iter().enumerate() {
+        let situation = match i.checked_sub(1).map(|p| &course[p]) {
+            None => *now,
+            Some(before) => Situation {
+                map: median(before, "map"),
+                lactate: median(before, "lactate"),
+                fluid_balance_ml: None,
+                previous_vaso: Some(before.action.vaso),
+                first_step: false,
+            },
+        };
+        for rule in violations(&situation, c.action) {
+            let hours = format!("{}–{} h", i * STEP_HOURS as usize, (i + 1) * STEP_HOURS as usize);
+            found.push(format!("{hours}: {}", rule.explain()));
+        }
     }
+    if found.is_empty() { "no guideline flags".into() } else { format!("guideline flags: {}", found.join("; ")) }
 }

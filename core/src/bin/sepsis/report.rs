@@ -10,6 +10,7 @@ use sepsis_core::cohort::csv_format::read_cohort;
 use sepsis_core::eval::cohort_report::cohort_report;
 use sepsis_core::eval::policies::{load_ai_clinician, AI_CLINICIAN_MODEL, WORLD_MODEL};
 use sepsis_core::planner::{choose, situation_of, step_histories, MpcConfig};
+use sepsis_core::protocol::ReportDecider;
 use sepsis_core::report::{CohortReport, Interval};
 use sepsis_core::world_model::WorldModel;
 
@@ -43,7 +44,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
     let situations: Vec<_> = histories.iter().map(situation_of).collect();
     let mut chosen = choose(&model, &support, &histories, &situations, &MpcConfig::default())?.into_iter();
     let decisions: Vec<Vec<_>> = cohort.patients.iter().map(|p| chosen.by_ref().take(p.steps.len()).collect()).collect();
-    let report = cohort_report("World-model planner (wm-mpc)", &cohort, &decisions, &support, args.seed)?;
+    let report = cohort_report(&ReportDecider::Planner.name(), &cohort, &decisions, &support, args.seed)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
