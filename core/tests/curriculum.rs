@@ -24,7 +24,7 @@ fn teacher(llm: &Llm, decisions: usize) -> Vec<Example> {
     let (cohort, _) = read_cohort("demo", std::fs::File::open(&path).unwrap());
     let model = WorldModel::load(Path::new(&format!("{ROOT}/public/models/world-model"))).unwrap();
     let support = load_ai_clinician(Path::new(&format!("{ROOT}/{AI_CLINICIAN_MODEL}"))).unwrap();
-    let courses = decision_points(&cohort, decisions, 7);
+    let courses = decision_points(&cohort, decisions, 7, None);
     let (examples, report) = teacher_examples(&courses, &model, &support, &llm.tokenizer, |_| {}).unwrap();
     assert_eq!(report.decisions, decisions);
     assert_eq!(report.kept + report.unsafe_prescription + report.unsupported + report.fallback, decisions);
@@ -67,7 +67,7 @@ fn lora_training_lowers_the_loss_checkpoints_and_resumes() {
         assert!((whole - after_prefix).abs() < 1e-3, "{whole} vs {after_prefix}");
     }
     let mut losses = Vec::new();
-    let adapter = train_lora(&llm.model, train, train, &config, &checkpoint, |_, _, loss| losses.push(loss), |_| {}).unwrap();
+    let adapter = train_lora(&llm.model, None, train, train, &config, &checkpoint, |_, _, loss| losses.push(loss), |_| {}).unwrap();
     assert_eq!(losses.len(), 2);
     assert_eq!(checkpoint.state().step, 2);
     let mut tuned = llm.model.for_training().unwrap();
@@ -76,9 +76,15 @@ fn lora_training_lowers_the_loss_checkpoints_and_resumes() {
     assert!(after < before, "training lowers the loss on what it saw: {before} -> {after}");
     // One more epoch with the same folder continues from step 2.
     let mut resumed = Vec::new();
-    train_lora(&llm.model, train, train, &LoraTrainingConfig { epochs: 3, ..config }, &checkpoint, |step, _, _| resumed.push(step), |_| {}).unwrap();
+    train_lora(&llm.model, None, train, train, &LoraTrainingConfig { epochs: 3, ..config }, &checkpoint, |step, _, _| resumed.push(step), |_| {}).unwrap();
     assert_eq!(resumed, vec![3]);
     assert_eq!(checkpoint.state().log.iter().map(|l| l.step).collect::<Vec<_>>(), vec![1, 2, 3]);
+    // A new run may start from a trained adapter (a warm start): with no steps to take, it is returned as given.
+    let fresh = tempfile::tempdir().unwrap();
+    let warm = train_lora(&llm.model, Some(&adapter), train, train, &LoraTrainingConfig { epochs: 0, ..config }, &Checkpoint::new(fresh.path()).unwrap(), |_, _, _| {}, |_| {}).unwrap();
+    let mut started = llm.model.for_training().unwrap();
+    started.set_adapter(&warm).unwrap();
+    assert_eq!(mean_loss(&started, train).unwrap(), after);
     // The quantized model runs the trained adapter.
     let mut quantized = llm.model.clone();
     quantized.set_adapter(&adapter).unwrap();

@@ -88,6 +88,10 @@ test('the cohort report: the planner over the demo cohort against the clinicians
     assert.ok(await page.locator(t('report-result')).isVisible());
     await page.pdf({ path: join(outputDir, 'cohort-report.pdf') });
     await page.emulateMedia({ media: 'screen' });
+    // 200% zoom on a 1366x768 screen: nothing scrolls sideways.
+    await page.setViewportSize({ width: 683, height: 384 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 1, `horizontal overflow ${overflow}px at 200% zoom`);
     assert.deepEqual(requestsCarrying(requestDetails, patients.slice(0, 20).map((p) => p.id)), [], 'no request left 127.0.0.1 or carried patient values');
   } finally {
     await browser.close();

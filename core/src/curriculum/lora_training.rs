@@ -155,11 +155,15 @@ pub fn mean_loss(model: &Llama, examples: &[Example]) -> candle_core::Result<f64
     Ok(total / examples.len() as f64)
 }
 
-/// Train adapters on `base` (the quantized model; a training copy is made).
+/// Train adapters on `base` (the quantized model; a training copy is made),
+/// starting from `init` (a warm start; fresh adapters when `None`) unless
+/// the checkpoint folder holds a run to continue.
 /// `on_step(step, total_steps, loss)` after each step; `on_log` after each
 /// validation. Returns the best adapter by validation loss.
+#[allow(clippy::too_many_arguments)]
 pub fn train_lora(
     base: &Llama,
+    init: Option<&LoraAdapter>,
     train: &[Example],
     validation: &[Example],
     config: &LoraTrainingConfig,
@@ -173,7 +177,13 @@ pub fn train_lora(
         LoraAdapter::from_safetensors(&std::fs::read(checkpoint.adapter())?).map_err(candle_core::Error::wrap)?
     } else {
         state = TrainingState::default();
-        LoraAdapter::initial(base, config.rank, config.alpha, config.seed)?
+        match init {
+            Some(adapter) if adapter.rank != config.rank || adapter.alpha != config.alpha => {
+                return Err(candle_core::Error::Msg(format!("the initial adapter has rank {} and alpha {}; the configuration says {} and {}", adapter.rank, adapter.alpha, config.rank, config.alpha)));
+            }
+            Some(adapter) => adapter.clone(),
+            None => LoraAdapter::initial(base, config.rank, config.alpha, config.seed)?,
+        }
     };
     let vars: HashMap<String, Var> = start.tensors.iter().map(|(n, t)| Ok((n.clone(), Var::from_tensor(t)?))).collect::<candle_core::Result<_>>()?;
     model.set_adapter(&adapter_of(&vars, config)).map_err(candle_core::Error::wrap)?;

@@ -30,13 +30,38 @@ pub struct TeacherReport {
     pub fallback: usize,
 }
 
-/// One decision point per sampled (patient, step), `decisions` of them.
-pub fn decision_points(cohort: &Cohort, decisions: usize, seed: u64) -> Vec<Vec<CourseStep>> {
-    let mut points: Vec<(usize, usize)> = cohort.patients.iter().enumerate().flat_map(|(p, patient)| (0..patient.steps.len()).map(move |s| (p, s))).collect();
-    points.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+/// `decisions` decision points, each a sampled (patient, step). With
+/// `first_step_share`, that share of them are first steps of distinct stays
+/// (a course of one step: what the scoreboard asks in every ICU-Sepsis
+/// state) and the rest later steps; without it, every step is equally likely
+/// (first steps are then about one in eleven).
+pub fn decision_points(cohort: &Cohort, decisions: usize, seed: u64, first_step_share: Option<f64>) -> Vec<Vec<CourseStep>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let all = |from: usize| -> Vec<(usize, usize)> {
+        cohort.patients.iter().enumerate().flat_map(|(p, patient)| (from..patient.steps.len()).map(move |s| (p, s))).collect()
+    };
+    let mut points = match first_step_share {
+        None => {
+            let mut points = all(0);
+            points.shuffle(&mut rng);
+            points.truncate(decisions);
+            points
+        }
+        Some(share) => {
+            let firsts = (decisions as f64 * share.clamp(0.0, 1.0)).round() as usize;
+            let mut first = all(0).into_iter().filter(|&(_, s)| s == 0).collect::<Vec<_>>();
+            let mut later = all(1);
+            first.shuffle(&mut rng);
+            later.shuffle(&mut rng);
+            first.truncate(firsts);
+            later.truncate(decisions - first.len());
+            first.extend(later);
+            first
+        }
+    };
+    points.shuffle(&mut rng);
     points
         .into_iter()
-        .take(decisions)
         .map(|(p, s)| cohort.patients[p].steps[..=s].iter().map(|step| CourseStep { values: step.values.clone(), action: step.action }).collect())
         .collect()
 }
@@ -85,4 +110,29 @@ pub fn teacher_examples(
         }
     }
     Ok((examples, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::Action;
+    use crate::cohort::schema::FEATURES;
+    use crate::cohort::{Outcome, Patient, Step};
+
+    fn cohort(patients: usize, steps: u32) -> Cohort {
+        let step = |index| Step { index, values: vec![Some(1.0); FEATURES.len()], action: Action::NONE, state: None };
+        Cohort { patients: (0..patients).map(|i| Patient { id: format!("p{i}"), steps: (0..steps).map(step).collect(), outcome: Outcome::Survived }).collect() }
+    }
+
+    #[test]
+    fn a_first_step_share_sets_how_many_courses_are_one_step_long() {
+        let cohort = cohort(20, 4);
+        let courses = decision_points(&cohort, 10, 3, Some(0.6));
+        assert_eq!(courses.len(), 10);
+        assert_eq!(courses.iter().filter(|c| c.len() == 1).count(), 6);
+        // Seeded: the same points again.
+        assert_eq!(courses, decision_points(&cohort, 10, 3, Some(0.6)));
+        // Without a share every step is as likely: all 80 points drawn, 20 of them first steps.
+        assert_eq!(decision_points(&cohort, 1000, 3, None).iter().filter(|c| c.len() == 1).count(), 20);
+    }
 }

@@ -16,6 +16,7 @@ use sepsis_core::curriculum::lora_training::{train_lora, Checkpoint, LoraTrainin
 use sepsis_core::curriculum::teacher::{decision_points, teacher_examples, TeacherReport};
 use sepsis_core::eval::policies::{load_ai_clinician, AI_CLINICIAN_MODEL, LLM_MODEL, WORLD_MODEL};
 use sepsis_core::llm::generate::Llm;
+use sepsis_core::llm::model::LoraAdapter;
 use sepsis_core::world_model::WorldModel;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -49,6 +50,13 @@ struct BcConfig {
     teacher_decisions: usize,
     /// From the validation split.
     validation_decisions: usize,
+    /// Share of decision points (training and validation) that are the
+    /// first step of a stay; absent: every step equally likely.
+    #[serde(default)]
+    first_step_share: Option<f64>,
+    /// Start from this adapter (a previous run's) instead of fresh adapters.
+    #[serde(default)]
+    init: Option<PathBuf>,
     #[serde(flatten)]
     training: LoraTrainingConfig,
 }
@@ -65,8 +73,16 @@ fn behaviour_cloning(args: &TrainAgentArgs) -> Result<()> {
     let file = std::fs::File::open(LLM_MODEL).with_context(|| format!("opening {LLM_MODEL} (run `make fetch`)"))?;
     let llm = Llm::from_gguf(&mut std::io::BufReader::new(file))?;
     std::fs::create_dir_all(&args.checkpoints)?;
-    let train = examples(args, &llm, &args.train, "train", config.teacher_decisions, config.training.seed)?;
-    let validation = examples(args, &llm, &args.validation, "validation", config.validation_decisions, config.training.seed ^ 1)?;
+    let share = config.first_step_share;
+    let train = examples(args, &llm, &args.train, "train", config.teacher_decisions, config.training.seed, share)?;
+    let validation = examples(args, &llm, &args.validation, "validation", config.validation_decisions, config.training.seed ^ 1, share)?;
+    let init = match &config.init {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading the initial adapter {} (train the run it comes from first)", path.display()))?;
+            Some(LoraAdapter::from_safetensors(&bytes).with_context(|| format!("{} is not an adapter", path.display()))?)
+        }
+        None => None,
+    };
     let tokens: usize = train.iter().map(|e| e.tokens.len()).sum();
     eprintln!("behaviour cloning: {} training examples ({tokens} tokens), {} validation; {:?}", train.len(), validation.len(), config.training);
     let checkpoint = Checkpoint::new(&args.checkpoints)?;
@@ -74,6 +90,7 @@ fn behaviour_cloning(args: &TrainAgentArgs) -> Result<()> {
     let log_path = args.checkpoints.join("log.jsonl");
     let adapter = train_lora(
         &llm.model,
+        init.as_ref(),
         &train,
         &validation,
         &config.training,
@@ -100,8 +117,9 @@ fn behaviour_cloning(args: &TrainAgentArgs) -> Result<()> {
 
 /// The teacher's examples from `cohort_path`, generated once and kept in
 /// the checkpoint folder.
-fn examples(args: &TrainAgentArgs, llm: &Llm, cohort_path: &Path, name: &str, decisions: usize, seed: u64) -> Result<Vec<Example>> {
-    let cache = args.checkpoints.join(format!("teacher-{name}-{decisions}-{seed}.json"));
+fn examples(args: &TrainAgentArgs, llm: &Llm, cohort_path: &Path, name: &str, decisions: usize, seed: u64, first_step_share: Option<f64>) -> Result<Vec<Example>> {
+    let share = first_step_share.map(|s| format!("-first{s}")).unwrap_or_default();
+    let cache = args.checkpoints.join(format!("teacher-{name}-{decisions}-{seed}{share}.json"));
     if let Ok(text) = std::fs::read_to_string(&cache) {
         return serde_json::from_str(&text).with_context(|| format!("{} is damaged: delete it to regenerate", cache.display()));
     }
@@ -112,7 +130,7 @@ fn examples(args: &TrainAgentArgs, llm: &Llm, cohort_path: &Path, name: &str, de
     }
     let model = WorldModel::load(Path::new(WORLD_MODEL))?;
     let support = load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?;
-    let courses = decision_points(&cohort, decisions, seed);
+    let courses = decision_points(&cohort, decisions, seed, first_step_share);
     let bar = ProgressBar::new(courses.len() as u64).with_style(ProgressStyle::with_template("teacher ({prefix}) {bar:30} {pos}/{len} decisions, eta {eta}").expect("valid template"));
     bar.set_prefix(name.to_string());
     let (examples, teacher): (Vec<Example>, TeacherReport) = teacher_examples(&courses, &model, &support, &llm.tokenizer, |_| bar.inc(1))?;
