@@ -106,6 +106,11 @@ test('the trained agent reports on one patient; a running report can be cancelle
     await openReport(page);
     await page.locator(t('report-decider')).selectOption('agent-no-sim');
     assert.equal(await page.locator(t('report-patients')).inputValue(), '5', 'an LLM agent starts with a few patients');
+    // A count the cohort cannot give is named inline and blocks the run.
+    await page.locator(t('report-patients')).fill('900');
+    assert.equal(await page.locator(t('report-patients')).getAttribute('aria-invalid'), 'true');
+    assert.equal(await page.locator(t('report-patients-error')).innerText(), 'expected a whole number from 1 to 200');
+    assert.ok(await page.locator(t('report-run')).isDisabled());
     await page.locator(t('report-patients')).fill('1');
     await page.locator(t('report-run')).click();
     await page.locator(t('report-result')).waitFor({ timeout: 300_000 });

@@ -83,6 +83,12 @@ fn candle_in_wasm_matches_the_plain_loop() {
     assert!(max_abs_diff(&problem.reference().unwrap(), &problem.naive()) <= PARITY_TOLERANCE);
 }
 
+#[wasm_bindgen_test]
+fn the_llm_q8_kernel_with_simd128_matches_candle() {
+    let worst = sepsis_core::llm::q8_matmul::parity_with_candle().unwrap();
+    assert!(worst <= sepsis_core::llm::q8_matmul::PARITY_TOLERANCE, "worst relative difference {worst}");
+}
+
 /// The world model as shipped, and the native run of the fixed simulation
 /// (`core/tests/simulation_fixture.rs` writes it).
 const WEIGHTS: &[u8] = include_bytes!("../../public/models/world-model.safetensors");

@@ -57,7 +57,8 @@ pub fn ReportScreen() -> impl IntoView {
     };
     let unknown = move || state.cohort.with(|c| c.cohort.patients.iter().take(count.get()).filter(|p| p.outcome == Outcome::Unknown).count());
     let running = move || state.report.with(|r| r.running);
-    let can_run = move || !running() && state.models.get() == ModelStatus::Ready && count.get() >= 1 && count.get() <= available();
+    let count_ok = move || (1..=available()).contains(&count.get());
+    let can_run = move || !running() && state.models.get() == ModelStatus::Ready && count_ok();
     let options = DECIDERS.iter().map(|(value, label, _)| view! { <option value=*value>{*label}</option> }).collect_view();
     let progress = move || {
         state.report.with(|r| {
@@ -94,7 +95,11 @@ pub fn ReportScreen() -> impl IntoView {
             <div class="form-row no-print">
                 <label for="report-patients">{move || format!("Patients (the first of {} in the cohort)", available())}</label>
                 <input id="report-patients" data-test="report-patients" type="number" min="1" max=available prop:value=move || count.get().to_string()
+                    aria-invalid=move || (!count_ok() && available() > 0).to_string() aria-describedby="report-patients-error"
                     on:input=move |ev| count.set(event_target_value(&ev).parse().unwrap_or(0))/>
+                <span id="report-patients-error" class="field-error" data-test="report-patients-error">
+                    {move || (!count_ok() && available() > 0).then(|| format!("expected a whole number from 1 to {}", available()))}
+                </span>
             </div>
             {move || (unknown() > 0).then(|| view! { <p class="note">{format!("{} of these patients are still in care (outcome unknown): their decisions are shown, but off-policy estimates need outcomes, so they are left out of those.", unknown())}</p> })}
             <div class="actions no-print">

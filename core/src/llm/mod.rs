@@ -4,5 +4,6 @@
 pub mod tokenizer;
 pub mod quantize;
 mod frozen_linear;
+pub mod q8_matmul;
 pub mod model;
 pub mod generate;

@@ -11,12 +11,14 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Seek};
+use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::Content;
-use candle_core::quantized::QMatMul;
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 
 use super::frozen_linear::FrozenLinear;
+use super::q8_matmul::Q8Matrix;
 
 /// The projections an adapter may change, by their GGUF names.
 pub const ADAPTED: [&str; 7] = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"];
@@ -45,15 +47,66 @@ pub struct Lora {
     pub scale: f64,
 }
 
+/// A frozen weight matrix. At inference: Q8_0 through our kernel in the
+/// browser (`q8_matmul.rs`: wasm has no f16 instructions, which candle's
+/// kernel spends much of its time emulating), candle's quantized matmul
+/// natively (its AVX2 kernel converts scales in hardware) and for other
+/// block types. On the training copy: dense f32, where only the input's
+/// gradient is computed.
+#[derive(Clone, Debug)]
+enum Weights {
+    Q8(Arc<Q8Matrix>),
+    Candle(QMatMul),
+    Dense(Tensor),
+}
+
+impl Weights {
+    fn from_qtensor(tensor: QTensor) -> Result<Self> {
+        if cfg!(target_arch = "wasm32") {
+            if let Some(matrix) = Q8Matrix::from_qtensor(&tensor)? {
+                return Ok(Weights::Q8(Arc::new(matrix)));
+            }
+        }
+        Ok(Weights::Candle(QMatMul::from_qtensor(tensor)?))
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Weights::Q8(matrix) => matrix.forward(x),
+            Weights::Candle(q) => q.forward(x),
+            Weights::Dense(w) => FrozenLinear::forward(w, x),
+        }
+    }
+
+    /// The same weights as dense f32, for training.
+    fn dense(&self) -> Result<Self> {
+        Ok(Weights::Dense(match self {
+            Weights::Q8(matrix) => matrix.dequantize()?,
+            Weights::Candle(QMatMul::QTensor(t)) => t.dequantize(&Device::Cpu)?,
+            Weights::Candle(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) => t.to_dtype(DType::F32)?,
+            Weights::Dense(t) => t.clone(),
+        }))
+    }
+
+    /// Rows of the matrix: the outputs.
+    fn outputs(&self) -> Result<usize> {
+        match self {
+            Weights::Q8(matrix) => Ok(matrix.outputs()),
+            Weights::Candle(QMatMul::QTensor(t)) => Ok(t.shape().dims()[0]),
+            Weights::Candle(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) | Weights::Dense(t) => t.dim(0),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Projection {
-    base: QMatMul,
+    base: Weights,
     lora: Option<Lora>,
 }
 
 impl Projection {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = linear(&self.base, x)?;
+        let y = self.base.forward(x)?;
         match &self.lora {
             None => Ok(y),
             Some(l) => y + (x.broadcast_matmul(&l.a.t()?)?.broadcast_matmul(&l.b.t()?)? * l.scale)?,
@@ -121,7 +174,7 @@ pub struct Llama {
     blocks: Vec<Block>,
     norm: Tensor,
     /// The tied embeddings, quantized, as the output head.
-    output: QMatMul,
+    output: Weights,
     cos: Tensor,
     sin: Tensor,
     /// Training: dequantized weights and ops that carry gradients (candle's
@@ -165,7 +218,7 @@ impl Llama {
         let mut blocks = Vec::with_capacity(config.layers);
         for layer in 0..config.layers {
             let mut projection = |name: &str| -> Result<Projection> {
-                Ok(Projection { base: QMatMul::from_qtensor(tensor(format!("blk.{layer}.{name}.weight"))?)?, lora: None })
+                Ok(Projection { base: Weights::from_qtensor(tensor(format!("blk.{layer}.{name}.weight"))?)?, lora: None })
             };
             let (q, k, v, o) = (projection("attn_q")?, projection("attn_k")?, projection("attn_v")?, projection("attn_output")?);
             let (gate, up, down) = (projection("ffn_gate")?, projection("ffn_up")?, projection("ffn_down")?);
@@ -184,8 +237,8 @@ impl Llama {
         let norm = tensor("output_norm.weight".into())?.dequantize(&device)?;
         // SmolLM2 ties its output head to the embeddings (no output.weight).
         let output = match content.tensor(reader, "output.weight", &device) {
-            Ok(head) => QMatMul::from_qtensor(head)?,
-            Err(_) => QMatMul::from_qtensor(token_embd)?,
+            Ok(head) => Weights::from_qtensor(head)?,
+            Err(_) => Weights::from_qtensor(token_embd)?,
         };
         let (cos, sin) = rope_tables(config.head_dim, config.rope_base, &device)?;
         Ok(Self { config, embeddings, blocks, norm, output, cos, sin, differentiable: false })
@@ -195,20 +248,14 @@ impl Llama {
     /// the ops that carry gradients. Slower and about 4x the memory; the
     /// trained adapters then run on the quantized model.
     pub fn for_training(&self) -> Result<Self> {
-        let dense = |q: &QMatMul| -> Result<QMatMul> {
-            Ok(match q {
-                QMatMul::QTensor(t) => QMatMul::Tensor(t.dequantize(&Device::Cpu)?),
-                other => other.clone(),
-            })
-        };
         let mut model = self.clone();
         for block in &mut model.blocks {
             for name in ADAPTED {
                 let projection = block.projection_mut(name).expect("known projection");
-                projection.base = dense(&projection.base)?;
+                projection.base = projection.base.dense()?;
             }
         }
-        model.output = dense(&model.output)?;
+        model.output = model.output.dense()?;
         model.differentiable = true;
         Ok(model)
     }
@@ -284,10 +331,7 @@ impl Llama {
     pub fn projection_dims(&self, layer: usize, projection: &str) -> Option<(usize, usize)> {
         let c = &self.config;
         let kv = c.kv_heads * c.head_dim;
-        let intermediate = match &self.blocks.get(layer)?.up.base {
-            QMatMul::QTensor(t) => t.shape().dims()[0],
-            QMatMul::Tensor(t) | QMatMul::TensorF16(t) => t.dim(0).ok()?,
-        };
+        let intermediate = self.blocks.get(layer)?.up.base.outputs().ok()?;
         Some(match projection {
             "attn_q" | "attn_output" => (c.hidden, c.hidden),
             "attn_k" | "attn_v" => (kv, c.hidden),
@@ -306,7 +350,7 @@ impl Llama {
 
     /// Next-token logits from rows of [`Self::hidden`], (rows, vocab).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        linear(&self.output, hidden)
+        self.output.forward(hidden)
     }
 
     /// Read `tokens` after what `cache` holds; the final (normed) hidden
@@ -351,15 +395,6 @@ impl Llama {
         cache.layers = updated;
         cache.len += seq;
         self.rms_norm(&x.squeeze(0)?, &self.norm)
-    }
-}
-
-/// A frozen projection: quantized at inference; dense on the training copy,
-/// where only the input's gradient is computed.
-fn linear(weights: &QMatMul, x: &Tensor) -> Result<Tensor> {
-    match weights {
-        QMatMul::Tensor(w) => FrozenLinear::forward(w, x),
-        other => other.forward(x),
     }
 }
 
