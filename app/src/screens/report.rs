@@ -24,8 +24,8 @@ const AGENT_PATIENTS: usize = 5;
 /// The deciders offered, with their form value and label.
 const DECIDERS: [(&str, &str, ReportDecider); 3] = [
     ("planner", "World-model planner (wm-mpc, the agent's teacher): seconds for the whole cohort", ReportDecider::Planner),
-    ("agent-no-sim", "Trained agent without simulation: about a second per step", ReportDecider::Agent(AgentKind::AgentNoSim)),
-    ("agent", "Trained agent with simulation: several seconds per step", ReportDecider::Agent(AgentKind::Agent)),
+    ("agent-no-sim", "Trained agent without simulation: one LLM decision per step, seconds each", ReportDecider::Agent(AgentKind::AgentNoSim)),
+    ("agent", "Trained agent with simulation: a whole propose-simulate-refine decision per step, seconds each", ReportDecider::Agent(AgentKind::Agent)),
 ];
 
 fn decider_of(value: &str) -> ReportDecider {
