@@ -16,3 +16,19 @@ pub fn course_until(patient: &Patient, step: usize) -> Vec<CourseStep> {
 pub fn hour_of(step: usize) -> f64 {
     step as f64 * STEP_HOURS
 }
+
+/// The hours the `i`-th step from now spans, e.g. "4–8 h".
+pub fn step_span(i: usize) -> String {
+    format!("{:.0}–{:.0} h", hour_of(i), hour_of(i + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::step_span;
+
+    #[test]
+    fn a_step_spans_four_hours_from_its_start() {
+        assert_eq!(step_span(0), "0–4 h");
+        assert_eq!(step_span(1), "4–8 h");
+    }
+}

@@ -48,21 +48,11 @@ pub(crate) async fn handle(state: &Rc<RefCell<WorkerState>>, id: RequestId, requ
         ReportDecider::Planner => planner_decisions(state, id, &cohort, &simulator.cpu, &support, progress).await,
         ReportDecider::Agent(agent) => agent_decisions(state, id, agent, &cohort, &simulator.cpu, request.seed, progress).await,
     };
-    let flat = match decided {
-        Ok(Some(flat)) => flat,
+    let decisions = match decided {
+        Ok(Some(decisions)) => decisions,
         Ok(None) => return post(&Event::reply(id, EventBody::Cancelled { events: Vec::new(), elapsed_ms: js_sys::Date::now() - start })),
         Err(message) => return fail(ErrorKind::Internal, message),
     };
-    let mut rest = flat.as_slice();
-    let decisions: Vec<Vec<Action>> = cohort
-        .patients
-        .iter()
-        .map(|p| {
-            let (own, later) = rest.split_at(p.steps.len());
-            rest = later;
-            own.to_vec()
-        })
-        .collect();
     match cohort_report(&request.decider.name(), &cohort, &decisions, &support, u64::from(request.seed)) {
         Ok(report) => post(&Event::reply(id, EventBody::CohortReported { report, elapsed_ms: js_sys::Date::now() - start })),
         Err(e) => fail(ErrorKind::InvalidRequest, e.to_string()),

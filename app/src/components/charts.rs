@@ -23,7 +23,8 @@ pub fn viridis(t: f64) -> String {
     format!("rgb({},{},{})", mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
-const WIDTH: f64 = 560.0;
+/// Width of every chart's drawing (viewBox units), so figures line up.
+pub const WIDTH: f64 = 560.0;
 const HEIGHT: f64 = 150.0;
 const LEFT: f64 = 66.0;
 const RIGHT: f64 = 14.0;

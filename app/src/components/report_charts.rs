@@ -4,9 +4,8 @@
 use leptos::prelude::*;
 use sepsis_core::report::Interval;
 
-use super::charts::ticks;
+use super::charts::{ticks, WIDTH};
 
-const WIDTH: f64 = 560.0;
 const LEFT: f64 = 250.0;
 const RIGHT: f64 = 24.0;
 const ROW: f64 = 30.0;

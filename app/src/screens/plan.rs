@@ -11,7 +11,7 @@ use sepsis_core::simulation::SimulateRequest;
 
 use super::treatment_grid::{FanRow, HORIZON, SAMPLES};
 use crate::components::charts::PURPLE;
-use crate::course::{course_until, STEP_HOURS};
+use crate::course::{course_until, step_span, STEP_HOURS};
 use crate::state::{AppState, ModelStatus, PlanRun, Selection};
 use crate::Link;
 
@@ -35,7 +35,7 @@ pub fn PlanBuilder(patient: Patient, step: usize) -> impl IntoView {
     let selects = (0..PLAN_STEPS)
         .map(|i| {
             let id = format!("plan-step-{i}");
-            let label = format!("{}–{} h", i * STEP_HOURS as usize, (i + 1) * STEP_HOURS as usize);
+            let label = step_span(i);
             let options = Action::all().map(|a| view! { <option value=a.index().to_string()>{a.to_string()}</option> }).collect_view();
             let choose = move |ev| {
                 if let Ok(action) = event_target_value(&ev).parse().map_err(|_| ()).and_then(|i| Action::from_index(i).map_err(|_| ())) {

@@ -15,7 +15,7 @@ use sepsis_core::simulation::{CandidateStep, SimulateRequest, KEY_FEATURES};
 
 use super::patient::{observed, TIMELINE};
 use crate::components::charts::{viridis, Band, Chart, ChartView, Line, BLUE, GREEN, ORANGE, PURPLE};
-use crate::course::{course_until, hour_of, STEP_HOURS};
+use crate::course::{course_until, hour_of, step_span, STEP_HOURS};
 use crate::state::{AppState, ModelStatus, Selection, Sweep};
 use crate::Link;
 
@@ -298,8 +298,7 @@ fn plan_flags(now: &Situation, course: &[CandidateStep]) -> String {
             },
         };
         for rule in violations(&situation, c.action) {
-            let hours = format!("{}–{} h", i * STEP_HOURS as usize, (i + 1) * STEP_HOURS as usize);
-            found.push(format!("{hours}: {}", rule.explain()));
+            found.push(format!("{}: {}", step_span(i), rule.explain()));
         }
     }
     if found.is_empty() { "no guideline flags".into() } else { format!("guideline flags: {}", found.join("; ")) }

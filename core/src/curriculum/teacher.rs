@@ -49,7 +49,7 @@ pub fn decision_points(cohort: &Cohort, decisions: usize, seed: u64, first_step_
         }
         Some(share) => {
             let firsts = (decisions as f64 * share.clamp(0.0, 1.0)).round() as usize;
-            let mut first = all(0).into_iter().filter(|&(_, s)| s == 0).collect::<Vec<_>>();
+            let mut first: Vec<(usize, usize)> = cohort.patients.iter().enumerate().filter(|(_, p)| !p.steps.is_empty()).map(|(p, _)| (p, 0)).collect();
             let mut later = all(1);
             first.shuffle(&mut rng);
             later.shuffle(&mut rng);

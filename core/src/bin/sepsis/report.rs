@@ -42,8 +42,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
     let support = load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?;
     let histories: Vec<_> = cohort.patients.iter().flat_map(step_histories).collect();
     let situations: Vec<_> = histories.iter().map(situation_of).collect();
-    let mut chosen = choose(&model, &support, &histories, &situations, &MpcConfig::default())?.into_iter();
-    let decisions: Vec<Vec<_>> = cohort.patients.iter().map(|p| chosen.by_ref().take(p.steps.len()).collect()).collect();
+    let decisions = choose(&model, &support, &histories, &situations, &MpcConfig::default())?;
     let report = cohort_report(&ReportDecider::Planner.name(), &cohort, &decisions, &support, args.seed)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
