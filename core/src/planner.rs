@@ -57,7 +57,7 @@ pub struct CandidateScore {
 ///
 /// Each member reads a history's earlier steps once; the 25 candidates then
 /// start from that state (the fast CPU path, `cpu_inference.rs`), each
-/// following the member's mean for `horizon` steps.
+/// following the member's expected values for `horizon` steps.
 pub fn score_all(
     model: &WorldModel,
     histories: &[History],
@@ -84,7 +84,8 @@ pub fn score_all(
             if step + 1 < config.horizon {
                 let dynamic = model.card.layout.dynamic.len();
                 for (r, values) in current.iter_mut().enumerate() {
-                    *values = model.predicted_values(values, &output.mean[r * dynamic..(r + 1) * dynamic]);
+                    let row = r * dynamic..(r + 1) * dynamic;
+                    *values = model.expected_next(values, &output.stay_logit[row.clone()], &output.mean[row.clone()], &output.log_sigma[row]);
                 }
             }
         }
@@ -296,8 +297,8 @@ mod tests {
             let logit: Vec<f32> = prediction.outcome_logit.to_vec1().unwrap();
             survival = 1.0 - 1.0 / (1.0 + (-f64::from(logit[0])).exp());
             if step + 1 < horizon {
-                let mean: Vec<Vec<f32>> = prediction.mean.to_vec2().unwrap();
-                let next = model.predicted_values(&own.last().unwrap().0, &mean[0]);
+                let row = |t: &candle_core::Tensor| -> Vec<f32> { t.to_vec2::<f32>().unwrap().remove(0) };
+                let next = model.expected_next(&own.last().unwrap().0, &row(&prediction.stay_logit), &row(&prediction.mean), &row(&prediction.log_sigma));
                 own.push((next, action));
             }
         }

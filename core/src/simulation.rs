@@ -174,6 +174,13 @@ pub fn standard_normal(seed: u32, counter: u32) -> f32 {
     (-2.0 * u1.ln()).sqrt() * cos_turns(u2)
 }
 
+/// The uniform in (0, 1) that decides whether a simulated row's values stay
+/// as they are (`core/src/world_model/mixture.rs`): its own stream, apart
+/// from the Gaussian draws of [`standard_normal`].
+pub fn stay_uniform(seed: u32, counter: u32) -> f32 {
+    uniform_pair(seed ^ 0x57A7_0000, counter).0
+}
+
 /// cos(2 pi u) for u in [0, 1): reduced by symmetry to an angle in
 /// [0, pi/2] and summed as a Taylor polynomial (error < 1e-8). WGSL's own
 /// `cos` may be off by 2^-11, too much for the 1e-4 parity the two compute

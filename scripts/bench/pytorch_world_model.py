@@ -63,6 +63,7 @@ class Member:
         p = f"member{k}"
         self.gru1, self.gru2 = gru_cell(weights, f"{p}.gru1"), gru_cell(weights, f"{p}.gru2")
         self.outcome_gru = gru_cell(weights, f"{p}.outcome_gru")
+        self.stay_logit = linear(weights, f"{p}.stay_logit")
         self.mean, self.log_sigma = linear(weights, f"{p}.mean"), linear(weights, f"{p}.log_sigma")
         self.outcome = linear(weights, f"{p}.outcome")
 
@@ -75,7 +76,7 @@ class Member:
 
     def heads(self, state):
         _, h2, ho = state
-        return self.mean(h2), self.log_sigma(h2).clamp(*LOG_SIGMA_RANGE), self.outcome(ho).squeeze(1)
+        return self.stay_logit(h2), self.mean(h2), self.log_sigma(h2).clamp(*LOG_SIGMA_RANGE), self.outcome(ho).squeeze(1)
 
 
 def sweep(members, context, dynamic, statics, actions):
@@ -86,9 +87,15 @@ def sweep(members, context, dynamic, statics, actions):
         state = (torch.zeros(rows, 128), torch.zeros(rows, 128), torch.zeros(rows, 64))
         for t in range(context.shape[1]):
             state = member.step(context[:, t], state)
+        current = context[:, -1, :dynamic]
         for _ in range(HORIZON):
-            mean, log_sigma, logit = member.heads(state)
-            draws = mean + log_sigma.exp() * torch.randn_like(mean)
+            stay_logit, mean, log_sigma, logit = member.heads(state)
+            # As the Rollout does: a row keeps its values with the stay
+            # probability (one uniform per row), else takes the Gaussian draw.
+            gaussian = mean + log_sigma.exp() * torch.randn_like(mean)
+            stays = torch.rand(rows, 1) < torch.sigmoid(stay_logit)
+            draws = torch.where(stays, current, gaussian)
+            current = draws
             survival = 1.0 - torch.sigmoid(logit)
             x = torch.cat([draws, torch.ones(rows, dynamic), statics, actions], dim=1)
             state = member.step(x, state)

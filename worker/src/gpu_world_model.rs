@@ -7,7 +7,8 @@
 //! input projections for all new steps at once (the context at the first
 //! simulated step, one simulated step after that), then for each new step
 //! the recurrent projections and the three GRU cells, then the heads and the
-//! draws. The hidden states stay on the GPU between steps. Everything for one
+//! Gaussian draws (whether a value stays instead is decided by the shared
+//! [`Rollout`] from the stay logits, so both paths decide it alike). The hidden states stay on the GPU between steps. Everything for one
 //! step is one command buffer with one readback; bind groups are built once
 //! per request shape and reused every step.
 
@@ -40,6 +41,7 @@ struct MemberWeights {
     gru1: Gru,
     gru2: Gru,
     outcome_gru: Gru,
+    stay_logit: Linear,
     mean: Linear,
     log_sigma: Linear,
     outcome: Linear,
@@ -79,6 +81,7 @@ impl MemberWeights {
             gru1: gru("gru1")?,
             gru2: gru("gru2")?,
             outcome_gru: gru("outcome_gru")?,
+            stay_logit: linear("stay_logit", "weight", "bias")?,
             mean: linear("mean", "weight", "bias")?,
             log_sigma: linear("log_sigma", "weight", "bias")?,
             outcome: linear("outcome", "weight", "bias")?,
@@ -110,6 +113,9 @@ fn uniform(gpu: &GpuContext, words: &[u32]) -> wgpu::Buffer {
         usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
     })
 }
+
+/// Values read back per row and feature: stay logit, mean, log sigma, draw.
+const PER_VALUE_OUTPUTS: usize = 4;
 
 /// One kernel launch, ready to record.
 struct Dispatch {
@@ -143,6 +149,7 @@ struct MemberPlan {
     step_input: wgpu::Buffer,
     /// Hidden states, zeroed before the context is read.
     hidden: [wgpu::Buffer; 3],
+    stay_logit: wgpu::Buffer,
     mean: wgpu::Buffer,
     log_sigma: wgpu::Buffer,
     draws: wgpu::Buffer,
@@ -167,7 +174,7 @@ impl StepPlan {
         let dynamic = model.members[0].mean.outputs as usize;
         let readback = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("simulation readback"),
-            size: (members.len() * rows * (3 * dynamic + 1) * 4) as u64,
+            size: (members.len() * rows * (PER_VALUE_OUTPUTS * dynamic + 1) * 4) as u64,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
@@ -198,11 +205,11 @@ impl StepPlan {
                 }
             }
         }
-        // Read back [mean | log sigma | draws] per member, then all outcomes.
+        // Read back [stay logit | mean | log sigma | draws] per member, then all outcomes.
         let block = (self.rows * self.dynamic * 4) as u64;
         let mut offset = 0;
         for plan in &self.members {
-            for buffer in [&plan.mean, &plan.log_sigma, &plan.draws] {
+            for buffer in [&plan.stay_logit, &plan.mean, &plan.log_sigma, &plan.draws] {
                 encoder.copy_buffer_to_buffer(buffer, 0, &self.readback, offset, block);
                 offset += block;
             }
@@ -216,12 +223,12 @@ impl StepPlan {
         let n = self.rows * self.dynamic;
         let mut outputs = Vec::with_capacity(self.members.len());
         let mut draws = Vec::with_capacity(self.members.len());
-        let outcomes_at = self.members.len() * 3 * n;
+        let outcomes_at = self.members.len() * PER_VALUE_OUTPUTS * n;
         for m in 0..self.members.len() {
-            let at = m * 3 * n;
+            let block = |i: usize| values[(m * PER_VALUE_OUTPUTS + i) * n..(m * PER_VALUE_OUTPUTS + i + 1) * n].to_vec();
             let outcome_logit = values[outcomes_at + m * self.rows..outcomes_at + (m + 1) * self.rows].to_vec();
-            outputs.push(MemberOutput { mean: values[at..at + n].to_vec(), log_sigma: values[at + n..at + 2 * n].to_vec(), outcome_logit });
-            draws.push(values[at + 2 * n..at + 3 * n].to_vec());
+            outputs.push(MemberOutput { stay_logit: block(0), mean: block(1), log_sigma: block(2), outcome_logit });
+            draws.push(block(3));
         }
         Ok((outputs, draws))
     }
@@ -237,7 +244,8 @@ impl MemberPlan {
         let (gi1, gio) = (scratch(gpu, rows * context * 3 * h1), scratch(gpu, rows * context * 3 * ho));
         let (gh1, gi2, gh2, gho) = (scratch(gpu, rows * 3 * h1), scratch(gpu, rows * 3 * h2), scratch(gpu, rows * 3 * h2), scratch(gpu, rows * 3 * ho));
         let hidden = [scratch(gpu, rows * h1), scratch(gpu, rows * h2), scratch(gpu, rows * ho)];
-        let (mean, log_sigma, draws, outcome) = (scratch(gpu, rows * dynamic), scratch(gpu, rows * dynamic), scratch(gpu, rows * dynamic), scratch(gpu, rows));
+        let per_value = || scratch(gpu, rows * dynamic);
+        let (stay_logit, mean, log_sigma, draws, outcome) = (per_value(), per_value(), per_value(), per_value(), scratch(gpu, rows));
         let sample_params = uniform(gpu, &[0; 8]);
 
         let bind = |kind: Kernel, buffers: &[&wgpu::Buffer]| {
@@ -272,6 +280,7 @@ impl MemberPlan {
                 list.push(linear(&w.outcome_gru.hh, &hidden[2], &gho, rows));
                 list.push(cell(&w.outcome_gru, &gio, steps * 3 * ho, t * 3 * ho, &gho, &hidden[2]));
             }
+            list.push(linear(&w.stay_logit, &hidden[1], &stay_logit, rows));
             list.push(linear(&w.mean, &hidden[1], &mean, rows));
             list.push(linear(&w.log_sigma, &hidden[1], &log_sigma, rows));
             list.push(linear(&w.outcome, &hidden[2], &outcome, rows));
@@ -283,7 +292,7 @@ impl MemberPlan {
             list
         };
         let (context_dispatches, step_dispatches) = (launches(&context_input, context), launches(&step_input, 1));
-        Self { context_input, step_input, hidden, mean, log_sigma, draws, outcome, sample_params, context_dispatches, step_dispatches }
+        Self { context_input, step_input, hidden, stay_logit, mean, log_sigma, draws, outcome, sample_params, context_dispatches, step_dispatches }
     }
 }
 

@@ -125,7 +125,7 @@ async fn the_webgpu_simulation_matches_the_cpu() {
     let on_gpu_model = GpuWorldModel::upload(&gpu, WEIGHTS, &model.card).unwrap();
 
     // Two steps, raw (the context, then one carried step): every member's
-    // means, log sigmas, outcome logits and draws. Both paths continue from
+    // stay logits, means, log sigmas, outcome logits and draws. Both paths continue from
     // the CPU's draws, so the second step compares the carried states alone.
     let mut rollout = Rollout::new(&model.card, fixture.request.clone()).unwrap();
     let plan = StepPlan::new(&gpu, &on_gpu_model, rollout.rows(), rollout.steps());
@@ -137,6 +137,7 @@ async fn the_webgpu_simulation_matches_the_cpu() {
             let cpu = forward.feed(m, rollout.inputs(m), rollout.rows(), rollout.steps()).unwrap();
             let cpu_draw = draw(&cpu, rollout.seed(), rollout.counter_base(m));
             for (name, a, b) in [
+                ("stay logit", &outputs[m].stay_logit, &cpu.stay_logit),
                 ("mean", &outputs[m].mean, &cpu.mean),
                 ("log sigma", &outputs[m].log_sigma, &cpu.log_sigma),
                 ("outcome logit", &outputs[m].outcome_logit, &cpu.outcome_logit),

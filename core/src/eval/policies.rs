@@ -119,7 +119,13 @@ fn llm_row(env: &IcuSepsis, name: &str) -> Result<NamedPolicy, LookupError> {
     }
     let world_model = if matches!(name, LLM_ZERO_SHOT_WM | AGENT_BC) {
         let stem = Path::new(WORLD_MODEL);
-        Some(crate::world_model::WorldModel::load(stem).map_err(|e| LookupError::Model { name: "world-model".into(), path: stem.with_extension("safetensors"), message: e.to_string() })?)
+        let weights = stem.with_extension("safetensors");
+        let wm_error = |message: String| LookupError::Model { name: "world-model".into(), path: weights.clone(), message };
+        // What the simulations say is part of every decision: a retrained
+        // world model must not reuse the old model's decisions.
+        let bytes = std::fs::read(&weights).map_err(|e| wm_error(e.to_string()))?;
+        identity = format!("{identity}, world model sha256 {}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+        Some(crate::world_model::WorldModel::load(stem).map_err(|e| wm_error(e.to_string()))?)
     } else {
         None
     };

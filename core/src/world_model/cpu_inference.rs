@@ -97,6 +97,7 @@ pub struct FastMember {
     gru1: Gru,
     gru2: Gru,
     outcome_gru: Gru,
+    stay_logit: candle_nn::Linear,
     mean: candle_nn::Linear,
     log_sigma: candle_nn::Linear,
     outcome: candle_nn::Linear,
@@ -129,6 +130,7 @@ impl FastMember {
             gru1: Gru::load(vb.pp("gru1"), input_dim, hidden)?,
             gru2: Gru::load(vb.pp("gru2"), hidden, hidden)?,
             outcome_gru: Gru::load(vb.pp("outcome_gru"), input_dim, outcome_hidden)?,
+            stay_logit: candle_nn::linear(hidden, dynamic_dim, vb.pp("stay_logit"))?,
             mean: candle_nn::linear(hidden, dynamic_dim, vb.pp("mean"))?,
             log_sigma: candle_nn::linear(hidden, dynamic_dim, vb.pp("log_sigma"))?,
             outcome: candle_nn::linear(outcome_hidden, 1, vb.pp("outcome"))?,
@@ -150,6 +152,7 @@ impl FastMember {
     pub fn heads(&self, state: &FastState) -> Result<MemberOutput> {
         let log_sigma = self.log_sigma.forward(&state.h2)?.clamp(LOG_SIGMA_RANGE.0 as f32, LOG_SIGMA_RANGE.1 as f32)?;
         Ok(MemberOutput {
+            stay_logit: self.stay_logit.forward(&state.h2)?.flatten_all()?.to_vec1()?,
             mean: self.mean.forward(&state.h2)?.flatten_all()?.to_vec1()?,
             log_sigma: log_sigma.flatten_all()?.to_vec1()?,
             outcome_logit: self.outcome.forward(&state.outcome)?.flatten_all()?.to_vec1()?,

@@ -73,8 +73,10 @@ pub struct Windows {
     pub next: Vec<f32>,
     /// 1 where the next value is observed; all 0 for a patient's last step.
     pub next_mask: Vec<f32>,
-    /// The current step's values in z units (the persistence prediction).
+    /// The current step's values in z units (the persistence prediction;
+    /// 0 where missing) and 1 where observed.
     pub current: Vec<f32>,
+    pub current_mask: Vec<f32>,
     /// 1 if the patient died by the end of the stay.
     pub died: Vec<f32>,
     /// Patient index of each example (for patient-level bootstraps and sampling).
@@ -99,8 +101,9 @@ impl Windows {
             let history: Vec<(&[Option<f64>], Action)> = patient.steps.iter().map(|s| (s.values.as_slice(), s.action)).collect();
             for t in 0..patient.steps.len() {
                 layout.encode_window(normaliser, &history[..=t], window, &mut w.inputs);
-                let (current, _) = z_dynamic(&patient.steps[t]);
+                let (current, current_mask) = z_dynamic(&patient.steps[t]);
                 w.current.extend(current);
+                w.current_mask.extend(current_mask);
                 match patient.steps.get(t + 1) {
                     Some(next) => {
                         let (values, mask) = z_dynamic(next);

@@ -9,6 +9,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::ensemble::{summarise, EnsembleSummary, History, WorldModel};
+use super::mixture::{median, pit_in_interval};
 use crate::action::{Action, N_ACTIONS};
 use crate::cohort::schema::FEATURES;
 use crate::cohort::Cohort;
@@ -20,11 +21,12 @@ pub const HORIZON: usize = 6;
 /// Ensemble summaries for a batch of windows (`n x window x input`), in chunks.
 fn run(model: &WorldModel, inputs: &Tensor) -> candle_core::Result<EnsembleSummary> {
     let n = inputs.dim(0)?;
-    let mut all = EnsembleSummary { mean: vec![], sd: vec![], disagreement: vec![], death: vec![] };
+    let mut all = EnsembleSummary { forecasts: vec![], current: vec![], disagreement: vec![], death: vec![] };
     for start in (0..n).step_by(CHUNK) {
-        let s = summarise(&model.predict(&inputs.narrow(0, start, CHUNK.min(n - start))?)?)?;
-        all.mean.extend(s.mean);
-        all.sd.extend(s.sd);
+        let chunk = inputs.narrow(0, start, CHUNK.min(n - start))?;
+        let s = summarise(&model.predict(&chunk)?, &chunk)?;
+        all.forecasts.extend(s.forecasts);
+        all.current.extend(s.current);
         all.disagreement.extend(s.disagreement);
         all.death.extend(s.death);
     }
@@ -47,6 +49,10 @@ pub struct FeatureError {
     pub persistence_mae: f64,
     /// Share of observed transitions in which the value changes.
     pub changes: f64,
+    /// The error (z units) of the best possible forecast: the median of the
+    /// value over the true ICU-Sepsis next-state distribution of the logged
+    /// state and action. `None` without state ids.
+    pub oracle_mae_z: Option<f64>,
 }
 
 #[derive(Clone, Debug)]
@@ -92,18 +98,23 @@ pub fn evaluate(model: &WorldModel, cohort: &Cohort, env: Option<&IcuSepsis>, se
                 continue;
             }
             let truth = windows.next[i * dims + d] as f64;
-            let mean = summary.mean[i][d] as f64;
-            let sd = summary.sd[i][d] as f64;
-            let current = windows.current[i * dims + d] as f64;
-            model_err[d] += (mean - truth).abs();
-            persist_err[d] += (current - truth).abs();
-            changed[d] += f64::from((current - truth).abs() > 1e-6);
+            let (forecast, current) = (&summary.forecasts[i][d], summary.current[i][d]);
+            // Persistence has nothing to say about a value missing now; it
+            // predicts 0 (the mean) there, as the model's input encodes it.
+            let now = current.unwrap_or(0.0);
+            model_err[d] += (median(forecast, current) - truth).abs();
+            persist_err[d] += (now - truth).abs();
+            changed[d] += f64::from((now - truth).abs() > 1e-6);
             count[d] += 1.0;
-            in50 += f64::from((truth - mean).abs() <= 0.6745 * sd);
-            in90 += f64::from((truth - mean).abs() <= 1.6449 * sd);
+            in50 += pit_in_interval(forecast, current, truth, 0.5);
+            in90 += pit_in_interval(forecast, current, truth, 0.9);
             observed += 1.0;
         }
     }
+    let oracle = match env {
+        Some(env) => oracle_errors(model, cohort, env, &windows),
+        None => None,
+    };
     let one_step = layout
         .dynamic
         .iter()
@@ -118,6 +129,7 @@ pub fn evaluate(model: &WorldModel, cohort: &Cohort, env: Option<&IcuSepsis>, se
                 model_mae: model_err[d] / c * normaliser.sd[f],
                 persistence_mae: persist_err[d] / c * normaliser.sd[f],
                 changes: changed[d] / c,
+                oracle_mae_z: oracle.as_ref().map(|o| o[d]),
             }
         })
         .collect();
@@ -198,8 +210,51 @@ pub fn evaluate(model: &WorldModel, cohort: &Cohort, env: Option<&IcuSepsis>, se
     })
 }
 
-/// Roll the ensemble mean forward with the logged actions from every start
-/// step, and compare with what was observed `k` steps later.
+/// Per feature, the z MAE of the MDP oracle's median forecast over the
+/// windows with an observed next value, or `None` if a step lacks its state.
+fn oracle_errors(model: &WorldModel, cohort: &Cohort, env: &IcuSepsis, windows: &super::data::Windows) -> Option<Vec<f64>> {
+    let (layout, normaliser) = (&model.card.layout, &model.card.normaliser);
+    let dims = layout.dynamic.len();
+    let n_states = env.mdp.n_transient;
+    let features: Vec<Vec<f64>> = (0..n_states)
+        .map(|s| {
+            let values = crate::env::clinical::state_features(env, s);
+            layout.dynamic.iter().map(|&f| values[f].map_or(0.0, |v| normaliser.z(f, v))).collect()
+        })
+        .collect();
+    let (mut err, mut count) = (vec![0.0f64; dims], vec![0.0f64; dims]);
+    let mut index = 0;
+    for patient in &cohort.patients {
+        for step in &patient.steps {
+            let state = step.state? as usize;
+            let next: Vec<(usize, f64)> =
+                env.mdp.transitions(state, step.action.index()).iter().filter(|t| t.next < n_states).map(|t| (t.next, t.probability)).collect();
+            let mass: f64 = next.iter().map(|t| t.1).sum();
+            for d in 0..dims {
+                if windows.next_mask[index * dims + d] == 0.0 || mass <= 0.0 {
+                    continue;
+                }
+                let mut values: Vec<(f64, f64)> = next.iter().map(|&(s, p)| (features[s][d], p / mass)).collect();
+                values.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let mut cumulative = 0.0;
+                let median = values.iter().find(|(_, p)| {
+                    cumulative += p;
+                    cumulative >= 0.5
+                });
+                let median = median.map_or(values.last().map_or(0.0, |v| v.0), |v| v.0);
+                err[d] += (median - windows.next[index * dims + d] as f64).abs();
+                count[d] += 1.0;
+            }
+            index += 1;
+        }
+    }
+    Some(err.iter().zip(&count).map(|(e, c)| e / c.max(1.0)).collect())
+}
+
+/// From every start step, carry the course forward along the ensemble's
+/// expected values with the logged actions; the forecast `k` steps ahead is
+/// the median of the ensemble's mixture for step `k` given that course,
+/// compared with what was observed `k` steps later.
 fn multi_step(model: &WorldModel, cohort: &Cohort) -> candle_core::Result<Vec<(f64, f64, usize)>> {
     let card = &model.card;
     let (layout, normaliser) = (&card.layout, &card.normaliser);
@@ -218,14 +273,24 @@ fn multi_step(model: &WorldModel, cohort: &Cohort) -> candle_core::Result<Vec<(f
         }
         let batch: Vec<History> = active.iter().map(|&i| histories[i].clone()).collect();
         let summary = run(model, &model.encode(&batch)?)?;
+        let medians: Vec<Vec<f32>> =
+            summary.forecasts.iter().zip(&summary.current).map(|(f, c)| f.iter().zip(c).map(|(m, &now)| median(m, now) as f32).collect()).collect();
+        // The course goes on along the ensemble's expected values (a median
+        // fed back k times would only ever repeat its own "no change").
+        let expected: Vec<Vec<f32>> = summary
+            .forecasts
+            .iter()
+            .zip(&summary.current)
+            .map(|(f, c)| f.iter().zip(c).map(|(members, &now)| (members.iter().map(|m| m.expected(now)).sum::<f64>() / members.len() as f64) as f32).collect())
+            .collect();
         let (mut model_err, mut persist_err, mut values) = (0.0f64, 0.0f64, 0.0f64);
         for (row, &i) in active.iter().enumerate() {
             let (p, t) = starts[i];
             let truth = &cohort.patients[p].steps[t + k];
             let origin = &cohort.patients[p].steps[t];
-            let predicted = model.predicted_values(&histories[i].last().expect("non-empty").0, &summary.mean[row]);
+            let predicted = model.predicted_values(&histories[i].last().expect("non-empty").0, &expected[row]);
             for (d, &f) in layout.dynamic.iter().enumerate() {
-                let z = summary.mean[row][d] as f64;
+                let z = medians[row][d] as f64;
                 if let (Some(actual), Some(start)) = (truth.values[f], origin.values[f]) {
                     model_err += (z - normaliser.z(f, actual)).abs();
                     persist_err += (normaliser.z(f, start) - normaliser.z(f, actual)).abs();
@@ -278,29 +343,34 @@ pub fn discrimination(scores: &[f32], labels: &[f32]) -> (f64, f64) {
 
 pub fn markdown(report: &Report, model_name: &str) -> String {
     let mut out = format!(
-        "Model: `{model_name}` ({} windows of the ICU-Sepsis test split). Errors are mean absolute errors of the ensemble mean; \
-         *persistence* predicts that nothing changes.\n\n### One step (4 h) ahead\n\n\
-         | feature | unit | model MAE | persistence MAE | model MAE (z) | persistence MAE (z) | changes in |\n|---|---|---|---|---|---|---|\n",
+        "Model: `{model_name}` ({} windows of the ICU-Sepsis test split). Errors are mean absolute errors of the ensemble's median forecast \
+         (each member: the value stays with its stay probability, or moves to its Gaussian; docs/world-model.md); \
+         *persistence* predicts that nothing changes; the *MDP oracle* knows the true ICU-Sepsis state and \
+         predicts the median of the value over its true next-state distribution for the logged action: no model of \
+         this data can do better on average.\n\n### One step (4 h) ahead\n\n\
+         | feature | unit | model MAE | persistence MAE | model MAE (z) | persistence MAE (z) | MDP oracle MAE (z) | changes in |\n|---|---|---|---|---|---|---|---|\n",
         report.windows
     );
     for f in &report.one_step {
         out.push_str(&format!(
-            "| `{}` | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0}% |\n",
+            "| `{}` | {} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {:.0}% |\n",
             f.key,
             if f.unit.is_empty() { "—" } else { f.unit },
             f.model_mae,
             f.persistence_mae,
             f.model_mae_z,
             f.persistence_mae_z,
+            f.oracle_mae_z.map_or("—".to_string(), |o| format!("{o:.3}")),
             100.0 * f.changes
         ));
     }
     let mean = |pick: fn(&FeatureError) -> f64| report.one_step.iter().map(pick).sum::<f64>() / report.one_step.len().max(1) as f64;
     out.push_str(&format!(
-        "| **mean (z)** | | | | **{:.3}** | **{:.3}** | |\n\n### 1 to {HORIZON} steps ahead (mean z MAE over features, logged actions fed back)\n\n\
+        "| **mean (z)** | | | | **{:.3}** | **{:.3}** | **{}** | |\n\n### 1 to {HORIZON} steps ahead (mean z MAE over features; the course carried on the expected values with the logged actions, the median forecast at each step)\n\n\
          | steps ahead | model | persistence | rollouts |\n|---|---|---|---|\n",
         mean(|f| f.model_mae_z),
-        mean(|f| f.persistence_mae_z)
+        mean(|f| f.persistence_mae_z),
+        if report.one_step.iter().all(|f| f.oracle_mae_z.is_some()) { format!("{:.3}", mean(|f| f.oracle_mae_z.unwrap_or(0.0))) } else { "—".into() }
     ));
     for (k, (m, p, n)) in report.multi_step.iter().enumerate() {
         out.push_str(&format!("| {} | {m:.3} | {p:.3} | {n} |\n", k + 1));
@@ -308,8 +378,8 @@ pub fn markdown(report: &Report, model_name: &str) -> String {
     out.push_str(&format!(
         "\n### Calibration, uncertainty and outcome\n\n\
          | measure | value |\n|---|---|\n\
-         | 50% interval coverage (ideal 50%) | {:.1}% |\n\
-         | 90% interval coverage (ideal 90%) | {:.1}% |\n\
+         | 50% central interval coverage, randomised PIT (ideal 50%) | {:.1}% |\n\
+         | 90% central interval coverage, randomised PIT (ideal 90%) | {:.1}% |\n\
          | ensemble disagreement, logged action | {:.4} |\n\
          | ensemble disagreement, an out-of-support action in the same state | {:.4} |\n\
          | outcome head AUROC (per window) | {:.3} |\n\

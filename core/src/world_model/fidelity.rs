@@ -53,14 +53,17 @@ pub fn value_in_model(model: &WorldModel, env: &IcuSepsis, index: &StateIndex, p
     let mut death = vec![0.0f64; rollouts];
     for step in 0..horizon {
         let predictions = model.predict(&model.encode(&histories)?)?;
-        let means: Vec<Vec<Vec<f32>>> = predictions.iter().map(|p| p.mean.to_vec2()).collect::<candle_core::Result<_>>()?;
+        let rows = |pick: fn(&super::model::Prediction) -> &candle_core::Tensor| -> candle_core::Result<Vec<Vec<Vec<f32>>>> {
+            predictions.iter().map(|p| pick(p).to_vec2()).collect()
+        };
+        let (stays, means, log_sigmas) = (rows(|p| &p.stay_logit)?, rows(|p| &p.mean)?, rows(|p| &p.log_sigma)?);
         let deaths: Vec<Vec<f32>> =
             predictions.iter().map(|p| candle_nn::ops::sigmoid(&p.outcome_logit)?.to_vec1()).collect::<candle_core::Result<_>>()?;
         for (i, history) in histories.iter_mut().enumerate() {
             let member = i % members;
             death[i] = deaths[member][i] as f64;
             if step + 1 < horizon {
-                let next = model.predicted_values(&history.last().expect("non-empty").0, &means[member][i]);
+                let next = model.expected_next(&history.last().expect("non-empty").0, &stays[member][i], &means[member][i], &log_sigmas[member][i]);
                 let state = index.nearest(model, &next);
                 let action = Action::from_index(policy.sample(state, &mut rng)).expect("0..25");
                 history.push((next, action));

@@ -16,6 +16,7 @@ pub mod ensemble;
 pub mod evaluate;
 #[cfg(feature = "eval")]
 pub mod fidelity;
+pub mod mixture;
 pub mod model;
 pub mod simulate;
 #[cfg(feature = "eval")]

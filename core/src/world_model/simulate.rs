@@ -22,8 +22,9 @@ use super::card::ModelCard;
 use super::cpu_inference::FastState;
 use super::WorldModel;
 use crate::cohort::schema::{idx, FEATURES};
+use super::mixture::{expected_values, stay_probability};
 use crate::simulation::{
-    quantile, standard_normal, CandidateStep, FeatureBand, RequestError, SimulateRequest, Simulation, SimulationStep, KEY_FEATURES, MAX_HORIZON,
+    quantile, standard_normal, stay_uniform, CandidateStep, FeatureBand, RequestError, SimulateRequest, Simulation, SimulationStep, KEY_FEATURES, MAX_HORIZON,
 };
 
 /// History steps a simulation reads before its first simulated step. With
@@ -33,7 +34,9 @@ pub const CONTEXT_STEPS: usize = 6;
 /// One member's outputs for all of its rows, row-major.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MemberOutput {
-    /// `rows x dynamic`, z units.
+    /// `rows x dynamic`: logit of "the value stays exactly as it is".
+    pub stay_logit: Vec<f32>,
+    /// `rows x dynamic`, z units: the Gaussian of a changed value.
     pub mean: Vec<f32>,
     /// `rows x dynamic`, already clamped to `LOG_SIGMA_RANGE`.
     pub log_sigma: Vec<f32>,
@@ -141,17 +144,64 @@ impl<'a> Rollout<'a> {
         ((self.steps_done() * self.members + member) * self.rows() * self.dynamic_dim()) as u32
     }
 
-    /// Take every member's outputs and draws for this step, record the
-    /// step's forecasts, and move every window one step on.
+    /// The newest step each of member `m`'s rows read: its values (z units)
+    /// and, where missing, `None`.
+    fn current(&self, member: usize) -> Vec<Vec<Option<f64>>> {
+        let (dims, width, steps) = (self.dynamic_dim(), self.input_dim(), self.pending_steps);
+        (0..self.rows())
+            .map(|r| {
+                let step = &self.pending[member][(r * steps + steps - 1) * width..(r * steps + steps) * width];
+                (0..dims).map(|d| (step[dims + d] > 0.0).then_some(step[d] as f64)).collect()
+            })
+            .collect()
+    }
+
+    /// One member's next values: each row keeps a value that is observed
+    /// now with the member's stay probability, and otherwise takes the
+    /// Gaussian draw, clipped to what is physically possible. A row uses one
+    /// uniform for all of its features, so the values that stay together do
+    /// so together, as they do when a patient's state holds.
+    fn next_values(&self, member: usize, output: &MemberOutput, gaussian: &[f32], current: &[Vec<Option<f64>>]) -> Vec<f32> {
+        let dims = self.dynamic_dim();
+        let base = ((self.steps_done() * self.members + member) * self.rows()) as u32;
+        let mut next = Vec::with_capacity(gaussian.len());
+        for (r, now) in current.iter().enumerate() {
+            let u = stay_uniform(self.request.seed, base + r as u32) as f64;
+            for d in 0..dims {
+                let i = r * dims + d;
+                next.push(match now[d] {
+                    Some(value) if u < stay_probability(output.stay_logit[i] as f64) => value as f32,
+                    _ => gaussian[i].clamp(self.bounds[d].0, self.bounds[d].1),
+                });
+            }
+        }
+        next
+    }
+
+    /// Take every member's outputs and Gaussian draws for this step, record
+    /// the step's forecasts, and move every window one step on.
     pub fn advance(&mut self, outputs: &[MemberOutput], draws: &[Vec<f32>]) -> &SimulationStep {
         assert!(!self.is_done(), "the simulation is complete");
         assert_eq!((outputs.len(), draws.len()), (self.members, self.members), "one output and one draw set per member");
         let (dims, samples) = (self.dynamic_dim(), self.request.samples);
         let t = self.steps_done();
-        // Clip draws to what is physically possible.
-        let draws: Vec<Vec<f32>> = draws
+        let currents: Vec<Vec<Vec<Option<f64>>>> = (0..self.members).map(|m| self.current(m)).collect();
+        let draws: Vec<Vec<f32>> = (0..self.members).map(|m| self.next_values(m, &outputs[m], &draws[m], &currents[m])).collect();
+        // Each member's expected next value, per row and feature: what the
+        // members' disagreement is measured on.
+        let expected: Vec<Vec<f64>> = outputs
             .iter()
-            .map(|d| d.iter().enumerate().map(|(i, &z)| z.clamp(self.bounds[i % dims].0, self.bounds[i % dims].1)).collect())
+            .zip(&currents)
+            .map(|(o, current)| {
+                current
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(r, now)| {
+                        let at = r * dims..(r + 1) * dims;
+                        expected_values(now, &o.stay_logit[at.clone()], &o.mean[at.clone()], &o.log_sigma[at])
+                    })
+                    .collect()
+            })
             .collect();
         let mut candidates = Vec::with_capacity(self.request.candidates.len());
         for c in 0..self.request.candidates.len() {
@@ -168,13 +218,13 @@ impl<'a> Rollout<'a> {
                 .collect();
             let deaths: f64 = outputs.iter().flat_map(|o| rows_of().map(move |r| sigmoid(o.outcome_logit[r] as f64))).sum();
             let survival = 1.0 - deaths / (self.members * samples) as f64;
-            // SD over members of the predicted mean, per row and feature.
+            // SD over members of the expected next value, per row and feature.
             let mut spread = 0.0;
             for r in rows_of() {
                 for d in 0..dims {
                     let at = r * dims + d;
-                    let mean = outputs.iter().map(|o| o.mean[at] as f64).sum::<f64>() / self.members as f64;
-                    let var = outputs.iter().map(|o| (o.mean[at] as f64 - mean).powi(2)).sum::<f64>() / self.members as f64;
+                    let mean = expected.iter().map(|e| e[at]).sum::<f64>() / self.members as f64;
+                    let var = expected.iter().map(|e| (e[at] - mean).powi(2)).sum::<f64>() / self.members as f64;
                     spread += var.sqrt();
                 }
             }
@@ -431,21 +481,21 @@ mod tests {
             let windowed = model.predict(&model.encode(&courses).unwrap()).unwrap();
             for (m, output) in outputs.iter().enumerate() {
                 let mean: Vec<f32> = windowed[m].mean.flatten_all().unwrap().to_vec1().unwrap();
+                let stay: Vec<f32> = windowed[m].stay_logit.flatten_all().unwrap().to_vec1().unwrap();
                 let logit: Vec<f32> = windowed[m].outcome_logit.to_vec1().unwrap();
-                let diff = output.mean.iter().zip(&mean).chain(output.outcome_logit.iter().zip(&logit)).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                let pairs = output.mean.iter().zip(&mean).chain(output.stay_logit.iter().zip(&stay)).chain(output.outcome_logit.iter().zip(&logit));
+                let diff = pairs.map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
                 assert!(diff < 1e-5, "step {t} member {m}: carried state differs from the window by {diff}");
             }
-            // Member 0's course continues with its own drawn values.
+            // Member 0's course continues with its own next values.
             let draws: Vec<Vec<f32>> = outputs.iter().enumerate().map(|(m, o)| draw(o, rollout.seed(), rollout.counter_base(m))).collect();
             rollout.advance(&outputs, &draws);
             // Only member 0 is checked against the window from here on: give
-            // every member member 0's draws so all courses agree.
+            // every member member 0's values so all courses agree.
+            let (dims, width) = (rollout.dynamic_dim(), rollout.input_dim());
             for (c, history) in courses.iter_mut().enumerate() {
                 let current = history.last().unwrap().0.clone();
-                let dims = rollout.dynamic_dim();
-                let z = &draws[0][c * dims..(c + 1) * dims];
-                let clipped: Vec<f32> = z.iter().enumerate().map(|(d, &v)| v.clamp(rollout.bounds[d].0, rollout.bounds[d].1)).collect();
-                let values = model.predicted_values(&current, &clipped);
+                let values = model.predicted_values(&current, &rollout.pending[0][c * width..c * width + dims]);
                 history.push((values, request.action(c, t + 1)));
             }
             let member0 = rollout.pending[0].clone();
@@ -482,13 +532,14 @@ mod tests {
         let model = shipped();
         let mut rollout = Rollout::new(&model.card, SimulateRequest { samples: 1, ..request(1) }).unwrap();
         let (rows, dims) = (rollout.rows(), rollout.dynamic_dim());
-        // Every member says the same: no disagreement; death logit 0: survival 0.5.
-        let same = MemberOutput { mean: vec![0.25; rows * dims], log_sigma: vec![-1.0; rows * dims], outcome_logit: vec![0.0; rows] };
+        // Every member says the same: no disagreement; death logit 0: survival
+        // 0.5; nothing stays.
+        let same = MemberOutput { stay_logit: vec![-40.0; rows * dims], mean: vec![0.25; rows * dims], log_sigma: vec![-1.0; rows * dims], outcome_logit: vec![0.0; rows] };
         let outputs = vec![same.clone(); rollout.members()];
         let draws = vec![vec![0.25f32; rows * dims]; rollout.members()];
         let step = rollout.advance(&outputs, &draws).clone();
         for c in &step.candidates {
-            assert_eq!(c.disagreement, 0.0);
+            assert!(c.disagreement < 1e-9, "{}", c.disagreement);
             assert!((c.survival - 0.5).abs() < 1e-12);
             let map = &c.bands[0];
             let expected = model.card.normaliser.value(idx("map"), 0.25);
@@ -506,8 +557,43 @@ mod tests {
     }
 
     #[test]
+    fn values_stay_with_the_members_stay_probability_and_together() {
+        let model = shipped();
+        let mut rollout = Rollout::new(&model.card, SimulateRequest { samples: 64, ..request(2) }).unwrap();
+        let (rows, dims, members) = (rollout.rows(), rollout.dynamic_dim(), rollout.members());
+        let current = rollout.current(0);
+        // Member k keeps its values with probability k / (members - 1).
+        let outputs: Vec<MemberOutput> = (0..members)
+            .map(|k| {
+                let p = k as f64 / (members - 1) as f64;
+                let logit = if p == 0.0 { -40.0 } else if p == 1.0 { 40.0 } else { (p / (1.0 - p)).ln() } as f32;
+                MemberOutput { stay_logit: vec![logit; rows * dims], mean: vec![3.0; rows * dims], log_sigma: vec![-8.0; rows * dims], outcome_logit: vec![0.0; rows] }
+            })
+            .collect();
+        let draws: Vec<Vec<f32>> = outputs.iter().enumerate().map(|(m, o)| draw(o, rollout.seed(), rollout.counter_base(m))).collect();
+        rollout.advance(&outputs, &draws);
+        let width = rollout.input_dim();
+        for k in 0..members {
+            let mut stayed_rows = 0;
+            for r in 0..rows {
+                let next = &rollout.inputs(k)[r * width..r * width + dims];
+                let gaussian = |d: usize| draws[k][r * dims + d].clamp(rollout.bounds[d].0, rollout.bounds[d].1);
+                // Features whose Gaussian draw differs from the current value tell a stay apart.
+                let stayed: Vec<bool> = (0..dims)
+                    .filter_map(|d| current[r][d].filter(|&v| (gaussian(d) as f64 - v).abs() > 1e-4).map(|v| (next[d] as f64 - v).abs() < 1e-6))
+                    .collect();
+                assert!(stayed.len() > dims / 2 && stayed.iter().all(|&s| s == stayed[0]), "member {k} row {r}: features stayed apart {stayed:?}");
+                stayed_rows += usize::from(stayed[0]);
+            }
+            let share = stayed_rows as f64 / rows as f64;
+            let p = k as f64 / (members - 1) as f64;
+            assert!((share - p).abs() < 0.1, "member {k}: {share} of rows stayed, expected {p}");
+        }
+    }
+
+    #[test]
     fn cpu_draws_follow_each_members_gaussian() {
-        let output = MemberOutput { mean: vec![2.0; 20_000], log_sigma: vec![(0.5f32).ln(); 20_000], outcome_logit: vec![] };
+        let output = MemberOutput { stay_logit: vec![], mean: vec![2.0; 20_000], log_sigma: vec![(0.5f32).ln(); 20_000], outcome_logit: vec![] };
         let draws = draw(&output, 9, 0);
         let mean = draws.iter().map(|&x| x as f64).sum::<f64>() / 20_000.0;
         let sd = (draws.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / 20_000.0).sqrt();

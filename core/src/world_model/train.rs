@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::card::{EpochLog, MemberState, ModelCard};
 use super::data::Windows;
-use super::model::{loss, Member, WorldModelConfig};
+use super::model::{loss, Member, Targets, WorldModelConfig};
 use crate::nn_init::seeded_init;
 
 pub struct Checkpoints {
@@ -53,16 +53,21 @@ impl Checkpoints {
     }
 }
 
-/// One batch as tensors.
-pub fn batch(windows: &Windows, indices: &[usize], dev: &Device) -> candle_core::Result<(Tensor, Tensor, Tensor, Tensor)> {
+/// One batch as tensors: the input windows and what they predict.
+pub fn batch(windows: &Windows, indices: &[usize], dev: &Device) -> candle_core::Result<(Tensor, Targets)> {
     let (w, d, y) = (windows.window, windows.input_dim, windows.dynamic_dim);
     let n = indices.len();
     let gather = |data: &[f32], width: usize| indices.iter().flat_map(|&i| data[i * width..(i + 1) * width].iter().copied()).collect::<Vec<f32>>();
+    let per_value = |data: &[f32]| Tensor::from_vec(gather(data, y), (n, y), dev);
     Ok((
         Tensor::from_vec(gather(&windows.inputs, w * d), (n, w, d), dev)?,
-        Tensor::from_vec(gather(&windows.next, y), (n, y), dev)?,
-        Tensor::from_vec(gather(&windows.next_mask, y), (n, y), dev)?,
-        Tensor::from_vec(indices.iter().map(|&i| windows.died[i]).collect::<Vec<f32>>(), n, dev)?,
+        Targets {
+            next: per_value(&windows.next)?,
+            next_mask: per_value(&windows.next_mask)?,
+            current: per_value(&windows.current)?,
+            current_mask: per_value(&windows.current_mask)?,
+            died: Tensor::from_vec(indices.iter().map(|&i| windows.died[i]).collect::<Vec<f32>>(), n, dev)?,
+        },
     ))
 }
 
@@ -71,8 +76,8 @@ pub fn validation_loss(member: &Member, windows: &Windows, config: &WorldModelCo
     let (mut total, mut dynamics, mut batches) = (0.0, 0.0, 0.0);
     let indices: Vec<usize> = (0..windows.len()).collect();
     for chunk in indices.chunks(1024) {
-        let (x, next, mask, died) = batch(windows, chunk, dev)?;
-        let (l, d) = loss(&member.forward(&x)?, &next, &mask, &died, config.outcome_weight)?;
+        let (x, targets) = batch(windows, chunk, dev)?;
+        let (l, d) = loss(&member.forward(&x)?, &targets, config.outcome_weight)?;
         let weight = chunk.len() as f64;
         total += l.to_scalar::<f32>()? as f64 * weight;
         dynamics += d.to_scalar::<f32>()? as f64 * weight;
@@ -112,8 +117,8 @@ pub fn train_member(
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(member_seed ^ ((epoch as u64) << 20)));
         let mut running = 0.0;
         for (b, chunk) in order.chunks(config.batch).enumerate() {
-            let (x, next, mask, died) = batch(train, chunk, &dev)?;
-            let (total, _) = loss(&model.forward(&x)?, &next, &mask, &died, config.outcome_weight)?;
+            let (x, targets) = batch(train, chunk, &dev)?;
+            let (total, _) = loss(&model.forward(&x)?, &targets, config.outcome_weight)?;
             optimiser.backward_step(&total)?;
             running += total.to_scalar::<f32>()? as f64;
             on_batch(epoch, b + 1, running / (b + 1) as f64);
@@ -201,11 +206,11 @@ pub(crate) mod tests {
         let varmap = VarMap::new();
         let model = Member::new(w.input_dim, w.dynamic_dim, &WorldModelConfig { hidden: 16, outcome_hidden: 8, ..Default::default() }, VarBuilder::from_varmap(&varmap, DType::F32, &dev)).unwrap();
         seeded_init(&varmap, 3).unwrap();
-        let (x, next, mask, died) = batch(&w, &(0..w.len()).collect::<Vec<_>>(), &dev).unwrap();
-        let (total, _) = loss(&model.forward(&x).unwrap(), &next, &mask, &died, 1.0).unwrap();
+        let (x, targets) = batch(&w, &(0..w.len()).collect::<Vec<_>>(), &dev).unwrap();
+        let (total, _) = loss(&model.forward(&x).unwrap(), &targets, 1.0).unwrap();
         let grads = total.backward().unwrap();
         let vars = varmap.data().lock().unwrap();
-        assert_eq!(vars.len(), 18, "3 GRUs x 4 + 3 heads x 2");
+        assert_eq!(vars.len(), 20, "3 GRUs x 4 + 4 heads x 2");
         for (name, var) in vars.iter() {
             let g = grads.get(var).unwrap_or_else(|| panic!("no gradient for {name}"));
             assert!(g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0, "zero gradient for {name}");
