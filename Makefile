@@ -44,9 +44,11 @@ baselines: data
 	$(SEPSIS) train ai-clinician
 	$(SEPSIS) train ddqn
 
-## The scoreboard (docs/results.md).
-eval: fetch
+## The scoreboard, the world model's fidelity and curriculum stage 1 (docs/results.md).
+eval: data
 	$(SEPSIS) eval --env icu-sepsis --all
+	$(SEPSIS) eval world-model
+	$(SEPSIS) eval agent-dynamics
 
 ## Speed of the world model (native candle, PyTorch, headless Chromium) and the LLM (native, browser worker) in one run (docs/benchmarks.md).
 bench: build

@@ -90,3 +90,35 @@ fn lora_training_lowers_the_loss_checkpoints_and_resumes() {
     quantized.set_adapter(&adapter).unwrap();
     assert!(example_loss(&quantized, &train[0], &SharedPrefix::none()).unwrap().to_scalar::<f32>().unwrap().is_finite());
 }
+
+#[test]
+fn a_dynamics_example_trains_only_the_next_line_and_the_base_model_is_scored_on_what_it_writes() {
+    use sepsis_core::curriculum::dynamics::{dynamics_points, evaluate, example, parse_answer};
+    let llm = llm();
+    let path = format!("{ROOT}/public/demo/icu-sepsis-demo.csv");
+    let (cohort, _) = read_cohort("demo", std::fs::File::open(&path).unwrap());
+    let points = dynamics_points(&cohort, 3, 5);
+    assert_eq!(points.len(), 3);
+    for point in &points {
+        let e = example(&llm.tokenizer, point);
+        let written: Vec<u32> = e.tokens.iter().zip(&e.target).filter(|(_, t)| **t).map(|(t, _)| *t).collect();
+        let line = llm.tokenizer.decode(&written);
+        assert!(line.starts_with("+4h ") && line.ends_with('\n'), "{line:?}");
+        assert!(parse_answer(&line).is_some(), "{line:?}");
+        let read = llm.tokenizer.decode(&e.tokens[..e.tokens.len() - written.len()]);
+        assert!(read.contains("Predict +4h.") && read.ends_with("<|im_start|>assistant\n"), "{read:?}");
+    }
+    // The evaluation runs the real model on the points; whatever the base
+    // model writes, errors are only taken where a line parsed.
+    let model = WorldModel::load(Path::new(&format!("{ROOT}/public/models/world-model"))).unwrap();
+    let report = evaluate(&std::sync::Arc::new(llm), &model, &points[..1], |_| {}).unwrap();
+    assert_eq!(report.points, 1);
+    for column in &report.columns {
+        if report.parsed == 0 {
+            assert_eq!(column.compared, 0, "{column:?}");
+        }
+        if column.compared > 0 {
+            assert!(column.world_model_mae.is_finite() && column.persistence_mae.is_finite());
+        }
+    }
+}

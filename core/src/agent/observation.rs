@@ -18,6 +18,12 @@ const ROLE_AND_RULES: &str = "You treat sepsis in the ICU, one decision every 4 
 Rules, with their flags: G1 if lactate > 2 mmol/L or MAP < 65 mmHg, never give nothing. G2 do not raise the vasopressor when MAP is already >= 65. R1 at admission with lactate >= 4 or MAP < 65, give fluid. R2 avoid the highest fluid level when the balance is over 10 L and MAP >= 75. R3 avoid the highest vasopressor level when MAP > 95.
 Each patient: age, sex, weight, ventilation, hours in ICU, then one line per 4 h, oldest first: time, MAP mmHg, HR /min, lactate mmol/L, urine mL/4h, SOFA, fluid balance L, treatment given (? = to decide now).";
 
+/// The role, the protocol rules and how a patient's course is written: the
+/// start of every system prompt the agent's LLM reads.
+pub fn role_and_rules() -> &'static str {
+    ROLE_AND_RULES
+}
+
 /// The system prompt: role, protocol rules, and the tools offered.
 pub fn system_prompt(can_simulate: bool) -> String {
     if can_simulate {
@@ -38,7 +44,7 @@ After one short thought, give the treatment:
 }
 
 /// Values shown per step, in the order the system prompt names them.
-const COLUMNS: [&str; 6] = ["map", "hr", "lactate", "urine_ml_4h", "sofa", "fluid_balance_ml"];
+pub const COLUMNS: [&str; 6] = ["map", "hr", "lactate", "urine_ml_4h", "sofa", "fluid_balance_ml"];
 
 fn value(values: &[Option<f64>], key: &str) -> String {
     match values[idx(key)] {
@@ -52,6 +58,12 @@ fn value(values: &[Option<f64>], key: &str) -> String {
 /// The user turn for a decision: who the patient is, the last steps, and
 /// what is asked.
 pub fn render_observation(course: &[CourseStep], can_simulate: bool) -> String {
+    render_course(course, None) + if can_simulate { "Simulate, then prescribe." } else { "Prescribe." }
+}
+
+/// Who the patient is and the last steps, one line each; the newest step's
+/// treatment is `now_given`, or "?" (to decide now).
+pub fn render_course(course: &[CourseStep], now_given: Option<Action>) -> String {
     let newest = course.last().expect("a course has at least one step");
     let v = &newest.values;
     let sex = match v[idx("sex_male")] {
@@ -71,12 +83,19 @@ pub fn render_observation(course: &[CourseStep], can_simulate: bool) -> String {
     for (i, step) in shown.iter().enumerate() {
         let hours_ago = 4 * (shown.len() - 1 - i);
         let time = if hours_ago == 0 { "now".to_string() } else { format!("-{hours_ago}h") };
-        let cells: Vec<String> = COLUMNS.iter().map(|key| value(&step.values, key)).collect();
-        let given = if hours_ago == 0 { "?".to_string() } else { render_action(step.action) };
-        text += &format!("{time} {} {given}\n", cells.join(" "));
+        let given = match (hours_ago, now_given) {
+            (0, None) => "?".to_string(),
+            (0, Some(action)) => render_action(action),
+            _ => render_action(step.action),
+        };
+        text += &format!("{time} {} {given}\n", step_cells(&step.values));
     }
-    text += if can_simulate { "Simulate, then prescribe." } else { "Prescribe." };
     text
+}
+
+/// One step's shown values, space-separated, in the system prompt's order.
+pub fn step_cells(values: &[Option<f64>]) -> String {
+    COLUMNS.iter().map(|key| value(values, key)).collect::<Vec<_>>().join(" ")
 }
 
 /// The guideline rules a candidate breaks now, as the system prompt's flag

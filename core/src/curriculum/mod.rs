@@ -3,6 +3,7 @@
 //! them, the stage-2 teacher (the `wm-mpc` planner driving the real loop),
 //! and LoRA training with checkpoints that resume.
 
+pub mod dynamics;
 pub mod example;
 pub mod lora_training;
 pub mod teacher;

@@ -136,6 +136,23 @@ enum EvalWhat {
         #[arg(long, default_value = "docs/results.md")]
         results: PathBuf,
     },
+    /// Curriculum stage 1: how well the agent's LLM writes the next 4 h,
+    /// with the stage-1 adapter and without, against the world model and
+    /// persistence (written to docs/results.md).
+    AgentDynamics {
+        /// The stage-1 adapter (`sepsis train agent --stage dynamics`).
+        #[arg(long, default_value = "public/models/agent-stage1.safetensors")]
+        adapter: PathBuf,
+        #[arg(long, default_value = ".cache/data/icu-sepsis.test.csv")]
+        cohort: PathBuf,
+        /// Sampled (patient, step) points with a logged next step.
+        #[arg(long, default_value_t = 100)]
+        points: usize,
+        #[arg(long, default_value_t = 2027)]
+        seed: u64,
+        #[arg(long, default_value = "docs/results.md")]
+        results: PathBuf,
+    },
     /// How well the world model predicts (written to its section of docs/results.md).
     WorldModel {
         /// Model stem (STEM.json + STEM.safetensors).
@@ -326,6 +343,7 @@ fn load_env(args: &EnvArgs) -> Result<IcuSepsis> {
 fn eval(args: EvalArgs) -> Result<()> {
     match &args.what {
         Some(EvalWhat::WorldModel { model, cohort, data_dir, results }) => return eval_world_model(model, cohort, data_dir, results),
+        Some(EvalWhat::AgentDynamics { adapter, cohort, points, seed, results }) => return eval_agent_dynamics(adapter, cohort, *points, *seed, results),
         Some(EvalWhat::DataCeiling { episodes, min_counts, seed, data_dir, results }) => {
             return eval_data_ceiling(episodes, min_counts, *seed, data_dir, results)
         }
@@ -401,6 +419,36 @@ fn eval_data_ceiling(episodes: &[usize], min_counts: &[u32], seed: u64, data_dir
     );
     write_section(results, "data-ceiling", &text).with_context(|| format!("writing {}", results.display()))?;
     eprintln!("wrote {}", results.display());
+    Ok(())
+}
+
+fn eval_agent_dynamics(adapter_path: &Path, cohort_path: &Path, points: usize, seed: u64, results: &Path) -> Result<()> {
+    use sepsis_core::curriculum::dynamics::{dynamics_points, evaluate, markdown};
+    let cohort = read_cohort_file(cohort_path)?;
+    let points = dynamics_points(&cohort, points, seed);
+    let model = WorldModel::load(Path::new(WORLD_MODEL)).with_context(|| format!("loading {WORLD_MODEL}"))?;
+    let base = train_agent::load_llm()?;
+    let bytes = std::fs::read(adapter_path).with_context(|| format!("reading {} (train it with `sepsis train agent --stage dynamics`)", adapter_path.display()))?;
+    let adapter = sepsis_core::llm::model::LoraAdapter::from_safetensors(&bytes).with_context(|| format!("{} is not an adapter", adapter_path.display()))?;
+    let trained = base.with_adapter(&adapter)?;
+    let mut reports = Vec::new();
+    for (name, llm) in [("base (no adapter)", base), ("stage 1", trained)] {
+        let bar = ProgressBar::new(points.len() as u64).with_style(ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} points, eta {eta}").expect("valid template"));
+        bar.set_prefix(name);
+        let report = evaluate(&std::sync::Arc::new(llm), &model, &points, |done| bar.set_position(done as u64))?;
+        bar.finish_and_clear();
+        eprintln!("{name}: {} of {} answers parse ({:.0} s)", report.parsed, report.points, report.seconds);
+        reports.push((name, report));
+    }
+    let body = markdown(&reports);
+    print!("{body}");
+    let text = format!(
+        "## Curriculum stage 1: the agent's LLM predicts the next 4 h\n\nWritten by `sepsis eval agent-dynamics` on {} points of `{}` (seed {seed}); adapter `{}`.\n\n{body}",
+        points.len(),
+        cohort_path.display(),
+        adapter_path.display()
+    );
+    write_section(results, "agent-dynamics", &text).with_context(|| format!("writing {}", results.display()))?;
     Ok(())
 }
 

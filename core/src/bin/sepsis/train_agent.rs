@@ -1,16 +1,17 @@
-//! `sepsis train agent --stage bc`: behaviour cloning of the `wm-mpc`
-//! teacher's propose-simulate-refine decisions into LoRA adapters on the
-//! agent's LLM (curriculum stage 2). The teacher's examples are generated
-//! once and kept beside the checkpoints; training resumes from its
-//! checkpoint folder.
+//! `sepsis train agent --stage ...`: LoRA adapters on the agent's LLM, one
+//! curriculum stage at a time. Stage 1 (`dynamics`): the patient's next
+//! line from the course and the treatment given. Stage 2 (`bc`): behaviour
+//! cloning of the `wm-mpc` teacher's propose-simulate-refine decisions; the
+//! teacher's examples are generated once and kept beside the checkpoints.
+//! Training resumes from its checkpoint folder.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use sepsis_core::cohort::csv_format::read_cohort;
+use sepsis_core::curriculum::dynamics::{dynamics_points, example as dynamics_example};
 use sepsis_core::curriculum::example::Example;
 use sepsis_core::curriculum::lora_training::{train_lora, Checkpoint, LoraTrainingConfig};
 use sepsis_core::curriculum::teacher::{decision_points, teacher_examples, TeacherReport};
@@ -21,27 +22,69 @@ use sepsis_core::world_model::WorldModel;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Stage {
+    /// Stage 1: patient-dynamics SFT (write the next 4 h from the course and the treatment).
+    Dynamics,
     /// Stage 2: behaviour cloning of the wm-mpc teacher's decisions.
     Bc,
+}
+
+impl Stage {
+    /// The stage's configuration, checkpoint folder and adapter, unless given.
+    fn defaults(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Stage::Dynamics => ("configs/agent-dynamics.json", ".cache/checkpoints/agent-dynamics", "public/models/agent-stage1.safetensors"),
+            Stage::Bc => ("configs/agent-bc.json", ".cache/checkpoints/agent-bc", "public/models/agent-bc.safetensors"),
+        }
+    }
 }
 
 #[derive(Args)]
 pub struct TrainAgentArgs {
     #[arg(long, value_enum)]
     stage: Stage,
-    /// Stage configuration (JSON).
-    #[arg(long, default_value = "configs/agent-bc.json")]
-    config: PathBuf,
+    /// Stage configuration (JSON) [default: configs/agent-dynamics.json or configs/agent-bc.json].
+    #[arg(long)]
+    config: Option<PathBuf>,
     #[arg(long, default_value = ".cache/data/icu-sepsis.train.csv")]
     train: PathBuf,
     #[arg(long, default_value = ".cache/data/icu-sepsis.validation.csv")]
     validation: PathBuf,
-    /// Checkpoints and the teacher's examples; a run with the same folder continues.
-    #[arg(long, default_value = ".cache/checkpoints/agent-bc")]
+    /// Checkpoints (and the teacher's examples); a run with the same folder continues
+    /// [default: .cache/checkpoints/agent-dynamics or .cache/checkpoints/agent-bc].
+    #[arg(long)]
+    checkpoints: Option<PathBuf>,
+    /// Where the trained adapter goes [default: public/models/agent-stage1.safetensors or public/models/agent-bc.safetensors].
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// The arguments with the stage's defaults filled in.
+struct Paths {
+    config: PathBuf,
     checkpoints: PathBuf,
-    /// Where the trained adapter goes.
-    #[arg(long, default_value = "public/models/agent-bc.safetensors")]
     out: PathBuf,
+}
+
+impl TrainAgentArgs {
+    fn paths(&self) -> Paths {
+        let (config, checkpoints, out) = self.stage.defaults();
+        Paths {
+            config: self.config.clone().unwrap_or_else(|| config.into()),
+            checkpoints: self.checkpoints.clone().unwrap_or_else(|| checkpoints.into()),
+            out: self.out.clone().unwrap_or_else(|| out.into()),
+        }
+    }
+}
+
+/// Stage 1's data and training.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct DynamicsConfig {
+    /// (patient, step) points sampled from the training split.
+    train_points: usize,
+    /// From the validation split.
+    validation_points: usize,
+    #[serde(flatten)]
+    training: LoraTrainingConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -63,19 +106,42 @@ struct BcConfig {
 
 pub fn run(args: TrainAgentArgs) -> Result<()> {
     match args.stage {
+        Stage::Dynamics => dynamics(&args),
         Stage::Bc => behaviour_cloning(&args),
     }
 }
 
-fn behaviour_cloning(args: &TrainAgentArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
-    let config: BcConfig = serde_json::from_str(&text).with_context(|| format!("{} is not a behaviour-cloning configuration", args.config.display()))?;
+pub fn load_llm() -> Result<Llm> {
     let file = std::fs::File::open(LLM_MODEL).with_context(|| format!("opening {LLM_MODEL} (run `make fetch`)"))?;
-    let llm = Llm::from_gguf(&mut std::io::BufReader::new(file))?;
-    std::fs::create_dir_all(&args.checkpoints)?;
+    Ok(Llm::from_gguf(&mut std::io::BufReader::new(file))?)
+}
+
+fn dynamics(args: &TrainAgentArgs) -> Result<()> {
+    let paths = args.paths();
+    let text = std::fs::read_to_string(&paths.config).with_context(|| format!("reading {}", paths.config.display()))?;
+    let config: DynamicsConfig = serde_json::from_str(&text).with_context(|| format!("{} is not a stage-1 (dynamics) configuration", paths.config.display()))?;
+    let llm = load_llm()?;
+    let examples = |path: &Path, n: usize, seed: u64| -> Result<Vec<Example>> {
+        let cohort = crate::read_cohort_file(path)?;
+        Ok(dynamics_points(&cohort, n, seed).iter().map(|p| dynamics_example(&llm.tokenizer, p)).collect())
+    };
+    let train = examples(&args.train, config.train_points, config.training.seed)?;
+    let validation = examples(&args.validation, config.validation_points, config.training.seed ^ 1)?;
+    let tokens: usize = train.iter().map(|e| e.tokens.len()).sum();
+    let targets: usize = train.iter().map(Example::target_count).sum();
+    eprintln!("stage 1 (dynamics): {} training examples ({tokens} tokens, {targets} written), {} validation; {:?}", train.len(), validation.len(), config.training);
+    fit(&llm, None, &train, &validation, &config.training, &paths)
+}
+
+fn behaviour_cloning(args: &TrainAgentArgs) -> Result<()> {
+    let paths = args.paths();
+    let text = std::fs::read_to_string(&paths.config).with_context(|| format!("reading {}", paths.config.display()))?;
+    let config: BcConfig = serde_json::from_str(&text).with_context(|| format!("{} is not a behaviour-cloning configuration", paths.config.display()))?;
+    let llm = load_llm()?;
+    std::fs::create_dir_all(&paths.checkpoints)?;
     let share = config.first_step_share;
-    let train = examples(args, &llm, &args.train, "train", config.teacher_decisions, config.training.seed, share)?;
-    let validation = examples(args, &llm, &args.validation, "validation", config.validation_decisions, config.training.seed ^ 1, share)?;
+    let train = examples(&paths, &llm, &args.train, "train", config.teacher_decisions, config.training.seed, share)?;
+    let validation = examples(&paths, &llm, &args.validation, "validation", config.validation_decisions, config.training.seed ^ 1, share)?;
     let init = match &config.init {
         Some(path) => {
             let bytes = std::fs::read(path).with_context(|| format!("reading the initial adapter {} (train the run it comes from first)", path.display()))?;
@@ -85,15 +151,21 @@ fn behaviour_cloning(args: &TrainAgentArgs) -> Result<()> {
     };
     let tokens: usize = train.iter().map(|e| e.tokens.len()).sum();
     eprintln!("behaviour cloning: {} training examples ({tokens} tokens), {} validation; {:?}", train.len(), validation.len(), config.training);
-    let checkpoint = Checkpoint::new(&args.checkpoints)?;
+    fit(&llm, init.as_ref(), &train, &validation, &config.training, &paths)
+}
+
+/// Train (or resume) the adapters with a progress bar, log every validation
+/// to `log.jsonl` in the checkpoint folder, and write the best adapter.
+fn fit(llm: &Llm, init: Option<&LoraAdapter>, train: &[Example], validation: &[Example], training: &LoraTrainingConfig, paths: &Paths) -> Result<()> {
+    let checkpoint = Checkpoint::new(&paths.checkpoints)?;
     let bar = ProgressBar::new(0).with_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps, eta {eta} {msg}").expect("valid template"));
-    let log_path = args.checkpoints.join("log.jsonl");
+    let log_path = paths.checkpoints.join("log.jsonl");
     let adapter = train_lora(
         &llm.model,
-        init.as_ref(),
-        &train,
-        &validation,
-        &config.training,
+        init,
+        train,
+        validation,
+        training,
         &checkpoint,
         |step, total, loss| {
             bar.set_length(total as u64);
@@ -107,27 +179,23 @@ fn behaviour_cloning(args: &TrainAgentArgs) -> Result<()> {
         },
     )?;
     bar.finish_and_clear();
-    if let Some(parent) = args.out.parent() {
+    if let Some(parent) = paths.out.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    adapter.save(&args.out)?;
-    eprintln!("wrote {} (best validation loss {:?})", args.out.display(), checkpoint.state().best_validation_loss);
+    adapter.save(&paths.out)?;
+    eprintln!("wrote {} (best validation loss {:?})", paths.out.display(), checkpoint.state().best_validation_loss);
     Ok(())
 }
 
 /// The teacher's examples from `cohort_path`, generated once and kept in
 /// the checkpoint folder.
-fn examples(args: &TrainAgentArgs, llm: &Llm, cohort_path: &Path, name: &str, decisions: usize, seed: u64, first_step_share: Option<f64>) -> Result<Vec<Example>> {
+fn examples(paths: &Paths, llm: &Llm, cohort_path: &Path, name: &str, decisions: usize, seed: u64, first_step_share: Option<f64>) -> Result<Vec<Example>> {
     let share = first_step_share.map(|s| format!("-first{s}")).unwrap_or_default();
-    let cache = args.checkpoints.join(format!("teacher-{name}-{decisions}-{seed}{share}.json"));
+    let cache = paths.checkpoints.join(format!("teacher-{name}-{decisions}-{seed}{share}.json"));
     if let Ok(text) = std::fs::read_to_string(&cache) {
         return serde_json::from_str(&text).with_context(|| format!("{} is damaged: delete it to regenerate", cache.display()));
     }
-    let file = std::fs::File::open(cohort_path).with_context(|| format!("opening {} (run `make data`)", cohort_path.display()))?;
-    let (cohort, report) = read_cohort(&cohort_path.display().to_string(), std::io::BufReader::new(file));
-    if !report.is_clean() {
-        bail!("{}: {} problems", cohort_path.display(), report.problems.len());
-    }
+    let cohort = crate::read_cohort_file(cohort_path)?;
     let model = WorldModel::load(Path::new(WORLD_MODEL))?;
     let support = load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?;
     let courses = decision_points(&cohort, decisions, seed, first_step_share);
