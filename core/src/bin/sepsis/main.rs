@@ -428,8 +428,7 @@ fn eval_agent_dynamics(adapter_path: &Path, cohort_path: &Path, points: usize, s
     let points = dynamics_points(&cohort, points, seed);
     let model = WorldModel::load(Path::new(WORLD_MODEL)).with_context(|| format!("loading {WORLD_MODEL}"))?;
     let base = train_agent::load_llm()?;
-    let bytes = std::fs::read(adapter_path).with_context(|| format!("reading {} (train it with `sepsis train agent --stage dynamics`)", adapter_path.display()))?;
-    let adapter = sepsis_core::llm::model::LoraAdapter::from_safetensors(&bytes).with_context(|| format!("{} is not an adapter", adapter_path.display()))?;
+    let adapter = train_agent::load_adapter(adapter_path, "train it with `sepsis train agent --stage dynamics`")?;
     let trained = base.with_adapter(&adapter)?;
     let mut reports = Vec::new();
     for (name, llm) in [("base (no adapter)", base), ("stage 1", trained)] {

@@ -116,6 +116,12 @@ pub fn load_llm() -> Result<Llm> {
     Ok(Llm::from_gguf(&mut std::io::BufReader::new(file))?)
 }
 
+/// A LoRA adapter file; `missing` says how to make one when it is not there.
+pub fn load_adapter(path: &Path, missing: &str) -> Result<LoraAdapter> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading the adapter {} ({missing})", path.display()))?;
+    LoraAdapter::from_safetensors(&bytes).with_context(|| format!("{} is not an adapter", path.display()))
+}
+
 fn dynamics(args: &TrainAgentArgs) -> Result<()> {
     let paths = args.paths();
     let text = std::fs::read_to_string(&paths.config).with_context(|| format!("reading {}", paths.config.display()))?;
@@ -142,13 +148,7 @@ fn behaviour_cloning(args: &TrainAgentArgs) -> Result<()> {
     let share = config.first_step_share;
     let train = examples(&paths, &llm, &args.train, "train", config.teacher_decisions, config.training.seed, share)?;
     let validation = examples(&paths, &llm, &args.validation, "validation", config.validation_decisions, config.training.seed ^ 1, share)?;
-    let init = match &config.init {
-        Some(path) => {
-            let bytes = std::fs::read(path).with_context(|| format!("reading the initial adapter {} (train the run it comes from first)", path.display()))?;
-            Some(LoraAdapter::from_safetensors(&bytes).with_context(|| format!("{} is not an adapter", path.display()))?)
-        }
-        None => None,
-    };
+    let init = config.init.as_deref().map(|path| load_adapter(path, "train the run it comes from first")).transpose()?;
     let tokens: usize = train.iter().map(|e| e.tokens.len()).sum();
     eprintln!("behaviour cloning: {} training examples ({tokens} tokens), {} validation; {:?}", train.len(), validation.len(), config.training);
     fit(&llm, init.as_ref(), &train, &validation, &config.training, &paths)
