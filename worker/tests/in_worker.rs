@@ -84,8 +84,8 @@ fn candle_in_wasm_matches_the_plain_loop() {
 }
 
 #[wasm_bindgen_test]
-fn the_llm_q8_kernel_with_simd128_matches_candle() {
-    let worst = sepsis_core::llm::q8_matmul::parity_with_candle().unwrap();
+fn the_llm_q8_kernel_with_simd128_matches_the_exact_product() {
+    let worst = sepsis_core::llm::q8_matmul::parity_with_exact_product().unwrap();
     assert!(worst <= sepsis_core::llm::q8_matmul::PARITY_TOLERANCE, "worst relative difference {worst}");
 }
 

@@ -47,12 +47,12 @@ pub struct Lora {
     pub scale: f64,
 }
 
-/// A frozen weight matrix. At inference: Q8_0 through our kernel in the
-/// browser (`q8_matmul.rs`: wasm has no f16 instructions, which candle's
-/// kernel spends much of its time emulating), candle's quantized matmul
-/// natively (its AVX2 kernel converts scales in hardware) and for other
-/// block types. On the training copy: dense f32, where only the input's
-/// gradient is computed.
+/// A frozen weight matrix. At inference: Q8_0 through our kernel
+/// (`q8_matmul.rs`: f32 scales repacked once, simd128 in the browser, AVX2
+/// natively where the CPU has it; candle's kernel converts f16 scales per
+/// block, and without compile-time AVX flags natively runs its portable
+/// loop), candle's quantized matmul for other block types. On the training
+/// copy: dense f32, where only the input's gradient is computed.
 #[derive(Clone, Debug)]
 enum Weights {
     Q8(Arc<Q8Matrix>),
@@ -62,10 +62,8 @@ enum Weights {
 
 impl Weights {
     fn from_qtensor(tensor: QTensor) -> Result<Self> {
-        if cfg!(target_arch = "wasm32") {
-            if let Some(matrix) = Q8Matrix::from_qtensor(&tensor)? {
-                return Ok(Weights::Q8(Arc::new(matrix)));
-            }
+        if let Some(matrix) = Q8Matrix::from_qtensor(&tensor)? {
+            return Ok(Weights::Q8(Arc::new(matrix)));
         }
         Ok(Weights::Candle(QMatMul::from_qtensor(tensor)?))
     }
