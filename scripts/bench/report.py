@@ -86,20 +86,22 @@ if llm:
         "",
         "## The agent's LLM: prefill, decode, a whole decision",
         "",
-        "SmolLM2-135M-Instruct, Q8_0 (`make fetch` converts the registry's Q4_1), our llama forward over candle's",
-        "quantized matmuls (`core/src/llm/model.rs`). *Prefill*: reading the reference patient's decision prompt after",
-        "the cached system prompt. *Decode*: 32 tokens written greedily after it. *Decision*: one whole",
-        "`llm-zero-shot-wm` decision (prompt to prescription, with its world-model simulation; constrained decoding,",
-        "`docs/agent.md`). Native: criterion medians (`core/benches/llm.rs`). Browser: the real worker in headless",
-        "Chromium driven over its message protocol (`tests/bench/browser-llm.mjs`): `MeasureLlm` once after a",
-        "warm-up, and one `Recommend` for each of the first demo patients at their last step.",
+        "SmolLM2-135M-Instruct, Q8_0 (`make fetch` converts the registry's Q4_1), our llama forward (`core/src/llm/model.rs`)",
+        "over our Q8_0 kernel (`core/src/llm/q8_matmul.rs`: simd128 in the browser, AVX2 natively, the same arithmetic).",
+        "*Prefill*: reading the reference patient's decision prompt after the cached system prompt. *Decode*: 32 tokens",
+        "written greedily after it. *Decision*: one whole",
+        "decision (prompt to prescription, with its world-model simulation): natively `llm-zero-shot-wm` (constrained",
+        "decoding, `docs/agent.md`); in the browser that and the trained `agent` the app recommends with. Native:",
+        "criterion medians (`core/benches/llm.rs`). Browser: the real worker in headless Chromium driven over its",
+        "message protocol (`tests/bench/browser-llm.mjs`): `MeasureLlm` once after a warm-up, and one `Recommend`",
+        "per agent for each of the first demo patients at their last step.",
         "",
         "| engine | where | threads | what | tokens | time (ms) | tokens / s |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in llm:
         if r["kind"] == "decision":
-            what = f"decision, {r.get('patient', 'reference patient')}"
+            what = f"decision, {r.get('agent', 'llm-zero-shot-wm')}, {r.get('patient', 'reference patient')}"
             tokens = f"{r['generated_tokens']} written, {r['prompt_tokens']} read" if "generated_tokens" in r else ""
             ms = r.get("elapsed_ms", r.get("ms"))
             lines.append(f"| {r['engine']} | {r['device']} | {r['threads']} | {what} | {tokens} | {ms:.0f} | |")
@@ -119,9 +121,10 @@ if llm:
     if decisions:
         slowest = max(r["elapsed_ms"] for r in decisions)
         lines.append(f"- A complete decision in the browser in under 5 s on the demo patients: "
-                     + ", ".join(f"{r['elapsed_ms'] / 1000:.1f} s" for r in decisions) + f": {verdict(slowest < 5000)}. "
-                     "Reading the prompt dominates (every digit is a token; each simulated candidate adds about 55 tokens "
-                     "of results to read); the system prompt's KV cache is computed once per worker and reused.")
+                     + ", ".join(f"{r['elapsed_ms'] / 1000:.1f} s ({r.get('agent', 'llm-zero-shot-wm')})" for r in decisions)
+                     + f": {verdict(slowest < 5000)}. "
+                     "Reading the prompt dominates (every digit is a token; each simulated candidate adds its line of "
+                     "results to read); the system prompt's KV cache is computed once per worker and reused.")
 newcomer = [r for r in rows if r.get("engine") == "newcomer-path"]
 if newcomer:
     lines += [

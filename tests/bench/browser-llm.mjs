@@ -2,8 +2,9 @@
 // It serves the release bundle, opens headless Chromium, starts the real
 // worker (the app's own worker_loader.js) and talks the worker protocol to
 // it directly: `MeasureLlm` for prefill and decode speed, then one
-// `Recommend` (llm-zero-shot-wm, constrained decoding) per demo patient for
-// the time from prompt to prescription. Prints one `BENCH {json}` line per
+// `Recommend` per demo patient for the time from prompt to prescription,
+// by the untrained llm-zero-shot-wm (constrained decoding) and by the
+// trained agent the app uses. Prints one `BENCH {json}` line per
 // figure for scripts/bench/report.py.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -55,11 +56,17 @@ try {
     await ask({ type: 'MeasureLlm', decode_tokens: decodeTokens }, 'LlmSpeed'); // warm-up: builds the model and its prompts
     const speed = await ask({ type: 'MeasureLlm', decode_tokens: decodeTokens }, 'LlmSpeed');
     const decisions = [];
-    for (const [patient, course] of patients) {
-      const started = performance.now();
-      const done = await ask({ type: 'Recommend', course, agent: 'LlmZeroShotWm', seed: 1 }, 'Recommended');
-      decisions.push({ patient, wall_ms: performance.now() - started, elapsed_ms: done.elapsed_ms, generated_tokens: done.generated_tokens,
-        prompt_tokens: done.prompt_tokens, tool_calls: done.trace.tool_calls, fallback: done.trace.fallback !== null && done.trace.fallback !== undefined });
+    // The untrained agent (the native benchmark's decision), then the trained
+    // agent the app recommends with (its adapter loads on first use, so that
+    // first call is repeated out of the figures).
+    for (const [agent, name] of [['LlmZeroShotWm', 'llm-zero-shot-wm'], ['Agent', 'agent']]) {
+      if (agent === 'Agent') await ask({ type: 'Recommend', course: patients[0][1], agent, seed: 1 }, 'Recommended');
+      for (const [patient, course] of patients) {
+        const started = performance.now();
+        const done = await ask({ type: 'Recommend', course, agent, seed: 1 }, 'Recommended');
+        decisions.push({ agent: name, patient, wall_ms: performance.now() - started, elapsed_ms: done.elapsed_ms, generated_tokens: done.generated_tokens,
+          prompt_tokens: done.prompt_tokens, tool_calls: done.trace.tool_calls, fallback: done.trace.fallback !== null && done.trace.fallback !== undefined });
+      }
     }
     worker.terminate();
     return { speed, decisions };

@@ -50,7 +50,7 @@ fn quantize_rows(values: &[f32]) -> Quantized {
         let scale = amax / 127.0;
         let inverse = if scale != 0.0 { 1.0 / scale } else { 0.0 };
         for (q, x) in out.iter_mut().zip(block) {
-            *q = (x * inverse).round() as i8;
+            *q = round_half_away(x * inverse) as i8;
         }
         // Stored rounded to f16, as GGML and candle store it: the same
         // numbers as their kernels (an f32 scale moved the model's logits
@@ -58,6 +58,17 @@ fn quantize_rows(values: &[f32]) -> Quantized {
         scales.push(half::f16::from_f32(scale).to_f32());
     }
     Quantized { quants, scales }
+}
+
+/// `v.round()` (ties away from zero, as candle and GGML quantize) for
+/// |v| <= 127, without a call: `f32::round` is a libm call both natively
+/// (no SSE4.1 in the baseline target) and in wasm, and made quantizing the
+/// activations a tenth of prefill. `v - trunc(v)` is exact in f32.
+#[inline(always)]
+fn round_half_away(v: f32) -> i32 {
+    let truncated = v as i32;
+    let fraction = v - truncated as f32;
+    truncated + i32::from(fraction >= 0.5) - i32::from(fraction <= -0.5)
 }
 
 impl Q8Matrix {
@@ -124,31 +135,39 @@ impl Q8Matrix {
     fn multiply(&self, x: &Quantized, rows: usize, out: &mut [f32]) {
         let (n, k) = (self.outputs, self.inputs);
         let blocks = k / BLOCK;
-        // Output columns tile by tile, written column-major
-        // (`tile[c * rows + row]`) so that tiles are disjoint slices that
-        // threads can fill natively; transposed into `out` at the end.
-        let mut by_column = vec![0f32; n.div_ceil(COLS) * COLS * rows];
+        // Output tile by tile (`tile[row * COLS + c]`), so that tiles are
+        // disjoint slices that threads can fill natively; copied into `out`
+        // COLS values at a time (single values, strided by `n`, took a
+        // tenth of prefill).
+        let tiles = n.div_ceil(COLS);
+        let mut by_tile = vec![0f32; tiles * COLS * rows];
         let tile = |(t, chunk): (usize, &mut [f32])| {
             let wq = &self.quants[t * COLS * k..(t + 1) * COLS * k];
             let ws = &self.scales[t * COLS * blocks..(t + 1) * COLS * blocks];
-            for row in 0..rows {
-                let xq = &x.quants[row * k..(row + 1) * k];
-                let xs = &x.scales[row * blocks..(row + 1) * blocks];
-                for (c, sum) in dot_tile(xq, xs, wq, ws).into_iter().enumerate() {
-                    chunk[c * rows + row] = sum;
+            let token = |row: usize| (&x.quants[row * k..(row + 1) * k], &x.scales[row * blocks..(row + 1) * blocks]);
+            for (pair, sums) in chunk.chunks_mut(2 * COLS).enumerate() {
+                let row = 2 * pair;
+                if sums.len() == 2 * COLS {
+                    let [a, b] = dot_rows([token(row), token(row + 1)], wq, ws);
+                    sums[..COLS].copy_from_slice(&a);
+                    sums[COLS..].copy_from_slice(&b);
+                } else {
+                    sums.copy_from_slice(&dot_rows([token(row)], wq, ws)[0]);
                 }
             }
         };
         #[cfg(not(target_arch = "wasm32"))]
         {
             use rayon::prelude::*;
-            by_column.par_chunks_mut(COLS * rows).enumerate().for_each(tile);
+            by_tile.par_chunks_mut(COLS * rows).enumerate().for_each(tile);
         }
         #[cfg(target_arch = "wasm32")]
-        by_column.chunks_mut(COLS * rows).enumerate().for_each(tile);
-        for (w, column) in by_column.chunks_exact(rows).take(n).enumerate() {
-            for (row, value) in column.iter().enumerate() {
-                out[row * n + w] = *value;
+        by_tile.chunks_mut(COLS * rows).enumerate().for_each(tile);
+        for (t, chunk) in by_tile.chunks_exact(COLS * rows).enumerate() {
+            let first = t * COLS;
+            let cols = COLS.min(n - first);
+            for (row, sums) in chunk.chunks_exact(COLS).enumerate() {
+                out[row * n + first..row * n + first + cols].copy_from_slice(&sums[..cols]);
             }
         }
     }
@@ -160,36 +179,60 @@ fn packed_block(row: usize, block: usize, row_blocks: usize) -> usize {
     ((row / COLS) * row_blocks + block) * COLS + row % COLS
 }
 
-/// One token row against a tile of COLS weight rows (`wq`, `ws` packed):
-/// for each row, the sum over blocks of (x quants . w quants) * x scale *
-/// w scale. The token's block is loaded once for all COLS rows.
+/// One or two token rows (`ROWS`) against a tile of COLS weight rows (`wq`,
+/// `ws` packed): for each token row and weight row, the sum over blocks of
+/// (x quants . w quants) * x scale * w scale. Each weight load serves every
+/// token row; a block's COLS integer sums are gathered into one vector, so
+/// the scales cost one multiply per block and token row.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[inline(always)]
-fn dot_tile(xq: &[i8], xs: &[f32], wq: &[i8], ws: &[f32]) -> [f32; COLS] {
+fn dot_rows<const ROWS: usize>(x: [(&[i8], &[f32]); ROWS], wq: &[i8], ws: &[f32]) -> [[f32; COLS]; ROWS] {
     use std::arch::wasm32::*;
-    let mut acc = [f32x4_splat(0.0); COLS];
-    for (b, &sx) in xs.iter().enumerate() {
-        // SAFETY: `xq` holds `xs.len() * BLOCK` quants and the tile `COLS`
-        // times as many (the caller slices whole rows and tiles); each load
-        // reads 8 of a block's 32.
+    /// [sum(a), sum(b), sum(c), sum(d)].
+    #[inline(always)]
+    fn lane_sums([a, b, c, d]: [v128; 4]) -> v128 {
+        let ab = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b));
+        let cd = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(c, d), i32x4_shuffle::<2, 6, 3, 7>(c, d));
+        i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(ab, cd), i32x4_shuffle::<2, 3, 6, 7>(ab, cd))
+    }
+    const { assert!(COLS == 4, "lane_sums gathers four weight rows") };
+    let mut acc = [f32x4_splat(0.0); ROWS];
+    for b in 0..ws.len() / COLS {
+        // SAFETY: each token row holds `ws.len() / COLS * BLOCK` quants and
+        // the tile COLS times as many (the caller slices whole rows and
+        // tiles); each load reads 8 of a block's 32, or its COLS scales.
         unsafe {
-            let x = xq.as_ptr().add(b * BLOCK);
-            let xv = [i16x8_load_extend_i8x8(x), i16x8_load_extend_i8x8(x.add(8)), i16x8_load_extend_i8x8(x.add(16)), i16x8_load_extend_i8x8(x.add(24))];
-            for (c, acc) in acc.iter_mut().enumerate() {
-                let w = wq.as_ptr().add((b * COLS + c) * BLOCK);
-                let mut sum = i32x4_dot_i16x8(xv[0], i16x8_load_extend_i8x8(w));
-                sum = i32x4_add(sum, i32x4_dot_i16x8(xv[1], i16x8_load_extend_i8x8(w.add(8))));
-                sum = i32x4_add(sum, i32x4_dot_i16x8(xv[2], i16x8_load_extend_i8x8(w.add(16))));
-                sum = i32x4_add(sum, i32x4_dot_i16x8(xv[3], i16x8_load_extend_i8x8(w.add(24))));
-                *acc = f32x4_add(*acc, f32x4_mul(f32x4_convert_i32x4(sum), f32x4_splat(sx * *ws.get_unchecked(b * COLS + c))));
+            let w = wq.as_ptr().add(b * COLS * BLOCK);
+            let mut sums = [[i32x4_splat(0); COLS]; ROWS];
+            for quarter in 0..4 {
+                let xv: [v128; ROWS] = std::array::from_fn(|r| i16x8_load_extend_i8x8(x[r].0.as_ptr().add(b * BLOCK + quarter * 8)));
+                for c in 0..COLS {
+                    let wv = i16x8_load_extend_i8x8(w.add(c * BLOCK + quarter * 8));
+                    for r in 0..ROWS {
+                        sums[r][c] = i32x4_add(sums[r][c], i32x4_dot_i16x8(xv[r], wv));
+                    }
+                }
+            }
+            let scales = v128_load(ws.as_ptr().add(b * COLS) as *const v128);
+            for r in 0..ROWS {
+                let scale = f32x4_mul(scales, f32x4_splat(*x[r].1.get_unchecked(b)));
+                acc[r] = f32x4_add(acc[r], f32x4_mul(f32x4_convert_i32x4(lane_sums(sums[r])), scale));
             }
         }
     }
-    acc.map(|a| f32x4_extract_lane::<0>(a) + f32x4_extract_lane::<1>(a) + f32x4_extract_lane::<2>(a) + f32x4_extract_lane::<3>(a))
+    acc.map(|v| [f32x4_extract_lane::<0>(v), f32x4_extract_lane::<1>(v), f32x4_extract_lane::<2>(v), f32x4_extract_lane::<3>(v)])
 }
 
-/// As the simd128 kernel, natively: AVX2 where the CPU has it (checked once
-/// at run time, so one build runs anywhere), else portable Rust.
+/// As the simd128 kernel, natively, a token row at a time (AVX2 keeps the
+/// row's block in registers while it meets the tile).
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn dot_rows<const ROWS: usize>(x: [(&[i8], &[f32]); ROWS], wq: &[i8], ws: &[f32]) -> [[f32; COLS]; ROWS] {
+    x.map(|(xq, xs)| dot_tile(xq, xs, wq, ws))
+}
+
+/// One token row against a tile: AVX2 where the CPU has it (checked once at
+/// run time, so one build runs anywhere), else portable Rust.
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 #[inline(always)]
 fn dot_tile(xq: &[i8], xs: &[f32], wq: &[i8], ws: &[f32]) -> [f32; COLS] {
@@ -289,6 +332,13 @@ mod tests {
     fn matches_the_exact_product_on_prompts_and_single_tokens() {
         let worst = parity_with_exact_product().unwrap();
         assert!(worst <= PARITY_TOLERANCE, "worst relative difference {worst}");
+    }
+
+    #[test]
+    fn rounds_as_f32_round_does() {
+        for v in [0.0f32, 0.49999997, 0.5, -0.5, 1.5, 2.5, -2.5, 126.5, -127.0, 127.0, 3.4999998, -3.5000002, 0.7, -0.7] {
+            assert_eq!(round_half_away(v), v.round() as i32, "{v}");
+        }
     }
 
     #[test]
