@@ -18,12 +18,37 @@ pub const DDQN: &str = "ddqn";
 pub const WM_MPC: &str = "wm-mpc";
 pub const LLM_ZERO_SHOT: &str = "llm-zero-shot";
 pub const LLM_ZERO_SHOT_WM: &str = "llm-zero-shot-wm";
+/// The agent after curriculum stage 1 alone (patient dynamics: it has
+/// learnt to write the next state, not the loop), with the world model.
+pub const AGENT_STAGE1: &str = "agent-stage1";
 /// The agent after behaviour cloning of the wm-mpc teacher (curriculum
 /// stage 2), with the world model as its simulate tool, and without it.
 pub const AGENT_BC: &str = "agent-bc";
 pub const AGENT_BC_NO_SIM: &str = "agent-bc-no-sim";
-/// Its LoRA adapter, shipped with the app (`sepsis train agent --stage bc`).
+/// The stage-1 adapter (`sepsis train agent --stage dynamics`).
+pub const AGENT_STAGE1_ADAPTER: &str = "public/models/agent-stage1.safetensors";
+/// The stage-2 adapter, shipped with the app (`sepsis train agent --stage bc`).
 pub const AGENT_BC_ADAPTER: &str = "public/models/agent-bc.safetensors";
+
+/// An LLM row of the scoreboard: the adapter on the base model (none: the
+/// untrained model) and whether the world model answers its simulate calls.
+#[cfg(all(feature = "llm", feature = "eval"))]
+struct AgentRow {
+    name: &'static str,
+    /// The adapter's file and the stage that trains it.
+    adapter: Option<(&'static str, &'static str)>,
+    simulates: bool,
+}
+
+#[cfg(all(feature = "llm", feature = "eval"))]
+const AGENT_ROWS: [AgentRow; 5] = [
+    AgentRow { name: LLM_ZERO_SHOT, adapter: None, simulates: false },
+    AgentRow { name: LLM_ZERO_SHOT_WM, adapter: None, simulates: true },
+    AgentRow { name: AGENT_STAGE1, adapter: Some((AGENT_STAGE1_ADAPTER, "dynamics")), simulates: true },
+    AgentRow { name: AGENT_BC_NO_SIM, adapter: Some((AGENT_BC_ADAPTER, "bc")), simulates: false },
+    AgentRow { name: AGENT_BC, adapter: Some((AGENT_BC_ADAPTER, "bc")), simulates: true },
+];
+
 /// The agent's LLM (`make fetch` converts it), relative to the repository root.
 pub const LLM_MODEL: &str = ".cache/models/SmolLM2-135M-Instruct.Q8_0.gguf";
 /// Where the agent rows keep their decisions (resumable).
@@ -32,8 +57,8 @@ pub const DECISIONS_DIR: &str = ".cache/agent-decisions";
 pub const WORLD_MODEL: &str = "public/models/world-model";
 
 /// Scoreboard order.
-pub const POLICY_NAMES: [&str; 11] =
-    ["random", "clinicians", "no-treatment", "optimal", AI_CLINICIAN, DDQN, WM_MPC, LLM_ZERO_SHOT, LLM_ZERO_SHOT_WM, AGENT_BC_NO_SIM, AGENT_BC];
+pub const POLICY_NAMES: [&str; 12] =
+    ["random", "clinicians", "no-treatment", "optimal", AI_CLINICIAN, DDQN, WM_MPC, LLM_ZERO_SHOT, LLM_ZERO_SHOT_WM, AGENT_STAGE1, AGENT_BC_NO_SIM, AGENT_BC];
 
 pub struct NamedPolicy {
     pub name: String,
@@ -87,16 +112,17 @@ pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path) -> Result
             Ok(NamedPolicy { name: name.into(), table, oracle: false, agent: None })
         }
         #[cfg(all(feature = "llm", feature = "eval"))]
-        LLM_ZERO_SHOT | LLM_ZERO_SHOT_WM | AGENT_BC | AGENT_BC_NO_SIM => llm_row(env, name),
+        _ if AGENT_ROWS.iter().any(|row| row.name == name) => llm_row(env, AGENT_ROWS.iter().find(|row| row.name == name).expect("just found")),
         _ => Err(LookupError::Unknown(name.into())),
     }
 }
 
-/// The behaviour-cloned agent's adapter and the SHA-256 of its file.
+/// A LoRA adapter file (trained by `sepsis train agent --stage STAGE`) and
+/// the SHA-256 of its bytes.
 #[cfg(feature = "llm")]
-pub fn load_agent_bc_adapter() -> Result<(crate::llm::model::LoraAdapter, String), LookupError> {
-    let adapter_error = |message: String| LookupError::Model { name: "agent --stage bc".into(), path: AGENT_BC_ADAPTER.into(), message };
-    let bytes = std::fs::read(AGENT_BC_ADAPTER).map_err(|e| adapter_error(e.to_string()))?;
+pub fn load_adapter(path: &str, stage: &str) -> Result<(crate::llm::model::LoraAdapter, String), LookupError> {
+    let adapter_error = |message: String| LookupError::Model { name: format!("agent --stage {stage}"), path: path.into(), message };
+    let bytes = std::fs::read(path).map_err(|e| adapter_error(e.to_string()))?;
     let adapter = crate::llm::model::LoraAdapter::from_safetensors(&bytes).map_err(|e| adapter_error(e.to_string()))?;
     Ok((adapter, hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))))
 }
@@ -104,20 +130,21 @@ pub fn load_agent_bc_adapter() -> Result<(crate::llm::model::LoraAdapter, String
 /// An LLM agent row: its decision in every state, from the decision cache
 /// where it has one (`DECISIONS_DIR`).
 #[cfg(all(feature = "llm", feature = "eval"))]
-fn llm_row(env: &IcuSepsis, name: &str) -> Result<NamedPolicy, LookupError> {
+fn llm_row(env: &IcuSepsis, row: &AgentRow) -> Result<NamedPolicy, LookupError> {
+    let name = row.name;
     use crate::agent::runtime::Decoding;
     let llm_error = |message: String| LookupError::Model { name: "llm".into(), path: PathBuf::from(LLM_MODEL), message };
     let file = std::fs::File::open(LLM_MODEL).map_err(|e| llm_error(format!("{e} (run `make fetch`)")))?;
     let size = file.metadata().map_err(|e| llm_error(e.to_string()))?.len();
     let mut llm = crate::llm::generate::Llm::from_gguf(&mut std::io::BufReader::new(file)).map_err(|e| llm_error(e.to_string()))?;
     let mut identity = format!("{LLM_MODEL} {size} bytes, no adapter");
-    if matches!(name, AGENT_BC | AGENT_BC_NO_SIM) {
-        let (adapter, sha256) = load_agent_bc_adapter()?;
-        llm = llm.with_adapter(&adapter).map_err(|e| LookupError::Model { name: "agent --stage bc".into(), path: AGENT_BC_ADAPTER.into(), message: e.to_string() })?;
+    if let Some((path, stage)) = row.adapter {
+        let (adapter, sha256) = load_adapter(path, stage)?;
+        llm = llm.with_adapter(&adapter).map_err(|e| LookupError::Model { name: format!("agent --stage {stage}"), path: path.into(), message: e.to_string() })?;
         // The decision cache is keyed by the adapter's contents.
         identity = format!("{LLM_MODEL} {size} bytes, adapter sha256 {sha256}");
     }
-    let world_model = if matches!(name, LLM_ZERO_SHOT_WM | AGENT_BC) {
+    let world_model = if row.simulates {
         let stem = Path::new(WORLD_MODEL);
         let weights = stem.with_extension("safetensors");
         let wm_error = |message: String| LookupError::Model { name: "world-model".into(), path: weights.clone(), message };

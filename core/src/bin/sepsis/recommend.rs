@@ -19,7 +19,7 @@ use sepsis_core::eval::policies::{load_ai_clinician, AI_CLINICIAN_MODEL, WORLD_M
 use sepsis_core::llm::generate::{Llm, Sampling};
 use sepsis_core::planner::MpcConfig;
 use sepsis_core::simulation::CourseStep;
-use sepsis_core::eval::policies::load_agent_bc_adapter;
+use sepsis_core::eval::policies::{load_adapter, AGENT_BC_ADAPTER};
 use sepsis_core::world_model::WorldModel;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -144,7 +144,7 @@ pub fn run(args: RecommendArgs) -> Result<()> {
             let mut reader = std::io::BufReader::new(std::fs::File::open(&args.llm).with_context(|| format!("opening {} (run `make fetch`)", args.llm.display()))?);
             let mut llm = Llm::from_gguf(&mut reader)?;
             if matches!(args.agent, AgentName::AgentBc | AgentName::AgentBcNoSim) {
-                llm = llm.with_adapter(&load_agent_bc_adapter()?.0)?;
+                llm = llm.with_adapter(&load_adapter(AGENT_BC_ADAPTER, "bc")?.0)?;
             }
             let llm = std::sync::Arc::new(llm);
             let sampling = Sampling { temperature: args.temperature, top_p: 0.95, seed: args.seed };
