@@ -5,11 +5,12 @@
 
 use candle_core::{Device, Tensor};
 use rand::seq::IndexedRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::ensemble::{summarise, EnsembleSummary, History, WorldModel};
 use super::mixture::{median, pit_in_interval};
+use crate::baselines::ai_clinician::AiClinician;
 use crate::action::{Action, N_ACTIONS};
 use crate::cohort::schema::FEATURES;
 use crate::cohort::Cohort;
@@ -74,6 +75,10 @@ pub struct Report {
     /// Mean disagreement with the logged action vs. an out-of-support action.
     pub disagreement_in_support: f64,
     pub disagreement_out_of_support: f64,
+    /// Mean disagreement with a random action in place of the logged one, by
+    /// how often clinicians gave that action in the state's cluster of the
+    /// training split (the planner's support): (counts, mean, windows).
+    pub disagreement_by_count: Vec<(&'static str, f64, usize)>,
     /// (policy, exact value on ICU-Sepsis, value rolled out in the model).
     pub fidelity: Vec<(String, f64, f64)>,
 }
@@ -81,7 +86,19 @@ pub struct Report {
 pub const FIDELITY_ROLLOUTS: usize = 2000;
 pub const FIDELITY_HORIZON: usize = 6;
 
-pub fn evaluate(model: &WorldModel, cohort: &Cohort, env: Option<&IcuSepsis>, seed: u64) -> candle_core::Result<Report> {
+/// Training-split counts of an action in a state's cluster, as buckets: none,
+/// fewer than the planner's support threshold, at least it.
+const COUNT_BUCKETS: [(&str, u32, u32); 3] = [("0", 0, 0), ("1-19", 1, 19), ("20 or more", 20, u32::MAX)];
+
+/// Put `action` in place of the logged action of window `index`'s last step.
+fn swap_action(inputs: &mut [f32], index: usize, window: usize, width: usize, action: Action) {
+    let last = &mut inputs[(index * window + window - 1) * width + width - 10..(index * window + window) * width];
+    last.iter_mut().for_each(|v| *v = 0.0);
+    last[action.fluid as usize] = 1.0;
+    last[5 + action.vaso as usize] = 1.0;
+}
+
+pub fn evaluate(model: &WorldModel, cohort: &Cohort, env: Option<&IcuSepsis>, support: Option<&AiClinician>, seed: u64) -> candle_core::Result<Report> {
     let card = &model.card;
     let (layout, normaliser, window) = (&card.layout, &card.normaliser, card.config.window);
     let windows = super::data::Windows::build(cohort, normaliser, layout, window);
@@ -167,11 +184,7 @@ pub fn evaluate(model: &WorldModel, cohort: &Cohort, env: Option<&IcuSepsis>, se
                 if let Some(state) = step.state {
                     let outside_support: Vec<usize> = (0..N_ACTIONS).filter(|&a| !env.is_admissible(state as usize, a)).collect();
                     if let Some(&a) = outside_support.choose(&mut rng) {
-                        let action = Action::from_index(a).expect("0..25");
-                        let last = &mut swapped[(index * window + window - 1) * width + width - 10..(index * window + window) * width];
-                        last.iter_mut().for_each(|v| *v = 0.0);
-                        last[action.fluid as usize] = 1.0;
-                        last[5 + action.vaso as usize] = 1.0;
+                        swap_action(&mut swapped, index, window, width, Action::from_index(a).expect("0..25"));
                         chosen.push(index);
                     }
                 }
@@ -182,6 +195,26 @@ pub fn evaluate(model: &WorldModel, cohort: &Cohort, env: Option<&IcuSepsis>, se
         let m = chosen.len().max(1) as f64;
         inside = chosen.iter().map(|&i| summary.disagreement[i] as f64).sum::<f64>() / m;
         outside = chosen.iter().map(|&i| swapped_summary.disagreement[i] as f64).sum::<f64>() / m;
+    }
+    // Disagreement by the training data's support: a random action in every
+    // window, grouped by how often clinicians gave it in that state's cluster.
+    let mut disagreement_by_count = Vec::new();
+    if let Some(support) = support {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+        let mut swapped = windows.inputs.clone();
+        let width = layout.input_dim();
+        let mut counts = Vec::with_capacity(n);
+        for (index, step) in cohort.patients.iter().flat_map(|p| &p.steps).enumerate() {
+            let a = rng.random_range(0..N_ACTIONS);
+            swap_action(&mut swapped, index, window, width, Action::from_index(a).expect("0..25"));
+            counts.push(support.logged_counts(&step.values)[a]);
+        }
+        let swapped_summary = run(model, &window_tensor(model, &swapped, n)?)?;
+        for (label, low, high) in COUNT_BUCKETS {
+            let members: Vec<usize> = (0..n).filter(|&i| (low..=high).contains(&counts[i])).collect();
+            let mean = members.iter().map(|&i| swapped_summary.disagreement[i] as f64).sum::<f64>() / members.len().max(1) as f64;
+            disagreement_by_count.push((label, mean, members.len()));
+        }
     }
     let mut fidelity = Vec::new();
     if let Some(env) = env {
@@ -207,6 +240,7 @@ pub fn evaluate(model: &WorldModel, cohort: &Cohort, env: Option<&IcuSepsis>, se
         death_rate,
         disagreement_in_support: inside,
         disagreement_out_of_support: outside,
+        disagreement_by_count,
     })
 }
 
@@ -397,6 +431,19 @@ pub fn markdown(report: &Report, model_name: &str) -> String {
             _ => "— (no state ids)".to_string(),
         }
     ));
+    if !report.disagreement_by_count.is_empty() {
+        out.push_str(
+            "\n### Disagreement by the data's support\n\n\
+             A random action in place of the logged one in every window, grouped by how often clinicians gave that action \
+             in the state's cluster of the training split (the AI Clinician's 750 clusters, `public/models/ai-clinician.json`; \
+             the planner counts an action as supported from 20). \"Out of support\" above is the benchmark's own \
+             admissibility instead.\n\n\
+             | clinicians gave the action in this cluster | windows | mean disagreement |\n|---|---|---|\n",
+        );
+        for (label, mean, windows) in &report.disagreement_by_count {
+            out.push_str(&format!("| {label} times | {windows} | {mean:.4} |\n"));
+        }
+    }
     if !report.fidelity.is_empty() {
         out.push_str(&format!(
             "\n### Policy values inside the model\n\n\

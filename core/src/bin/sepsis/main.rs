@@ -456,7 +456,8 @@ fn eval_world_model(stem: &Path, cohort_path: &Path, data_dir: &Path, results: &
     let cohort = read_cohort_file(cohort_path)?;
     let env = IcuSepsis::load(data_dir)?;
     let started = std::time::Instant::now();
-    let report = evaluate_world_model(&model, &cohort, Some(&env), 7)?;
+    let support = sepsis_core::eval::policies::load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?;
+    let report = evaluate_world_model(&model, &cohort, Some(&env), Some(&support), 7)?;
     let body = world_model_markdown(&report, &stem.display().to_string());
     print!("{body}");
     let text = format!(
