@@ -1,14 +1,15 @@
-//! The LLM's Q8_0 projections, written for the browser's CPU path first. candle's
-//! Q8_0 matmul stores every 32-value block's scale as f16 and converts both
-//! the weight's and the activation's scale for each block product; wasm has
-//! no f16 instructions, so those conversions cost about as much as the
-//! integer dot product itself. Here the weights are repacked once at load
-//! into i8 quants and f32 scales, activations are quantized the same way
-//! (per 32 values, scale = max |x| / 127, as candle does), and each block
-//! product is four i16 dot-adds (simd128 in the browser) and one f32
-//! multiply-add. A few weight rows at a time meet every token row, so
-//! prefill reads each weight from memory once, not once per token. Natively
-//! the same layout runs with AVX2 (detected at run time) on rayon threads.
+//! The LLM's Q8_0 projections, written for the browser's CPU path first and
+//! used natively too. candle's Q8_0 matmul stores every 32-value block's
+//! scale as f16 and converts both the weight's and the activation's scale
+//! for each block product; wasm has no f16 instructions, so those
+//! conversions cost about as much as the integer dot product itself. Here
+//! the weights are repacked once at load into i8 quants and f32 scales, in
+//! tiles of COLS rows; activations are quantized as GGML does (per 32
+//! values, scale = max |x| / 127 rounded to f16); in the browser two token
+//! rows meet a tile per pass with simd128 i16 dot-adds, natively one row at
+//! a time with AVX2 (detected at run time) on rayon threads. Every token
+//! row meets a tile while it is in cache, so prefill reads each weight from
+//! memory once, not once per token. Arithmetic: `parity_with_exact_product`.
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Result, Tensor};
@@ -52,9 +53,9 @@ fn quantize_rows(values: &[f32]) -> Quantized {
         for (q, x) in out.iter_mut().zip(block) {
             *q = round_half_away(x * inverse) as i8;
         }
-        // Stored rounded to f16, as GGML and candle store it: the same
-        // numbers as their kernels (an f32 scale moved the model's logits
-        // by up to 0.8 over 30 layers), converted once per activation block.
+        // Stored rounded to f16, as GGML and candle store it, so that the
+        // products are the ones the format defines; converted once per
+        // activation block, not per block product.
         scales.push(half::f16::from_f32(scale).to_f32());
     }
     Quantized { quants, scales }
