@@ -111,9 +111,13 @@ pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path) -> Result
                 .map_err(|e| model_error(e.to_string()))?;
             Ok(NamedPolicy { name: name.into(), table, oracle: false, agent: None })
         }
-        #[cfg(all(feature = "llm", feature = "eval"))]
-        _ if AGENT_ROWS.iter().any(|row| row.name == name) => llm_row(env, AGENT_ROWS.iter().find(|row| row.name == name).expect("just found")),
-        _ => Err(LookupError::Unknown(name.into())),
+        _ => {
+            #[cfg(all(feature = "llm", feature = "eval"))]
+            if let Some(row) = AGENT_ROWS.iter().find(|row| row.name == name) {
+                return llm_row(env, row);
+            }
+            Err(LookupError::Unknown(name.into()))
+        }
     }
 }
 
