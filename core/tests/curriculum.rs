@@ -1,11 +1,15 @@
 //! The curriculum's parts on the real model files (needs `make fetch`): the
 //! teacher's examples are tokenized as the agent reads and writes, and LoRA
-//! training lowers the loss, checkpoints, and resumes.
+//! training lowers the loss, checkpoints, and resumes; stage 3 (GRPO in the
+//! world model) rewards prescriptions, updates the adapter, and resumes.
 
 use std::path::Path;
 
 use sepsis_core::cohort::csv_format::read_cohort;
+use sepsis_core::action::{Action, N_ACTIONS};
 use sepsis_core::curriculum::example::Example;
+use sepsis_core::curriculum::grpo::{train_grpo, GrpoConfig, GrpoState, RewardedState};
+use sepsis_core::curriculum::reward::{RewardConfig, TERMINAL};
 use sepsis_core::curriculum::lora_training::{example_loss, mean_loss, train_lora, Checkpoint, LoraTrainingConfig, SharedPrefix};
 use sepsis_core::curriculum::teacher::{decision_points, teacher_examples};
 use sepsis_core::eval::policies::{load_ai_clinician, AI_CLINICIAN_MODEL};
@@ -121,4 +125,71 @@ fn a_dynamics_example_trains_only_the_next_line_and_the_base_model_is_scored_on_
             assert!(column.world_model_mae.is_finite() && column.persistence_mae.is_finite());
         }
     }
+}
+
+fn demo_courses(n: usize, seed: u64) -> Vec<Vec<sepsis_core::simulation::CourseStep>> {
+    let path = format!("{ROOT}/public/demo/icu-sepsis-demo.csv");
+    let (cohort, _) = read_cohort("demo", std::fs::File::open(&path).unwrap());
+    decision_points(&cohort, n, seed, Some(1.0))
+}
+
+#[test]
+fn the_stage3_reward_is_the_world_models_survival_with_shaping_and_penalties() {
+    let model = WorldModel::load(Path::new(&format!("{ROOT}/public/models/world-model"))).unwrap();
+    let support = load_ai_clinician(Path::new(&format!("{ROOT}/{AI_CLINICIAN_MODEL}"))).unwrap();
+    let config = RewardConfig { horizon: 2, samples: 4, guideline_penalty: 1.0, support_penalty: 3.0, min_support: 20 };
+    for course in demo_courses(3, 5) {
+        let state = RewardedState::new(&model, &support, course.clone(), &config, 1).unwrap();
+        assert_eq!(state.rewards.len(), N_ACTIONS);
+        let logged = support.logged_counts(&course[0].values);
+        for (a, r) in state.rewards.iter().enumerate() {
+            assert_eq!(r.action, Action::from_index(a).unwrap());
+            assert!((0.0..=1.0).contains(&r.survival));
+            assert_eq!(r.supported, logged[a] >= 20);
+            let penalties = r.violations as f64 + if r.supported { 0.0 } else { 3.0 };
+            assert!((r.total - (TERMINAL * (2.0 * r.survival - 1.0) + r.shaping - penalties)).abs() < 1e-9, "{r:?}");
+        }
+        // The actions differ in what the model predicts for them.
+        assert!(state.rewards.iter().any(|r| (r.survival - state.rewards[0].survival).abs() > 1e-6));
+    }
+}
+
+#[test]
+fn grpo_updates_the_adapter_from_groups_with_signal_logs_and_resumes() {
+    let llm = llm();
+    let model = WorldModel::load(Path::new(&format!("{ROOT}/public/models/world-model"))).unwrap();
+    let init = sepsis_core::llm::model::LoraAdapter::from_safetensors(&std::fs::read(format!("{ROOT}/public/models/agent-bc.safetensors")).unwrap()).unwrap();
+    let reward = RewardConfig { horizon: 1, samples: 4, guideline_penalty: 1.0, support_penalty: 3.0, min_support: 20 };
+    // Every action its own reward, so any two different prescriptions in a
+    // group carry signal; a hot temperature makes them differ.
+    let states: Vec<RewardedState> = demo_courses(2, 3)
+        .into_iter()
+        .map(|course| {
+            let support = load_ai_clinician(Path::new(&format!("{ROOT}/{AI_CLINICIAN_MODEL}"))).unwrap();
+            let mut state = RewardedState::new(&model, &support, course, &reward, 0).unwrap();
+            for (a, r) in state.rewards.iter_mut().enumerate() {
+                r.total = a as f64;
+            }
+            state
+        })
+        .collect();
+    let (train, validation) = states.split_at(1);
+    let config = GrpoConfig { steps: 1, states_per_step: 1, group: 4, temperature: 1.5, kl_weight: 0.05, learning_rate: 1e-3, checkpoint_every: 1, seed: 3, reward };
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = Checkpoint::new(dir.path()).unwrap();
+    let mut steps = Vec::new();
+    let trained = train_grpo(&llm, &init, train, validation, &model, &config, &checkpoint, |log| steps.push(log.clone()), |_| {}).unwrap();
+    assert_eq!(steps.len(), 1);
+    assert!(steps[0].skipped == 0 && steps[0].groups_with_signal == 1 && steps[0].distinct_prescriptions > 1.0, "{:?}", steps[0]);
+    let state: GrpoState = serde_json::from_str(&std::fs::read_to_string(dir.path().join("grpo-state.json")).unwrap()).unwrap();
+    assert_eq!(state.validations.iter().map(|v| v.step).collect::<Vec<_>>(), vec![0, 1], "validated before and after");
+    let last = sepsis_core::llm::model::LoraAdapter::from_safetensors(&std::fs::read(checkpoint.adapter()).unwrap()).unwrap();
+    let moved = init.tensors.iter().any(|(name, t)| (t - &last.tensors[name]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+    assert!(moved, "a group with signal changes the adapter");
+    assert!(trained.tensors.len() == init.tensors.len() && init.tensors.keys().all(|name| trained.tensors.contains_key(name)));
+    // A second step with the same folder continues at step 2 and moves away from the start (KL > 0).
+    let mut resumed = Vec::new();
+    train_grpo(&llm, &init, train, validation, &model, &GrpoConfig { steps: 2, ..config }, &checkpoint, |log| resumed.push(log.clone()), |_| {}).unwrap();
+    assert_eq!(resumed.iter().map(|l| l.step).collect::<Vec<_>>(), vec![2]);
+    assert!(resumed[0].kl > 0.0 || resumed[0].groups_with_signal == 0, "{:?}", resumed[0]);
 }

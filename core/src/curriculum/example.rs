@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::agent::decision::{Conversation, Trace, TraceEvent};
 use crate::agent::grammar::{call_pieces, parse};
 use crate::llm::tokenizer::{answer_turn, system_turn, user_turn, ChatTokenizer};
 
@@ -21,6 +22,8 @@ pub enum ExampleError {
     Call { turn: usize, error: crate::agent::grammar::ParseError },
     #[error("turn {turn}: the thought is {tokens} tokens; the agent thinks in at most {limit}")]
     LongThought { turn: usize, tokens: usize, limit: usize },
+    #[error("the decision ended without a prescription ({0})")]
+    NoPrescription(String),
 }
 
 impl Example {
@@ -32,6 +35,27 @@ impl Example {
     fn read(&mut self, tokens: Vec<u32>, target: bool) {
         self.target.extend(std::iter::repeat_n(target, tokens.len()));
         self.tokens.extend(tokens);
+    }
+
+    /// A finished decision: every turn the proposer wrote (the prescribing
+    /// one last) and the loop's answers between them.
+    pub fn from_decision(
+        tokenizer: &ChatTokenizer,
+        system_prompt: &str,
+        conversation: &Conversation,
+        trace: &Trace,
+        thought_limit: usize,
+    ) -> Result<Self, ExampleError> {
+        if let Some(reason) = &trace.fallback {
+            return Err(ExampleError::NoPrescription(reason.clone()));
+        }
+        let mut turns: Vec<(String, Option<String>)> = conversation.turns.iter().map(|(t, a)| (t.clone(), Some(a.clone()))).collect();
+        let last = trace.events.iter().rev().find_map(|e| match e {
+            TraceEvent::Turn { text } => Some(text.clone()),
+            _ => None,
+        });
+        turns.push((last.ok_or_else(|| ExampleError::NoPrescription("no turn".into()))?, None));
+        Self::from_conversation(tokenizer, system_prompt, &trace.observation, &turns, thought_limit)
     }
 
     /// `turns`: each assistant turn and the loop's answer to it (`None` for

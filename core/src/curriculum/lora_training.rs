@@ -77,12 +77,17 @@ impl Checkpoint {
         self.dir.join("state.json")
     }
 
+    /// Another file of the run, kept beside the adapters.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
     pub fn state(&self) -> TrainingState {
         std::fs::read_to_string(self.state_path()).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
     }
 
     fn save(&self, vars: &HashMap<String, Var>, config: &LoraTrainingConfig, state: &TrainingState, best: bool) -> candle_core::Result<()> {
-        let adapter = adapter_of(vars, config);
+        let adapter = adapter_of(vars, config.rank, config.alpha);
         adapter.save(&self.adapter())?;
         if best {
             adapter.save(&self.best_adapter())?;
@@ -92,8 +97,8 @@ impl Checkpoint {
     }
 }
 
-fn adapter_of(vars: &HashMap<String, Var>, config: &LoraTrainingConfig) -> LoraAdapter {
-    LoraAdapter { rank: config.rank, alpha: config.alpha, tensors: vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect() }
+pub(crate) fn adapter_of(vars: &HashMap<String, Var>, rank: usize, alpha: f64) -> LoraAdapter {
+    LoraAdapter { rank, alpha, tensors: vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect() }
 }
 
 /// The prompt tokens that all examples of a set begin with (the system turn):
@@ -132,16 +137,23 @@ impl SharedPrefix {
     }
 }
 
-/// Mean cross-entropy of `example`'s target tokens under `model`, reading
-/// the example after `prefix` (whose tokens it must begin with).
-pub fn example_loss(model: &Llama, example: &Example, prefix: &SharedPrefix) -> candle_core::Result<Tensor> {
+/// The log-probability under `model` of each of `example`'s target tokens
+/// (shape: targets), reading the example after `prefix` (whose tokens it
+/// must begin with).
+pub fn target_log_probs(model: &Llama, example: &Example, prefix: &SharedPrefix) -> candle_core::Result<Tensor> {
     let (n, start) = (example.tokens.len(), prefix.len);
     let hidden = model.hidden(&example.tokens[start..n - 1], &mut prefix.cache.clone())?;
     // Position i predicts token i + 1; row i - start of `hidden` is position i.
     let rows: Vec<u32> = (start..n - 1).filter(|&i| example.target[i + 1]).map(|i| (i - start) as u32).collect();
     let targets: Vec<u32> = rows.iter().map(|&r| example.tokens[start + r as usize + 1]).collect();
     let picked = hidden.index_select(&Tensor::new(rows.as_slice(), &Device::Cpu)?, 0)?;
-    candle_nn::loss::cross_entropy(&model.logits(&picked)?, &Tensor::new(targets.as_slice(), &Device::Cpu)?)
+    let log_probs = candle_nn::ops::log_softmax(&model.logits(&picked)?, candle_core::D::Minus1)?;
+    log_probs.gather(&Tensor::new(targets.as_slice(), &Device::Cpu)?.unsqueeze(1)?, 1)?.squeeze(1)
+}
+
+/// Mean cross-entropy of `example`'s target tokens under `model`.
+pub fn example_loss(model: &Llama, example: &Example, prefix: &SharedPrefix) -> candle_core::Result<Tensor> {
+    target_log_probs(model, example, prefix)?.mean(0)?.neg()
 }
 
 /// Mean loss over `examples` (no gradients kept).
@@ -186,7 +198,7 @@ pub fn train_lora(
         }
     };
     let vars: HashMap<String, Var> = start.tensors.iter().map(|(n, t)| Ok((n.clone(), Var::from_tensor(t)?))).collect::<candle_core::Result<_>>()?;
-    model.set_adapter(&adapter_of(&vars, config)).map_err(candle_core::Error::wrap)?;
+    model.set_adapter(&adapter_of(&vars, config.rank, config.alpha)).map_err(candle_core::Error::wrap)?;
     let mut optimiser = AdamW::new(vars.values().cloned().collect(), ParamsAdamW { lr: config.learning_rate, weight_decay: config.weight_decay, ..Default::default() })?;
 
     let prefix_len = SharedPrefix::common_len(train);
@@ -241,6 +253,6 @@ pub fn train_lora(
     if best.exists() {
         LoraAdapter::from_safetensors(&std::fs::read(best)?).map_err(candle_core::Error::wrap)
     } else {
-        Ok(adapter_of(&vars, config))
+        Ok(adapter_of(&vars, config.rank, config.alpha))
     }
 }

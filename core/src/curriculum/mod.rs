@@ -5,5 +5,7 @@
 
 pub mod dynamics;
 pub mod example;
+pub mod grpo;
 pub mod lora_training;
+pub mod reward;
 pub mod teacher;

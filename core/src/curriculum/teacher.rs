@@ -8,7 +8,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::decision::{Decision, Progress, TraceEvent};
+use crate::agent::decision::{Decision, Progress};
 use crate::agent::observation::system_prompt;
 use crate::agent::runtime::{Decoding, PlannerProposer, WorldModelSimulator};
 use crate::baselines::ai_clinician::AiClinician;
@@ -97,13 +97,7 @@ pub fn teacher_examples(
         } else if logged[trace.prescription.index()] < MpcConfig::default().min_support {
             report.unsupported += 1;
         } else {
-            let mut turns: Vec<(String, Option<String>)> = decision.conversation().turns.iter().map(|(t, a)| (t.clone(), Some(a.clone()))).collect();
-            let last = trace.events.iter().rev().find_map(|e| match e {
-                TraceEvent::Turn { text } => Some(text.clone()),
-                _ => None,
-            });
-            turns.push((last.expect("a prescription follows a turn"), None));
-            let example = Example::from_conversation(tokenizer, &prompt, &trace.observation, &turns, thought_tokens)
+            let example = Example::from_decision(tokenizer, &prompt, decision.conversation(), &trace, thought_tokens)
                 .map_err(|e| crate::agent::decision::AgentError(format!("teacher example {i}: {e}")))?;
             examples.push(example);
             report.kept += 1;

@@ -21,12 +21,23 @@ pub const LLM_ZERO_SHOT_WM: &str = "llm-zero-shot-wm";
 /// The agent after curriculum stage 1 alone (patient dynamics: it has
 /// learnt to write the next state, not the loop), with the world model.
 pub const AGENT_STAGE1: &str = "agent-stage1";
+/// Stage 2 trained on top of stage 1 (`configs/agent-stage12.json`), with
+/// the world model.
+pub const AGENT_STAGE12: &str = "agent-stage12";
 /// The agent after behaviour cloning of the wm-mpc teacher (curriculum
 /// stage 2), with the world model as its simulate tool, and without it.
 pub const AGENT_BC: &str = "agent-bc";
 pub const AGENT_BC_NO_SIM: &str = "agent-bc-no-sim";
+/// All three stages (GRPO in the world model after stages 1 and 2), with
+/// the world model, and with the simulate tool removed at inference.
+pub const AGENT: &str = "agent";
+pub const AGENT_NO_SIM: &str = "agent-no-sim";
 /// The stage-1 adapter (`sepsis train agent --stage dynamics`).
 pub const AGENT_STAGE1_ADAPTER: &str = "public/models/agent-stage1.safetensors";
+/// Stages 1 then 2 (`sepsis train agent --stage bc --config configs/agent-stage12.json`).
+pub const AGENT_STAGE12_ADAPTER: &str = "public/models/agent-stage12.safetensors";
+/// The stage-3 adapter (`sepsis train agent --stage rl`).
+pub const AGENT_ADAPTER: &str = "public/models/agent.safetensors";
 /// The stage-2 adapter, shipped with the app (`sepsis train agent --stage bc`).
 pub const AGENT_BC_ADAPTER: &str = "public/models/agent-bc.safetensors";
 
@@ -41,12 +52,15 @@ struct AgentRow {
 }
 
 #[cfg(all(feature = "llm", feature = "eval"))]
-const AGENT_ROWS: [AgentRow; 5] = [
+const AGENT_ROWS: [AgentRow; 8] = [
     AgentRow { name: LLM_ZERO_SHOT, adapter: None, simulates: false },
     AgentRow { name: LLM_ZERO_SHOT_WM, adapter: None, simulates: true },
     AgentRow { name: AGENT_STAGE1, adapter: Some((AGENT_STAGE1_ADAPTER, "dynamics")), simulates: true },
+    AgentRow { name: AGENT_STAGE12, adapter: Some((AGENT_STAGE12_ADAPTER, "bc")), simulates: true },
     AgentRow { name: AGENT_BC_NO_SIM, adapter: Some((AGENT_BC_ADAPTER, "bc")), simulates: false },
     AgentRow { name: AGENT_BC, adapter: Some((AGENT_BC_ADAPTER, "bc")), simulates: true },
+    AgentRow { name: AGENT_NO_SIM, adapter: Some((AGENT_ADAPTER, "rl")), simulates: false },
+    AgentRow { name: AGENT, adapter: Some((AGENT_ADAPTER, "rl")), simulates: true },
 ];
 
 /// The agent's LLM (`make fetch` converts it), relative to the repository root.
@@ -57,8 +71,23 @@ pub const DECISIONS_DIR: &str = ".cache/agent-decisions";
 pub const WORLD_MODEL: &str = "public/models/world-model";
 
 /// Scoreboard order.
-pub const POLICY_NAMES: [&str; 12] =
-    ["random", "clinicians", "no-treatment", "optimal", AI_CLINICIAN, DDQN, WM_MPC, LLM_ZERO_SHOT, LLM_ZERO_SHOT_WM, AGENT_STAGE1, AGENT_BC_NO_SIM, AGENT_BC];
+pub const POLICY_NAMES: [&str; 15] = [
+    "random",
+    "clinicians",
+    "no-treatment",
+    "optimal",
+    AI_CLINICIAN,
+    DDQN,
+    WM_MPC,
+    LLM_ZERO_SHOT,
+    LLM_ZERO_SHOT_WM,
+    AGENT_STAGE1,
+    AGENT_STAGE12,
+    AGENT_BC_NO_SIM,
+    AGENT_BC,
+    AGENT_NO_SIM,
+    AGENT,
+];
 
 pub struct NamedPolicy {
     pub name: String,

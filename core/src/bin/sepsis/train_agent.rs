@@ -3,6 +3,7 @@
 //! line from the course and the treatment given. Stage 2 (`bc`): behaviour
 //! cloning of the `wm-mpc` teacher's propose-simulate-refine decisions; the
 //! teacher's examples are generated once and kept beside the checkpoints.
+//! Stage 3 (`rl`): GRPO inside the world model from the stage-2 adapter.
 //! Training resumes from its checkpoint folder.
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use sepsis_core::curriculum::dynamics::{dynamics_points, example as dynamics_example};
 use sepsis_core::curriculum::example::Example;
+use sepsis_core::curriculum::grpo::{train_grpo, GrpoConfig, RewardedState};
 use sepsis_core::curriculum::lora_training::{train_lora, Checkpoint, LoraTrainingConfig};
 use sepsis_core::curriculum::teacher::{decision_points, teacher_examples, TeacherReport};
 use sepsis_core::eval::policies::{load_ai_clinician, AI_CLINICIAN_MODEL, LLM_MODEL, WORLD_MODEL};
@@ -26,6 +28,8 @@ pub enum Stage {
     Dynamics,
     /// Stage 2: behaviour cloning of the wm-mpc teacher's decisions.
     Bc,
+    /// Stage 3: GRPO inside the world model, from a stage-2 adapter.
+    Rl,
 }
 
 impl Stage {
@@ -34,6 +38,7 @@ impl Stage {
         match self {
             Stage::Dynamics => ("configs/agent-dynamics.json", ".cache/checkpoints/agent-dynamics", "public/models/agent-stage1.safetensors"),
             Stage::Bc => ("configs/agent-bc.json", ".cache/checkpoints/agent-bc", "public/models/agent-bc.safetensors"),
+            Stage::Rl => ("configs/agent-rl.json", ".cache/checkpoints/agent-rl", "public/models/agent.safetensors"),
         }
     }
 }
@@ -42,7 +47,7 @@ impl Stage {
 pub struct TrainAgentArgs {
     #[arg(long, value_enum)]
     stage: Stage,
-    /// Stage configuration (JSON) [default: configs/agent-dynamics.json or configs/agent-bc.json].
+    /// Stage configuration (JSON) [default: configs/agent-dynamics.json, configs/agent-bc.json or configs/agent-rl.json].
     #[arg(long)]
     config: Option<PathBuf>,
     #[arg(long, default_value = ".cache/data/icu-sepsis.train.csv")]
@@ -50,10 +55,10 @@ pub struct TrainAgentArgs {
     #[arg(long, default_value = ".cache/data/icu-sepsis.validation.csv")]
     validation: PathBuf,
     /// Checkpoints (and the teacher's examples); a run with the same folder continues
-    /// [default: .cache/checkpoints/agent-dynamics or .cache/checkpoints/agent-bc].
+    /// [default: .cache/checkpoints/agent-dynamics, agent-bc or agent-rl].
     #[arg(long)]
     checkpoints: Option<PathBuf>,
-    /// Where the trained adapter goes [default: public/models/agent-stage1.safetensors or public/models/agent-bc.safetensors].
+    /// Where the trained adapter goes [default: public/models/agent-stage1.safetensors, agent-bc.safetensors or agent.safetensors].
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -104,10 +109,26 @@ struct BcConfig {
     training: LoraTrainingConfig,
 }
 
+/// Stage 3's states and training.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct RlConfig {
+    /// Validation states (greedy decisions scored at each checkpoint).
+    validation_states: usize,
+    /// Share of states (training and validation) that are the first step
+    /// of a stay; absent: every step equally likely.
+    #[serde(default)]
+    first_step_share: Option<f64>,
+    /// The stage-2 adapter to start from (and to stay near: the KL term).
+    init: PathBuf,
+    #[serde(flatten)]
+    grpo: GrpoConfig,
+}
+
 pub fn run(args: TrainAgentArgs) -> Result<()> {
     match args.stage {
         Stage::Dynamics => dynamics(&args),
         Stage::Bc => behaviour_cloning(&args),
+        Stage::Rl => reinforcement(&args),
     }
 }
 
@@ -152,6 +173,56 @@ fn behaviour_cloning(args: &TrainAgentArgs) -> Result<()> {
     let tokens: usize = train.iter().map(|e| e.tokens.len()).sum();
     eprintln!("behaviour cloning: {} training examples ({tokens} tokens), {} validation; {:?}", train.len(), validation.len(), config.training);
     fit(&llm, init.as_ref(), &train, &validation, &config.training, &paths)
+}
+
+fn reinforcement(args: &TrainAgentArgs) -> Result<()> {
+    let paths = args.paths();
+    let text = std::fs::read_to_string(&paths.config).with_context(|| format!("reading {}", paths.config.display()))?;
+    let config: RlConfig = serde_json::from_str(&text).with_context(|| format!("{} is not a stage-3 (rl) configuration", paths.config.display()))?;
+    let llm = load_llm()?;
+    let init = load_adapter(&config.init, "train it with `sepsis train agent --stage bc`")?;
+    let model = WorldModel::load(Path::new(WORLD_MODEL))?;
+    let support = load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?;
+    let grpo = &config.grpo;
+    let states = |path: &Path, n: usize, seed: u64| -> Result<Vec<RewardedState>> {
+        let cohort = crate::read_cohort_file(path)?;
+        let courses = decision_points(&cohort, n, seed, config.first_step_share);
+        Ok(courses.into_iter().enumerate().map(|(i, c)| RewardedState::new(&model, &support, c, &grpo.reward, i as u32)).collect::<candle_core::Result<_>>()?)
+    };
+    let train = states(&args.train, grpo.steps * grpo.states_per_step, grpo.seed)?;
+    let validation = states(&args.validation, config.validation_states, grpo.seed ^ 1)?;
+    eprintln!("stage 3 (GRPO in the world model): {} training states in groups of {}, {} validation states; {grpo:?}", train.len(), grpo.group, validation.len());
+    let checkpoint = Checkpoint::new(&paths.checkpoints)?;
+    let bar = ProgressBar::new(grpo.steps as u64).with_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps, eta {eta} {msg}").expect("valid template"));
+    let log_path = paths.checkpoints.join("log.jsonl");
+    let append = |line: String| {
+        let _ = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).and_then(|mut f| std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()));
+    };
+    let adapter = train_grpo(
+        &llm,
+        &init,
+        &train,
+        &validation,
+        &model,
+        grpo,
+        &checkpoint,
+        |log| {
+            bar.set_position(log.step as u64);
+            bar.set_message(format!("reward {:.2}, {}/{} groups with signal, KL {:.4}", log.mean_reward, log.groups_with_signal, log.groups, log.kl));
+            append(serde_json::to_string(log).expect("plain data"));
+        },
+        |validation| {
+            bar.suspend(|| eprintln!("step {}: validation reward {:.3}, survival {:.4}, unsupported {:.1}%, with violations {:.1}%", validation.step, validation.mean_reward, validation.mean_survival, 100.0 * validation.unsupported, 100.0 * validation.with_violations));
+            append(serde_json::to_string(validation).expect("plain data"));
+        },
+    )?;
+    bar.finish_and_clear();
+    if let Some(parent) = paths.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    adapter.save(&paths.out)?;
+    eprintln!("wrote {}", paths.out.display());
+    Ok(())
 }
 
 /// Train (or resume) the adapters with a progress bar, log every validation
