@@ -199,12 +199,11 @@ pub fn train_grpo(
     reference.set_adapter(init)?;
     let mut optimiser = AdamW::new(vars.values().cloned().collect(), ParamsAdamW { lr: config.learning_rate, weight_decay: 0.0, ..Default::default() })?;
 
-    let policy = |vars: &HashMap<String, Var>| -> Result<(Arc<Llm>, Session), GrpoError> {
+    // The system prompt read by the quantized model with the current adapter.
+    let policy = |vars: &HashMap<String, Var>| -> Result<Session, GrpoError> {
         // A detached copy: the optimiser updates the variables in place.
         let adapter = LoraAdapter { rank: init.rank, alpha: init.alpha, tensors: lora(vars).tensors.iter().map(|(n, t)| Ok((n.clone(), t.copy()?))).collect::<candle_core::Result<_>>()? };
-        let sampler = Arc::new(llm.with_adapter(&adapter)?);
-        let system = system_session(&sampler, &prompt)?;
-        Ok((sampler, system))
+        Ok(system_session(&Arc::new(llm.with_adapter(&adapter)?), &prompt)?)
     };
     let save = |vars: &HashMap<String, Var>, state: &GrpoState, best: bool| -> Result<(), GrpoError> {
         let adapter = lora(vars);
@@ -216,7 +215,7 @@ pub fn train_grpo(
         Ok(())
     };
     let mut validate = |vars: &HashMap<String, Var>, state: &mut GrpoState| -> Result<(), GrpoError> {
-        let (_sampler, system) = policy(vars)?;
+        let system = policy(vars)?;
         let mut prescriptions = vec![0usize; crate::action::N_ACTIONS];
         let (mut reward, mut survival, mut unsupported, mut violating) = (0.0, 0.0, 0.0, 0.0);
         for rewarded in validation {
@@ -231,7 +230,8 @@ pub fn train_grpo(
         let n = validation.len().max(1) as f64;
         let result = GrpoValidation { step: state.step, mean_reward: reward / n, mean_survival: survival / n, unsupported: unsupported / n, with_violations: violating / n, prescriptions };
         on_validation(&result);
-        let best = state.best_validation_reward.is_none_or(|b| result.mean_reward > b);
+        // Ties go to the later adapter: more training at the same validation reward.
+        let best = state.best_validation_reward.is_none_or(|b| result.mean_reward >= b);
         if best {
             state.best_validation_reward = Some(result.mean_reward);
         }
@@ -244,7 +244,7 @@ pub fn train_grpo(
 
     while state.step < config.steps {
         let clock = Instant::now();
-        let (_sampler, system) = policy(&vars)?;
+        let system = policy(&vars)?;
         let mut samples = Vec::new();
         let (mut reward_sum, mut decisions, mut with_signal, mut distinct) = (0.0, 0usize, 0usize, 0usize);
         let (mut skipped, mut skipped_because) = (0, None);
