@@ -177,6 +177,18 @@ impl<'a> Decision<'a> {
         &self.conversation
     }
 
+    /// Advance to the end; `on_event` sees each event as it happens. The
+    /// conversation stays readable afterwards.
+    pub fn run(&mut self, on_event: &mut dyn FnMut(&TraceEvent)) -> Result<Trace, AgentError> {
+        loop {
+            match self.advance()? {
+                Progress::Text(_) => {}
+                Progress::Event(event) => on_event(&event),
+                Progress::Done(trace) => return Ok(trace),
+            }
+        }
+    }
+
     /// The next piece of progress; after `Done` the decision is over (and
     /// `Done` repeats).
     pub fn advance(&mut self) -> Result<Progress, AgentError> {
@@ -270,14 +282,7 @@ pub fn decide<'a>(
     course: &'a [CourseStep],
     on_event: &mut dyn FnMut(&TraceEvent),
 ) -> Result<Trace, AgentError> {
-    let mut decision = Decision::new(proposer, simulator, course);
-    loop {
-        match decision.advance()? {
-            Progress::Text(_) => {}
-            Progress::Event(event) => on_event(&event),
-            Progress::Done(trace) => return Ok(trace),
-        }
-    }
+    Decision::new(proposer, simulator, course).run(on_event)
 }
 
 #[cfg(test)]

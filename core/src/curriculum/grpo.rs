@@ -25,7 +25,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use serde::{Deserialize, Serialize};
 
 use crate::action::Action;
-use crate::agent::decision::{AgentError, Decision, Progress, Trace};
+use crate::agent::decision::{AgentError, Decision, Trace};
 use crate::agent::observation::system_prompt;
 use crate::agent::runtime::{system_session, Decoding, LlmProposer, WorldModelSimulator};
 use crate::baselines::ai_clinician::AiClinician;
@@ -35,7 +35,7 @@ use crate::simulation::CourseStep;
 use crate::world_model::WorldModel;
 
 use super::example::Example;
-use super::lora_training::{adapter_of, target_log_probs, Checkpoint, SharedPrefix};
+use super::lora_training::{adapter_of, target_log_probs, variables, Checkpoint, SharedPrefix};
 use super::reward::{reward_table, Reward, RewardConfig};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -134,18 +134,8 @@ pub fn decide_once(system: &Session, model: &WorldModel, course: &[CourseStep], 
     let mut proposer = LlmProposer::new(system.clone(), sampling, Decoding::DEFAULT);
     let mut simulator = WorldModelSimulator { model, samples: 16, seed: sampling.seed as u32 };
     let mut decision = Decision::new(&mut proposer, Some(&mut simulator), course);
-    let trace = loop {
-        if let Progress::Done(trace) = decision.advance()? {
-            break trace;
-        }
-    };
+    let trace = decision.run(&mut |_| {})?;
     Ok((trace, decision.conversation().clone()))
-}
-
-/// A sampled decision ready to train on.
-struct Sample {
-    example: Example,
-    advantage: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,12 +176,12 @@ pub fn train_grpo(
     let state_path = checkpoint.file(STATE_FILE);
     let mut state: GrpoState = std::fs::read_to_string(&state_path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
     let start = if state.step > 0 && checkpoint.adapter().exists() {
-        LoraAdapter::from_safetensors(&std::fs::read(checkpoint.adapter())?).map_err(candle_core::Error::wrap)?
+        checkpoint.saved_adapter()?
     } else {
         state = GrpoState::default();
         init.clone()
     };
-    let vars: HashMap<String, Var> = start.tensors.iter().map(|(n, t)| Ok((n.clone(), Var::from_tensor(t)?))).collect::<candle_core::Result<_>>()?;
+    let vars = variables(&start)?;
     let lora = |vars: &HashMap<String, Var>| adapter_of(vars, init.rank, init.alpha);
     let mut trained = llm.model.for_training()?;
     trained.set_adapter(&lora(&vars))?;
@@ -245,7 +235,8 @@ pub fn train_grpo(
     while state.step < config.steps {
         let clock = Instant::now();
         let system = policy(&vars)?;
-        let mut samples = Vec::new();
+        // The decisions to train on and their advantages.
+        let (mut examples, mut advantages) = (Vec::new(), Vec::new());
         let (mut reward_sum, mut decisions, mut with_signal, mut distinct) = (0.0, 0usize, 0usize, 0usize);
         let (mut skipped, mut skipped_because) = (0, None);
         for g in 0..config.states_per_step {
@@ -277,13 +268,16 @@ pub fn train_grpo(
             actions.sort_by_key(|a| a.index());
             actions.dedup();
             distinct += actions.len();
-            let advantages = group_advantages(&rewards);
-            if advantages.iter().any(|a| *a != 0.0) {
+            let group_advantages = group_advantages(&rewards);
+            if group_advantages.iter().any(|a| *a != 0.0) {
                 with_signal += 1;
             }
-            samples.extend(group.into_iter().zip(advantages).filter(|(_, a)| *a != 0.0).map(|((example, _, _), advantage)| Sample { example, advantage }));
+            for ((example, _, _), advantage) in group.into_iter().zip(group_advantages).filter(|(_, a)| *a != 0.0) {
+                examples.push(example);
+                advantages.push(advantage);
+            }
         }
-        let kl = if samples.is_empty() { 0.0 } else { update(&trained, &reference, &samples, config.kl_weight, &vars, &mut optimiser)? };
+        let kl = if examples.is_empty() { 0.0 } else { update(&trained, &reference, &examples, &advantages, config.kl_weight, &vars, &mut optimiser)? };
         state.step += 1;
         let log = GrpoStepLog {
             step: state.step,
@@ -304,30 +298,29 @@ pub fn train_grpo(
             save(&vars, &state, false)?;
         }
     }
-    let best = checkpoint.best_adapter();
-    Ok(if best.exists() { LoraAdapter::from_safetensors(&std::fs::read(best)?).map_err(candle_core::Error::wrap)? } else { lora(&vars) })
+    Ok(checkpoint.best_or(lora(&vars))?)
 }
 
 /// One gradient step on the samples' mean GRPO loss; returns the mean
 /// per-token KL to the reference policy. Each sample's graph is
 /// differentiated and dropped before the next is built (a group's graphs
 /// together outgrow this machine's memory); the gradients are summed.
-fn update(trained: &Llama, reference: &Llama, samples: &[Sample], kl_weight: f64, vars: &HashMap<String, Var>, optimiser: &mut AdamW) -> Result<f64, GrpoError> {
-    let examples: Vec<Example> = samples.iter().map(|s| s.example.clone()).collect();
-    let prefix_len = SharedPrefix::common_len(&examples);
+#[allow(clippy::too_many_arguments)]
+fn update(trained: &Llama, reference: &Llama, examples: &[Example], advantages: &[f64], kl_weight: f64, vars: &HashMap<String, Var>, optimiser: &mut AdamW) -> Result<f64, GrpoError> {
+    let prefix_len = SharedPrefix::common_len(examples);
     let prefix = SharedPrefix::read(trained, &examples[0], prefix_len)?;
     let reference_prefix = SharedPrefix::read(reference, &examples[0], prefix_len)?;
     let mut kl_sum = 0.0;
     let mut sums: HashMap<&str, Tensor> = HashMap::new();
     let mut last = None;
-    for sample in samples {
-        let log_probs = target_log_probs(trained, &sample.example, &prefix)?;
-        let reference_log_probs = target_log_probs(reference, &sample.example, &reference_prefix)?.detach();
+    for (example, advantage) in examples.iter().zip(advantages) {
+        let log_probs = target_log_probs(trained, example, &prefix)?;
+        let reference_log_probs = target_log_probs(reference, example, &reference_prefix)?.detach();
         // k3: exp(r - p) - (r - p) - 1, unbiased for KL(policy || reference) and never negative.
         let difference = (reference_log_probs - &log_probs)?;
         let kl = ((difference.exp()? - &difference)? - 1.0)?.mean(0)?;
         kl_sum += kl.to_scalar::<f32>()? as f64;
-        let loss = (((log_probs.mean(0)? * -sample.advantage)? + (kl * kl_weight)?)? / samples.len() as f64)?;
+        let loss = (((log_probs.mean(0)? * -advantage)? + (kl * kl_weight)?)? / examples.len() as f64)?;
         let grads = loss.backward()?;
         for (name, var) in vars {
             if let Some(grad) = grads.get(var.as_tensor()) {
@@ -341,14 +334,14 @@ fn update(trained: &Llama, reference: &Llama, samples: &[Sample], kl_weight: f64
         }
         last = Some(grads);
     }
-    let mut grads = last.expect("samples is not empty");
+    let mut grads = last.expect("examples is not empty");
     for (name, var) in vars {
         if let Some(sum) = sums.remove(name.as_str()) {
             grads.insert(var.as_tensor(), sum);
         }
     }
     optimiser.step(&grads)?;
-    Ok(kl_sum / samples.len() as f64)
+    Ok(kl_sum / examples.len() as f64)
 }
 
 #[cfg(test)]

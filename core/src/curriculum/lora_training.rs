@@ -73,6 +73,21 @@ impl Checkpoint {
         self.dir.join("best.safetensors")
     }
 
+    /// The adapter the last step wrote (to continue from).
+    pub fn saved_adapter(&self) -> candle_core::Result<LoraAdapter> {
+        read_adapter(&self.adapter())
+    }
+
+    /// The best adapter written so far, or `current` when none was.
+    pub fn best_or(&self, current: LoraAdapter) -> candle_core::Result<LoraAdapter> {
+        let best = self.best_adapter();
+        if best.exists() {
+            read_adapter(&best)
+        } else {
+            Ok(current)
+        }
+    }
+
     fn state_path(&self) -> PathBuf {
         self.dir.join("state.json")
     }
@@ -95,6 +110,15 @@ impl Checkpoint {
         let text = serde_json::to_string_pretty(state).map_err(candle_core::Error::wrap)?;
         std::fs::write(self.state_path(), text).map_err(candle_core::Error::wrap)
     }
+}
+
+/// A run's adapter as variables the optimiser updates in place.
+pub(crate) fn variables(adapter: &LoraAdapter) -> candle_core::Result<HashMap<String, Var>> {
+    adapter.tensors.iter().map(|(n, t)| Ok((n.clone(), Var::from_tensor(t)?))).collect()
+}
+
+fn read_adapter(path: &Path) -> candle_core::Result<LoraAdapter> {
+    LoraAdapter::from_safetensors(&std::fs::read(path)?).map_err(candle_core::Error::wrap)
 }
 
 pub(crate) fn adapter_of(vars: &HashMap<String, Var>, rank: usize, alpha: f64) -> LoraAdapter {
@@ -186,7 +210,7 @@ pub fn train_lora(
     let mut model = base.for_training()?;
     let mut state = checkpoint.state();
     let start = if state.step > 0 && checkpoint.adapter().exists() {
-        LoraAdapter::from_safetensors(&std::fs::read(checkpoint.adapter())?).map_err(candle_core::Error::wrap)?
+        checkpoint.saved_adapter()?
     } else {
         state = TrainingState::default();
         match init {
@@ -197,7 +221,7 @@ pub fn train_lora(
             None => LoraAdapter::initial(base, config.rank, config.alpha, config.seed)?,
         }
     };
-    let vars: HashMap<String, Var> = start.tensors.iter().map(|(n, t)| Ok((n.clone(), Var::from_tensor(t)?))).collect::<candle_core::Result<_>>()?;
+    let vars = variables(&start)?;
     model.set_adapter(&adapter_of(&vars, config.rank, config.alpha)).map_err(candle_core::Error::wrap)?;
     let mut optimiser = AdamW::new(vars.values().cloned().collect(), ParamsAdamW { lr: config.learning_rate, weight_decay: config.weight_decay, ..Default::default() })?;
 
@@ -249,10 +273,5 @@ pub fn train_lora(
             (recent_loss, recent_tokens, training_seconds) = (Vec::new(), 0, 0.0);
         }
     }
-    let best = checkpoint.best_adapter();
-    if best.exists() {
-        LoraAdapter::from_safetensors(&std::fs::read(best)?).map_err(candle_core::Error::wrap)
-    } else {
-        Ok(adapter_of(&vars, config.rank, config.alpha))
-    }
+    checkpoint.best_or(adapter_of(&vars, config.rank, config.alpha))
 }

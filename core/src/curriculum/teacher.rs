@@ -8,7 +8,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::decision::{Decision, Progress};
+use crate::agent::decision::Decision;
 use crate::agent::observation::system_prompt;
 use crate::agent::runtime::{Decoding, PlannerProposer, WorldModelSimulator};
 use crate::baselines::ai_clinician::AiClinician;
@@ -82,11 +82,7 @@ pub fn teacher_examples(
         let mut proposer = PlannerProposer::new(model, support, MpcConfig::default());
         let mut simulator = WorldModelSimulator { model, samples: 16, seed: i as u32 };
         let mut decision = Decision::new(&mut proposer, Some(&mut simulator), course);
-        let trace = loop {
-            if let Progress::Done(trace) = decision.advance()? {
-                break trace;
-            }
-        };
+        let trace = decision.run(&mut |_| {})?;
         report.decisions += 1;
         on_decision(i);
         let logged = support.logged_counts(&course.last().expect("non-empty").values);

@@ -195,9 +195,6 @@ fn reinforcement(args: &TrainAgentArgs) -> Result<()> {
     let checkpoint = Checkpoint::new(&paths.checkpoints)?;
     let bar = ProgressBar::new(grpo.steps as u64).with_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps, eta {eta} {msg}").expect("valid template"));
     let log_path = paths.checkpoints.join("log.jsonl");
-    let append = |line: String| {
-        let _ = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).and_then(|mut f| std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()));
-    };
     let adapter = train_grpo(
         &llm,
         &init,
@@ -209,11 +206,11 @@ fn reinforcement(args: &TrainAgentArgs) -> Result<()> {
         |log| {
             bar.set_position(log.step as u64);
             bar.set_message(format!("reward {:.2}, {}/{} groups with signal, KL {:.4}", log.mean_reward, log.groups_with_signal, log.groups, log.kl));
-            append(serde_json::to_string(log).expect("plain data"));
+            append_json_line(&log_path, log);
         },
         |validation| {
             bar.suspend(|| eprintln!("step {}: validation reward {:.3}, survival {:.4}, unsupported {:.1}%, with violations {:.1}%", validation.step, validation.mean_reward, validation.mean_survival, 100.0 * validation.unsupported, 100.0 * validation.with_violations));
-            append(serde_json::to_string(validation).expect("plain data"));
+            append_json_line(&log_path, validation);
         },
     )?;
     bar.finish_and_clear();
@@ -223,6 +220,13 @@ fn reinforcement(args: &TrainAgentArgs) -> Result<()> {
     adapter.save(&paths.out)?;
     eprintln!("wrote {}", paths.out.display());
     Ok(())
+}
+
+/// One record of a run's `log.jsonl`. The log is a convenience copy of what
+/// the checkpoint state holds, so a failed write does not stop training.
+fn append_json_line(path: &Path, record: &impl Serialize) {
+    let line = serde_json::to_string(record).expect("plain data");
+    let _ = std::fs::OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()));
 }
 
 /// Train (or resume) the adapters with a progress bar, log every validation
@@ -245,8 +249,7 @@ fn fit(llm: &Llm, init: Option<&LoraAdapter>, train: &[Example], validation: &[E
         },
         |log| {
             bar.suspend(|| eprintln!("step {} (epoch {}): train {:.4}, validation {:.4}, {:.0} tokens/s", log.step, log.epoch, log.train_loss, log.validation_loss, log.tokens_per_second));
-            let line = serde_json::to_string(log).expect("plain data");
-            let _ = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).and_then(|mut f| std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()));
+            append_json_line(&log_path, log);
         },
     )?;
     bar.finish_and_clear();
