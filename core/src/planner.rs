@@ -12,7 +12,6 @@ use crate::guideline::{violations, Situation};
 use crate::world_model::ensemble::History;
 use crate::world_model::cpu_inference::FastState;
 use crate::world_model::WorldModel;
-use candle_core::{Device, Tensor};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MpcConfig {
@@ -71,13 +70,12 @@ pub fn score_all(
     let mut survival = vec![vec![0.0f64; rows]; members];
     for (m, member_survival) in survival.iter_mut().enumerate() {
         let net = model.fast_member(m);
-        let mut state = shared_context(model, m, histories)?;
+        let mut state = shared_context(model, m, histories);
         let mut current: Vec<Vec<Option<f64>>> =
             histories.iter().flat_map(|h| std::iter::repeat_n(&h.last().expect("non-empty history").0, N_ACTIONS)).cloned().collect();
         for step in 0..config.horizon {
-            let x = candidate_inputs(model, &current)?;
-            net.step(&x, &mut state)?;
-            let output = net.heads(&state)?;
+            net.step(&candidate_inputs(model, &current), &mut state);
+            let output = net.heads(&state);
             for (r, logit) in output.outcome_logit.iter().enumerate() {
                 member_survival[r] = 1.0 - 1.0 / (1.0 + (-f64::from(*logit)).exp());
             }
@@ -109,7 +107,7 @@ pub fn score_all(
 /// Member `m`'s state after each history's steps before the decision (the
 /// newest `window - 1`), repeated for the 25 candidates: row `h * 25 + a`.
 /// Histories are read in groups of equal length, as the GRU has no padding.
-fn shared_context(model: &WorldModel, m: usize, histories: &[History]) -> candle_core::Result<FastState> {
+fn shared_context(model: &WorldModel, m: usize, histories: &[History]) -> FastState {
     let net = model.fast_member(m);
     let (layout, normaliser) = (&model.card.layout, &model.card.normaliser);
     let dim = layout.input_dim();
@@ -123,7 +121,7 @@ fn shared_context(model: &WorldModel, m: usize, histories: &[History]) -> candle
     let mut stacked = 0u32;
     for &steps in &lengths {
         let group: Vec<usize> = (0..histories.len()).filter(|&h| earlier(&histories[h]) == steps).collect();
-        let mut state = net.zero_state(group.len())?;
+        let mut state = net.zero_state(group.len());
         for t in 0..steps {
             let mut x = Vec::with_capacity(group.len() * dim);
             for &h in &group {
@@ -131,7 +129,7 @@ fn shared_context(model: &WorldModel, m: usize, histories: &[History]) -> candle
                 let (values, action) = &history[history.len() - 1 - steps + t];
                 layout.encode(normaliser, values, *action, &mut x);
             }
-            net.step(&Tensor::from_vec(x, (group.len(), dim), &Device::Cpu)?, &mut state)?;
+            net.step(&x, &mut state);
         }
         for &h in &group {
             position[h] = stacked;
@@ -145,13 +143,13 @@ fn shared_context(model: &WorldModel, m: usize, histories: &[History]) -> candle
 
 /// The decision step's input for every row `h * 25 + a`: the row's values
 /// with candidate `a`.
-fn candidate_inputs(model: &WorldModel, current: &[Vec<Option<f64>>]) -> candle_core::Result<Tensor> {
+fn candidate_inputs(model: &WorldModel, current: &[Vec<Option<f64>>]) -> Vec<f32> {
     let (layout, normaliser) = (&model.card.layout, &model.card.normaliser);
     let mut x = Vec::with_capacity(current.len() * layout.input_dim());
     for (r, values) in current.iter().enumerate() {
         layout.encode(normaliser, values, Action::from_index(r % N_ACTIONS).expect("0..25"), &mut x);
     }
-    Tensor::from_vec(x, (current.len(), layout.input_dim()), &Device::Cpu)
+    x
 }
 
 /// The best-scoring supported candidate (ties to the lower index: less

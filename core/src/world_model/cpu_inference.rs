@@ -1,12 +1,14 @@
-//! The simulation's CPU forward pass, written for speed: candle's matmul for
-//! the projections, then each GRU's gates fused into one pass over plain
-//! `f32` slices with a vectorisable exponential. Through candle's own ops
-//! every gate is a separate tensor op with a scalar `exp` per element, and
-//! those, not the matmuls, were most of a candidate sweep's time
-//! (docs/benchmarks.md). Training keeps candle's GRU (it needs gradients);
-//! `simulate.rs` tests that both give the same predictions (1e-5).
+//! The simulation's CPU forward pass, written for speed: plain `f32` rows,
+//! each projection one `gemm` call with its bias already in the output, and
+//! each GRU's gates fused into one pass with a vectorisable exponential.
+//! Through candle's own ops every gate is a separate tensor op with a scalar
+//! `exp` per element, and every op a copy into a new tensor; those, not the
+//! matmuls, were most of a candidate sweep's time (docs/benchmarks.md).
+//! Natively the gate loop is also compiled for AVX2 and picked at run time.
+//! Training keeps candle's GRU (it needs gradients); `simulate.rs` tests that
+//! both give the same predictions (1e-5).
 
-use candle_core::{Device, Module, Result, Tensor};
+use candle_core::Result;
 use candle_nn::VarBuilder;
 
 use super::model::LOG_SIGMA_RANGE;
@@ -14,20 +16,25 @@ use super::simulate::MemberOutput;
 
 /// e^x for x in [-87, 88] (clamped outside), relative error below 1e-6:
 /// round x / ln 2 to k, reduce to r in [-ln2/2, ln2/2], a degree-6 Taylor
-/// polynomial for e^r, times 2^k built in the exponent bits. Branch-free, so
-/// loops over it vectorise (SSE2 natively, simd128 in the browser).
+/// polynomial for e^r, times 2^k built in the exponent bits. Branch-free and
+/// without a float-to-int conversion (Rust's saturating `as i32` is scalar
+/// code on x86), so loops over it vectorise (SSE2/AVX2 natively, simd128 in
+/// the browser).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
-    // Adding and removing 1.5 * 2^23 rounds to the nearest integer.
+    // Adding 1.5 * 2^23 rounds to the nearest integer and leaves it in the
+    // low mantissa bits: bits(t) - bits(ROUND) = k exactly for |k| < 2^22.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let k = (x * LOG2E + ROUND) - ROUND;
+    let t = x * LOG2E + ROUND;
+    let k = t - ROUND;
     let r = x - k * LN2_HI - k * LN2_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((k as i32 + 127) as u32) << 23)
+    let k_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
+    p * f32::from_bits(k_bits.wrapping_add(127) << 23)
 }
 
 #[inline(always)]
@@ -40,21 +47,106 @@ fn tanh(x: f32) -> f32 {
     2.0 * sigmoid(2.0 * x) - 1.0
 }
 
-/// `x W^T` with the weight stored transposed (`inputs x outputs`); the bias
-/// is added in the fused gate loop.
+/// `x W^T + b` for a batch of rows, the weight stored transposed
+/// (`inputs x outputs`, row-major) so that gemm reads it contiguously.
 struct Projection {
-    weight_t: Tensor,
+    weight_t: Vec<f32>,
     bias: Vec<f32>,
+    inputs: usize,
+    outputs: usize,
 }
 
 impl Projection {
     fn load(vb: &VarBuilder, outputs: usize, inputs: usize, weight: &str, bias: &str) -> Result<Self> {
-        Ok(Self { weight_t: vb.get((outputs, inputs), weight)?.t()?.contiguous()?, bias: vb.get(outputs, bias)?.to_vec1()? })
+        let weight_t = vb.get((outputs, inputs), weight)?.t()?.contiguous()?.flatten_all()?.to_vec1()?;
+        Ok(Self { weight_t, bias: vb.get(outputs, bias)?.to_vec1()?, inputs, outputs })
     }
 
-    fn apply(&self, x: &Tensor) -> Result<Vec<f32>> {
-        x.matmul(&self.weight_t)?.flatten_all()?.to_vec1()
+    /// Heads side by side: one projection whose outputs are each part's in turn.
+    fn stack(parts: &[Projection]) -> Self {
+        let inputs = parts[0].inputs;
+        assert!(parts.iter().all(|p| p.inputs == inputs), "stacked projections read the same inputs");
+        let outputs: usize = parts.iter().map(|p| p.outputs).sum();
+        let mut weight_t = Vec::with_capacity(inputs * outputs);
+        for k in 0..inputs {
+            for p in parts {
+                weight_t.extend_from_slice(&p.weight_t[k * p.outputs..(k + 1) * p.outputs]);
+            }
+        }
+        Self { weight_t, bias: parts.iter().flat_map(|p| p.bias.iter().copied()).collect(), inputs, outputs }
     }
+
+    /// `rows x outputs` for `x` of `rows x inputs`.
+    fn apply(&self, x: &[f32]) -> Vec<f32> {
+        assert_eq!(x.len() % self.inputs, 0, "rows of {} inputs", self.inputs);
+        let rows = x.len() / self.inputs;
+        let mut out = self.bias.repeat(rows);
+        if rows == 0 {
+            return out;
+        }
+        let (inputs, outputs) = (self.inputs as isize, self.outputs as isize);
+        // SAFETY: `out` is rows x outputs, `x` rows x inputs and `weight_t`
+        // inputs x outputs, all row-major (column stride 1, row stride the
+        // width), as the lengths checked above and at load guarantee.
+        // out = 1 * out + 1 * x W^T: the bias is already in `out`.
+        unsafe {
+            gemm::gemm(
+                rows,
+                self.outputs,
+                self.inputs,
+                out.as_mut_ptr(),
+                1,
+                outputs,
+                true,
+                x.as_ptr(),
+                1,
+                inputs,
+                self.weight_t.as_ptr(),
+                1,
+                outputs,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        out
+    }
+}
+
+/// One GRU layer's update of `state` (`rows x n`) from its input and
+/// recurrent projections (`rows x 3n` each, biases included): the
+/// candle-nn / PyTorch GRU with gates r, z, n.
+#[inline(always)]
+fn gates_body(state: &mut [f32], gi: &[f32], gh: &[f32], n: usize) {
+    for ((h, gi), gh) in state.chunks_exact_mut(n).zip(gi.chunks_exact(3 * n)).zip(gh.chunks_exact(3 * n)) {
+        // Equal-length slices, so the loop below has no bounds checks.
+        let (i_r, i_z, i_n) = (&gi[..n], &gi[n..2 * n], &gi[2 * n..3 * n]);
+        let (h_r, h_z, h_n) = (&gh[..n], &gh[n..2 * n], &gh[2 * n..3 * n]);
+        for j in 0..n {
+            let r = sigmoid(i_r[j] + h_r[j]);
+            let z = sigmoid(i_z[j] + h_z[j]);
+            let candidate = tanh(i_n[j] + r * h_n[j]);
+            h[j] = z * h[j] + (1.0 - z) * candidate;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn gates_avx2(state: &mut [f32], gi: &[f32], gh: &[f32], n: usize) {
+    gates_body(state, gi, gh, n)
+}
+
+fn gates(state: &mut [f32], gi: &[f32], gh: &[f32], n: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function was compiled for.
+        return unsafe { gates_avx2(state, gi, gh, n) };
+    }
+    gates_body(state, gi, gh, n)
 }
 
 struct Gru {
@@ -72,23 +164,10 @@ impl Gru {
         })
     }
 
-    /// One step for every row: the candle-nn / PyTorch GRU (gates r, z, n).
-    fn step(&self, x: &Tensor, h: &mut Tensor) -> Result<()> {
-        let gi = self.input.apply(x)?;
-        let gh = self.recurrent.apply(h)?;
-        let mut state: Vec<f32> = h.flatten_all()?.to_vec1()?;
-        let n = self.hidden;
-        let (bi, bh) = (&self.input.bias, &self.recurrent.bias);
-        for ((row, gi), gh) in state.chunks_mut(n).zip(gi.chunks(3 * n)).zip(gh.chunks(3 * n)) {
-            for j in 0..n {
-                let r = sigmoid(gi[j] + bi[j] + gh[j] + bh[j]);
-                let z = sigmoid(gi[n + j] + bi[n + j] + gh[n + j] + bh[n + j]);
-                let candidate = tanh(gi[2 * n + j] + bi[2 * n + j] + r * (gh[2 * n + j] + bh[2 * n + j]));
-                row[j] = z * row[j] + (1.0 - z) * candidate;
-            }
-        }
-        *h = Tensor::from_vec(state, h.shape(), &Device::Cpu)?;
-        Ok(())
+    /// One step for every row of `x` (`rows x inputs`).
+    fn step(&self, x: &[f32], h: &mut [f32]) {
+        let (gi, gh) = (self.input.apply(x), self.recurrent.apply(h));
+        gates(h, &gi, &gh, self.hidden);
     }
 }
 
@@ -97,69 +176,87 @@ pub struct FastMember {
     gru1: Gru,
     gru2: Gru,
     outcome_gru: Gru,
-    stay_logit: candle_nn::Linear,
-    mean: candle_nn::Linear,
-    log_sigma: candle_nn::Linear,
-    outcome: candle_nn::Linear,
+    /// stay logit, mean and log sigma side by side: one product per step.
+    dynamics: Projection,
+    outcome: Projection,
+    dynamic_dim: usize,
+    input_dim: usize,
 }
 
-/// A member's recurrent state for a batch of rows.
+/// A member's recurrent state for a batch of rows (`rows x hidden` each).
 #[derive(Clone)]
 pub struct FastState {
-    h1: Tensor,
-    h2: Tensor,
-    outcome: Tensor,
+    rows: usize,
+    h1: Vec<f32>,
+    h2: Vec<f32>,
+    outcome: Vec<f32>,
 }
 
 impl FastState {
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
     /// Row `i` of the result is row `rows[i]` of `parts` stacked in order:
     /// reorders and repeats rows (many candidates from one context).
-    pub fn select(parts: &[FastState], rows: &[u32]) -> Result<FastState> {
-        let index = Tensor::new(rows, &Device::Cpu)?;
-        let pick = |field: fn(&FastState) -> &Tensor| -> Result<Tensor> {
-            let stacked: Vec<&Tensor> = parts.iter().map(field).collect();
-            Tensor::cat(&stacked, 0)?.index_select(&index, 0)
+    pub fn select(parts: &[FastState], rows: &[u32]) -> FastState {
+        let pick = |field: fn(&FastState) -> &Vec<f32>| -> Vec<f32> {
+            let width = parts.first().map_or(0, |p| field(p).len() / p.rows.max(1));
+            let stacked: Vec<f32> = parts.iter().flat_map(|p| field(p).iter().copied()).collect();
+            rows.iter().flat_map(|&r| stacked[r as usize * width..(r as usize + 1) * width].iter().copied()).collect()
         };
-        Ok(FastState { h1: pick(|s| &s.h1)?, h2: pick(|s| &s.h2)?, outcome: pick(|s| &s.outcome)? })
+        FastState { rows: rows.len(), h1: pick(|s| &s.h1), h2: pick(|s| &s.h2), outcome: pick(|s| &s.outcome) }
     }
 }
 
 impl FastMember {
     pub fn load(vb: VarBuilder, input_dim: usize, dynamic_dim: usize, hidden: usize, outcome_hidden: usize) -> Result<Self> {
+        let head = |name: &str| Projection::load(&vb.pp(name), dynamic_dim, hidden, "weight", "bias");
         Ok(Self {
             gru1: Gru::load(vb.pp("gru1"), input_dim, hidden)?,
             gru2: Gru::load(vb.pp("gru2"), hidden, hidden)?,
             outcome_gru: Gru::load(vb.pp("outcome_gru"), input_dim, outcome_hidden)?,
-            stay_logit: candle_nn::linear(hidden, dynamic_dim, vb.pp("stay_logit"))?,
-            mean: candle_nn::linear(hidden, dynamic_dim, vb.pp("mean"))?,
-            log_sigma: candle_nn::linear(hidden, dynamic_dim, vb.pp("log_sigma"))?,
-            outcome: candle_nn::linear(outcome_hidden, 1, vb.pp("outcome"))?,
+            dynamics: Projection::stack(&[head("stay_logit")?, head("mean")?, head("log_sigma")?]),
+            outcome: Projection::load(&vb.pp("outcome"), 1, outcome_hidden, "weight", "bias")?,
+            dynamic_dim,
+            input_dim,
         })
     }
 
-    pub fn zero_state(&self, rows: usize) -> Result<FastState> {
-        let zeros = |n: usize| Tensor::zeros((rows, n), candle_core::DType::F32, &Device::Cpu);
-        Ok(FastState { h1: zeros(self.gru1.hidden)?, h2: zeros(self.gru2.hidden)?, outcome: zeros(self.outcome_gru.hidden)? })
+    pub fn zero_state(&self, rows: usize) -> FastState {
+        FastState {
+            rows,
+            h1: vec![0.0; rows * self.gru1.hidden],
+            h2: vec![0.0; rows * self.gru2.hidden],
+            outcome: vec![0.0; rows * self.outcome_gru.hidden],
+        }
     }
 
-    /// Read one step (`rows x input_dim`).
-    pub fn step(&self, x: &Tensor, state: &mut FastState) -> Result<()> {
-        self.gru1.step(x, &mut state.h1)?;
-        self.gru2.step(&state.h1, &mut state.h2)?;
-        self.outcome_gru.step(x, &mut state.outcome)
+    /// Read one step: `x` is `rows x input_dim`, one row per state row.
+    pub fn step(&self, x: &[f32], state: &mut FastState) {
+        assert_eq!(x.len(), state.rows * self.input_dim, "one input row of {} per state row", self.input_dim);
+        self.gru1.step(x, &mut state.h1);
+        self.gru2.step(&state.h1, &mut state.h2);
+        self.outcome_gru.step(x, &mut state.outcome);
     }
 
-    pub fn heads(&self, state: &FastState) -> Result<MemberOutput> {
-        let log_sigma = self.log_sigma.forward(&state.h2)?.clamp(LOG_SIGMA_RANGE.0 as f32, LOG_SIGMA_RANGE.1 as f32)?;
-        Ok(MemberOutput {
-            stay_logit: self.stay_logit.forward(&state.h2)?.flatten_all()?.to_vec1()?,
-            mean: self.mean.forward(&state.h2)?.flatten_all()?.to_vec1()?,
-            log_sigma: log_sigma.flatten_all()?.to_vec1()?,
-            outcome_logit: self.outcome.forward(&state.outcome)?.flatten_all()?.to_vec1()?,
-        })
+    pub fn heads(&self, state: &FastState) -> MemberOutput {
+        let d = self.dynamic_dim;
+        let all = self.dynamics.apply(&state.h2);
+        let mut output = MemberOutput {
+            stay_logit: Vec::with_capacity(state.rows * d),
+            mean: Vec::with_capacity(state.rows * d),
+            log_sigma: Vec::with_capacity(state.rows * d),
+            outcome_logit: self.outcome.apply(&state.outcome),
+        };
+        for row in all.chunks_exact(3 * d) {
+            output.stay_logit.extend_from_slice(&row[..d]);
+            output.mean.extend_from_slice(&row[d..2 * d]);
+            output.log_sigma.extend(row[2 * d..].iter().map(|v| v.clamp(LOG_SIGMA_RANGE.0 as f32, LOG_SIGMA_RANGE.1 as f32)));
+        }
+        output
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@
 //! (members are whole hypotheses of the dynamics, not mixed per step) and
 //! draws its next values from that member's Gaussian.
 
-use candle_core::{Device, IndexOp, Result, Tensor};
+use candle_core::Result;
 
 use super::card::ModelCard;
 use super::cpu_inference::FastState;
@@ -366,15 +366,20 @@ impl<'m> CpuForward<'m> {
 /// `None`); returns the new state and its predictions.
 fn feed_member(model: &WorldModel, member: usize, state: Option<FastState>, inputs: &[f32], rows: usize, steps: usize) -> Result<(FastState, MemberOutput)> {
     let net = model.fast_member(member);
-    let x = Tensor::from_slice(inputs, (rows, steps, model.card.layout.input_dim()), &Device::Cpu)?;
-    let mut state = match state {
-        Some(state) => state,
-        None => net.zero_state(rows)?,
-    };
-    for t in 0..steps {
-        net.step(&x.i((.., t, ..))?.contiguous()?, &mut state)?;
+    let dim = model.card.layout.input_dim();
+    if inputs.len() != rows * steps * dim {
+        candle_core::bail!("member {member}: {} inputs for {rows} rows x {steps} steps x {dim}", inputs.len());
     }
-    let output = net.heads(&state)?;
+    let mut state = state.unwrap_or_else(|| net.zero_state(rows));
+    let mut x = Vec::with_capacity(rows * dim);
+    for t in 0..steps {
+        x.clear();
+        for row in inputs.chunks_exact(steps * dim) {
+            x.extend_from_slice(&row[t * dim..(t + 1) * dim]);
+        }
+        net.step(&x, &mut state);
+    }
+    let output = net.heads(&state);
     Ok((state, output))
 }
 
