@@ -178,6 +178,8 @@ impl WorkerLink {
                 run.done = Some(Box::new(done));
             }),
             EventBody::LlmSpeed(speed) => state.llm_speed.set(Some(speed)),
+            // The app never asks for it: the browser benchmark and tests do.
+            EventBody::SimulationSpeed(_) => {}
             EventBody::CohortLoaded { cohort, report } => {
                 // A report describes the cohort it was run on: a new cohort ends it.
                 self.cancel_report();

@@ -45,6 +45,12 @@ pub enum RequestBody {
     /// reference patient's decision prompt, then write `decode_tokens` tokens
     /// greedily. Answers `LlmSpeed` (the browser benchmark uses it).
     MeasureLlm { decode_tokens: usize },
+    /// Time the benchmark's full sweep (25 candidates x 16 samples x 6
+    /// steps from the reference patient) on this worker alone and with its
+    /// members split across `helpers` helper workers, `repeats` times each
+    /// after a warm-up. Answers `SimulationSpeed` (the browser benchmark and
+    /// the helpers' parity test use it).
+    MeasureSimulation { helpers: usize, repeats: usize },
     /// Validate and read a cohort CSV (the demo file or one the user chose;
     /// it never leaves the device). Answers `CohortLoaded`: the patients
     /// whose rows are all valid, and every problem by row and column.
@@ -90,6 +96,7 @@ pub enum EventBody {
     AgentStep(TraceEvent),
     Recommended(Recommended),
     LlmSpeed(LlmSpeed),
+    SimulationSpeed(SimulationSpeed),
     CohortLoaded { cohort: Cohort, report: Report },
     /// Predicted probability of surviving the stay, one per course asked.
     Risks { survival: Vec<f64> },
@@ -133,9 +140,34 @@ pub struct ModelVerified {
 pub struct Simulated {
     pub simulation: Simulation,
     pub backend: BackendKind,
-    /// Why the CPU ran it when WebGPU had been chosen (a GPU error); empty otherwise.
+    /// Why a faster path did not run it (a WebGPU error, a helper worker's
+    /// error); empty otherwise.
     pub fallback_reason: String,
     pub elapsed_ms: f64,
+    /// Workers that computed it on the CPU: this one and its simulation
+    /// helpers (worker/src/pool.rs); 1 on WebGPU.
+    pub workers: usize,
+}
+
+impl Simulated {
+    /// The compute path as the app says it: "WebGPU", "CPU (wasm SIMD)",
+    /// "CPU (wasm SIMD) across 2 workers".
+    pub fn ran_on(&self) -> String {
+        match self.workers {
+            0 | 1 => self.backend.name().to_string(),
+            n => format!("{} across {n} workers", self.backend.name()),
+        }
+    }
+}
+
+/// Full-sweep timings on one worker and split across helpers (`MeasureSimulation`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SimulationSpeed {
+    pub helpers: usize,
+    pub one_worker_ms: Vec<f64>,
+    pub pool_ms: Vec<f64>,
+    /// `parity_diff` between the two simulations: 0 when identical.
+    pub max_difference: f64,
 }
 
 /// Which agent decides (docs/agent.md).
@@ -263,6 +295,14 @@ mod tests {
     use super::*;
     use crate::compute::BackendReport;
 
+    #[test]
+    fn a_simulation_says_how_many_workers_shared_it() {
+        let done = |backend, workers| Simulated { simulation: Simulation::default(), backend, fallback_reason: String::new(), elapsed_ms: 1.0, workers };
+        assert_eq!(done(BackendKind::Cpu, 1).ran_on(), "CPU (wasm SIMD)");
+        assert_eq!(done(BackendKind::Cpu, 2).ran_on(), "CPU (wasm SIMD) across 2 workers");
+        assert_eq!(done(BackendKind::WebGpu, 1).ran_on(), "WebGPU");
+    }
+
     fn round_trip<T: Serialize + for<'de> Deserialize<'de>>(value: &T) -> T {
         serde_json::from_str(&serde_json::to_string(value).unwrap()).unwrap()
     }
@@ -271,7 +311,7 @@ mod tests {
     fn every_request_round_trips() {
         let simulate = RequestBody::Simulate(crate::simulation::SimulateRequest::full_sweep(crate::simulation::reference_course(), 6, 16, 3));
         let recommend = RequestBody::Recommend(RecommendRequest { course: crate::simulation::reference_course(), agent: AgentKind::Agent, seed: 2 });
-        for body in [RequestBody::ProbeBackend, RequestBody::LoadModels, RequestBody::DiagnosticPanic, RequestBody::Cancel { request: 3 }, RequestBody::MeasureLlm { decode_tokens: 32 }, RequestBody::LoadCohort { file: "c.csv".into(), text: "patient_id\n".into() }, RequestBody::PredictRisks { courses: vec![crate::simulation::reference_course()] }, simulate, recommend] {
+        for body in [RequestBody::ProbeBackend, RequestBody::LoadModels, RequestBody::DiagnosticPanic, RequestBody::Cancel { request: 3 }, RequestBody::MeasureLlm { decode_tokens: 32 }, RequestBody::MeasureSimulation { helpers: 1, repeats: 3 }, RequestBody::LoadCohort { file: "c.csv".into(), text: "patient_id\n".into() }, RequestBody::PredictRisks { courses: vec![crate::simulation::reference_course()] }, simulate, recommend] {
             let request = Request { id: 7, body };
             assert_eq!(round_trip(&request), request);
         }
@@ -288,7 +328,8 @@ mod tests {
             Event::error(Some(3), ErrorKind::ModelVerification, "mismatch"),
             Event::reply(3, EventBody::Done),
             Event::reply(4, EventBody::SimulationStep(SimulationStep { step: 1, candidates: vec![] })),
-            Event::reply(4, EventBody::Simulated(Simulated { simulation: Simulation::default(), backend: BackendKind::Cpu, fallback_reason: String::new(), elapsed_ms: 3.5 })),
+            Event::reply(4, EventBody::Simulated(Simulated { simulation: Simulation::default(), backend: BackendKind::Cpu, fallback_reason: String::new(), elapsed_ms: 3.5, workers: 2 })),
+            Event::reply(4, EventBody::SimulationSpeed(SimulationSpeed { helpers: 1, one_worker_ms: vec![240.0], pool_ms: vec![140.0], max_difference: 0.0 })),
             Event::error(Some(5), ErrorKind::ModelsNotLoaded, "load the models first"),
             Event::reply(6, EventBody::AgentToken { text: " fluid".into() }),
             Event::reply(6, EventBody::AgentStep(TraceEvent::Malformed { error: "no tool call".into() })),

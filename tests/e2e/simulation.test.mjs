@@ -26,7 +26,7 @@ for (const webgpu of [false, true]) {
     try {
       const { page, requests } = browser;
       const shown = await simulateReference(page);
-      assert.match(shown.backend, webgpu ? /^Ran on WebGPU in \d+ ms\.$/ : /^Ran on CPU \(wasm SIMD\) in \d+ ms\.$/);
+      assert.match(shown.backend, webgpu ? /^Ran on WebGPU in \d+ ms\.$/ : /^Ran on CPU \(wasm SIMD\)( across \d+ workers)? in \d+ ms\.$/);
       assert.equal(shown.survival.length, 3, 'one row per candidate');
       for (const text of shown.survival) {
         const value = Number(text.replace(' %', ''));

@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod gpu;
 pub mod gpu_world_model;
+pub mod pool;
 pub mod report;
 pub mod simulator;
 pub mod store;
@@ -47,6 +48,10 @@ pub fn start() {
     }));
     let state = Rc::new(RefCell::new(WorkerState::default()));
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
+        // This worker may be another one's simulation helper (pool.rs).
+        if js_sys::Reflect::has(&message.data(), &pool::HELPER_KEY.into()).unwrap_or(false) {
+            return pool::serve(&message.data());
+        }
         match serde_wasm_bindgen::from_value::<Request>(message.data()) {
             Ok(request) => wasm_bindgen_futures::spawn_local(handle(state.clone(), request)),
             Err(e) => post(&Event::error(None, ErrorKind::BadRequest, format!("not a request: {e}"))),
@@ -88,6 +93,7 @@ async fn handle(state: Rc<RefCell<WorkerState>>, request: Request) {
         RequestBody::Recommend(request) => agent::handle(&state, id, request).await,
         RequestBody::Cancel { request } => agent::cancel(&state, request),
         RequestBody::MeasureLlm { decode_tokens } => agent::measure(&state, id, decode_tokens),
+        RequestBody::MeasureSimulation { helpers, repeats } => simulator::measure(&state, id, helpers, repeats).await,
         RequestBody::LoadCohort { file, text } => {
             let (cohort, report) = sepsis_core::cohort::csv_format::read_cohort(&file, text.as_bytes());
             reply(EventBody::CohortLoaded { cohort, report });

@@ -1,18 +1,20 @@
 //! Answering `Simulate`: the loaded world model on WebGPU when the backend
-//! probe chose it, else candle on the CPU; any GPU error falls back to the
-//! CPU for that request and says why.
+//! probe chose it, else candle on the CPU, its members split across helper
+//! workers where the machine has the cores (`pool.rs`); any GPU or helper
+//! error falls back to this worker's CPU for that request and says why.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use sepsis_core::compute::BackendKind;
-use sepsis_core::protocol::{ErrorKind, Event, EventBody, RequestId, Simulated, WorkerError};
-use sepsis_core::simulation::SimulateRequest;
-use sepsis_core::world_model::simulate::simulate_on_cpu;
+use sepsis_core::protocol::{ErrorKind, Event, EventBody, RequestId, Simulated, SimulationSpeed, WorkerError};
+use sepsis_core::simulation::{reference_course, SimulateRequest};
+use sepsis_core::world_model::simulate::{parity_diff, simulate_on_cpu};
 use sepsis_core::world_model::WorldModel;
 
 use crate::gpu::GpuContext;
 use crate::gpu_world_model::{simulate_on_gpu, GpuWorldModel};
+use crate::pool::{helpers_for_this_machine, simulate_with_pool, Pool};
 use crate::{post, WorkerState};
 
 /// Manifest file names of the world model.
@@ -23,6 +25,9 @@ pub struct Simulator {
     pub cpu: WorldModel,
     /// The GPU path, or why there is none.
     pub gpu: Result<(GpuContext, GpuWorldModel), String>,
+    /// Helper workers for the CPU path, where it is the chosen one and the
+    /// machine has cores to spare.
+    pub pool: Option<Pool>,
 }
 
 impl Simulator {
@@ -37,7 +42,17 @@ impl Simulator {
         } else {
             Err("the backend probe chose the CPU".into())
         };
-        Ok(Self { cpu, gpu })
+        let helpers = if want_gpu { 0 } else { helpers_for_this_machine(cpu.members()) };
+        let pool = if helpers == 0 {
+            None
+        } else {
+            // Without helpers the simulation is slower, not wrong: say why and go on.
+            Pool::spawn(helpers, weights, card)
+                .await
+                .map_err(|e| web_sys::console::warn_1(&format!("simulating on this worker alone: {e}").into()))
+                .ok()
+        };
+        Ok(Self { cpu, gpu, pool })
     }
 }
 
@@ -60,20 +75,70 @@ pub(crate) async fn handle(state: &Rc<RefCell<WorkerState>>, id: RequestId, requ
     if let Ok((context, model)) = &simulator.gpu {
         match simulate_on_gpu(context, model, &simulator.cpu.card, request.clone(), emit).await {
             Ok(simulation) => {
-                let done = Simulated { simulation, backend: BackendKind::WebGpu, fallback_reason, elapsed_ms: elapsed_ms(start) };
+                let done = Simulated { simulation, backend: BackendKind::WebGpu, fallback_reason, elapsed_ms: elapsed_ms(start), workers: 1 };
                 return post(&Event::reply(id, EventBody::Simulated(done)));
             }
             Err(e) => fallback_reason = format!("WebGPU simulation failed ({e}); ran on the CPU"),
         }
     }
     let start = js_sys::Date::now();
+    if let Some(pool) = simulator.pool.as_ref().filter(|pool| pool.is_free()) {
+        match simulate_with_pool(&simulator.cpu, pool, request.clone(), emit).await {
+            Ok(simulation) => {
+                let done = Simulated { simulation, backend: BackendKind::Cpu, fallback_reason, elapsed_ms: elapsed_ms(start), workers: pool.helpers() + 1 };
+                return post(&Event::reply(id, EventBody::Simulated(done)));
+            }
+            Err(e) => fallback_reason = format!("the simulation helper workers failed ({e}); ran on this worker alone"),
+        }
+    }
+    let start = js_sys::Date::now();
     match simulate_on_cpu(&simulator.cpu, request, emit) {
         Ok(simulation) => {
-            let done = Simulated { simulation, backend: BackendKind::Cpu, fallback_reason, elapsed_ms: elapsed_ms(start) };
+            let done = Simulated { simulation, backend: BackendKind::Cpu, fallback_reason, elapsed_ms: elapsed_ms(start), workers: 1 };
             post(&Event::reply(id, EventBody::Simulated(done)));
         }
         Err(e) => fail(ErrorKind::Internal, format!("simulation failed: {e}")),
     }
+}
+
+/// `MeasureSimulation`: see the request's doc. A pool of its own, so the
+/// figures do not depend on how many helpers this machine would get.
+pub(crate) async fn measure(state: &Rc<RefCell<WorkerState>>, id: RequestId, helpers: usize, repeats: usize) {
+    let fail = |kind: ErrorKind, message: String| post(&Event { id: Some(id), body: EventBody::Error(WorkerError { kind, message }) });
+    let simulator = match simulator(state).await {
+        Ok(simulator) => simulator,
+        Err((kind, message)) => return fail(kind, message),
+    };
+    let (weights, card, _) = match world_model_files(state) {
+        Ok(files) => files,
+        Err((kind, message)) => return fail(kind, message),
+    };
+    let pool = match Pool::spawn(helpers, &weights, &card).await {
+        Ok(pool) => pool,
+        Err(e) => return fail(ErrorKind::Internal, e),
+    };
+    let model = &simulator.cpu;
+    let request = SimulateRequest::full_sweep(reference_course(), 6, 16, 1);
+    // The first run of each is the warm-up, and the two are compared.
+    let (alone, split) = match (simulate_on_cpu(model, request.clone(), |_| {}), simulate_with_pool(model, &pool, request.clone(), |_| {}).await) {
+        (Ok(alone), Ok(split)) => (alone, split),
+        (Err(e), _) => return fail(ErrorKind::Internal, format!("simulation failed: {e}")),
+        (_, Err(e)) => return fail(ErrorKind::Internal, e),
+    };
+    let mut speed = SimulationSpeed { helpers, one_worker_ms: Vec::new(), pool_ms: Vec::new(), max_difference: parity_diff(&model.card, &alone, &split) };
+    for _ in 0..repeats {
+        let start = js_sys::Date::now();
+        if let Err(e) = simulate_on_cpu(model, request.clone(), |_| {}) {
+            return fail(ErrorKind::Internal, format!("simulation failed: {e}"));
+        }
+        speed.one_worker_ms.push(elapsed_ms(start));
+        let start = js_sys::Date::now();
+        if let Err(e) = simulate_with_pool(model, &pool, request.clone(), |_| {}).await {
+            return fail(ErrorKind::Internal, e);
+        }
+        speed.pool_ms.push(elapsed_ms(start));
+    }
+    post(&Event::reply(id, EventBody::SimulationSpeed(speed)));
 }
 
 /// `PredictRisks`: one simulated step of each course with the treatment it
@@ -100,20 +165,24 @@ pub(crate) async fn risks(state: &Rc<RefCell<WorkerState>>, id: RequestId, cours
     post(&Event::reply(id, EventBody::Risks { survival }));
 }
 
+/// The world model's weights and card from the loaded models, and whether
+/// the backend probe chose WebGPU.
+fn world_model_files(state: &Rc<RefCell<WorkerState>>) -> Result<(Vec<u8>, String, bool), (ErrorKind, String)> {
+    let state = state.borrow();
+    let file = |name: &str| state.models.iter().find(|m| m.file.name == name).map(|m| m.bytes.clone());
+    let missing = || (ErrorKind::ModelsNotLoaded, format!("the world model ({WEIGHTS}, {CARD}) is not loaded: load the models first"));
+    let weights = file(WEIGHTS).ok_or_else(missing)?;
+    let card = String::from_utf8(file(CARD).ok_or_else(missing)?).map_err(|e| (ErrorKind::Internal, format!("{CARD}: {e}")))?;
+    let want_gpu = state.backend.as_ref().is_some_and(|b| b.chosen == BackendKind::WebGpu);
+    Ok((weights, card, want_gpu))
+}
+
 /// The simulator, built on first use from the loaded model files.
 pub(crate) async fn simulator(state: &Rc<RefCell<WorkerState>>) -> Result<Rc<Simulator>, (ErrorKind, String)> {
     if let Some(simulator) = state.borrow().simulator.clone() {
         return Ok(simulator);
     }
-    let (weights, card, want_gpu) = {
-        let state = state.borrow();
-        let file = |name: &str| state.models.iter().find(|m| m.file.name == name).map(|m| m.bytes.clone());
-        let missing = || (ErrorKind::ModelsNotLoaded, format!("the world model ({WEIGHTS}, {CARD}) is not loaded: load the models first"));
-        let weights = file(WEIGHTS).ok_or_else(missing)?;
-        let card = String::from_utf8(file(CARD).ok_or_else(missing)?).map_err(|e| (ErrorKind::Internal, format!("{CARD}: {e}")))?;
-        let want_gpu = state.backend.as_ref().is_some_and(|b| b.chosen == BackendKind::WebGpu);
-        (weights, card, want_gpu)
-    };
+    let (weights, card, want_gpu) = world_model_files(state)?;
     let simulator = Rc::new(Simulator::build(&weights, &card, want_gpu).await.map_err(|e| (ErrorKind::Internal, e))?);
     state.borrow_mut().simulator = Some(simulator.clone());
     Ok(simulator)

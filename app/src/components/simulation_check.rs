@@ -53,7 +53,7 @@ pub fn SimulationCheck() -> impl IntoView {
             }).collect_view();
             let fallback = (!done.fallback_reason.is_empty()).then(|| view! { <p class="warning">{done.fallback_reason.clone()}</p> });
             Some(view! {
-                <p data-test="simulation-backend">{format!("Ran on {} in {:.0} ms.", done.backend.name(), done.elapsed_ms)}</p>
+                <p data-test="simulation-backend">{format!("Ran on {} in {:.0} ms.", done.ran_on(), done.elapsed_ms)}</p>
                 {fallback}
                 <table class="simulation">
                     <caption>"After 24 h (6 steps of 4 h), 5 members x 16 samples each"</caption>
@@ -74,3 +74,4 @@ pub fn SimulationCheck() -> impl IntoView {
         </section>
     }
 }
+

@@ -212,7 +212,7 @@ fn Grid(done: Simulated, situation: Situation, given: Action, prescribed: Option
         <table class="grid" data-test="survival-grid">
             <caption>{format!(
                 "Predicted survival (%) after 24 h, coloured from lowest ({:.1} %, dark) to highest ({:.1} %, yellow) on this grid. C: clinician's choice. A: agent's prescription. ⚠: far from the data (ensemble disagreement over {FAR_FROM_DATA}x this grid's median): trust it less. G1/G2/R1-R3: guideline flags. Ran on {} in {:.0} ms.",
-                100.0 * low, 100.0 * high, done.backend.name(), done.elapsed_ms
+                100.0 * low, 100.0 * high, done.ran_on(), done.elapsed_ms
             )}</caption>
             <thead><tr><th></th>{header}</tr></thead>
             <tbody>{rows}</tbody>

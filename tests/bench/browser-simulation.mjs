@@ -1,0 +1,58 @@
+// Browser benchmark of the world model's full sweep with its members split
+// across helper workers (not a test: `make bench` runs it). The real worker
+// (the app's worker_loader.js, release bundle) answers `MeasureSimulation`:
+// the sweep on this worker alone and with `HELPERS` helpers, alternately,
+// after a warm-up of each; prints one `BENCH {json}` line for
+// scripts/bench/report.py. One helper per further core: 1 on this 2-core
+// machine.
+import { availableParallelism } from 'node:os';
+import { startServer, openBrowser } from '../e2e/harness.mjs';
+
+const HELPERS = Math.max(1, Math.min(4, availableParallelism() - 1));
+const REPEATS = 10;
+
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+const server = await startServer();
+const browser = await openBrowser();
+try {
+  const { page } = browser;
+  // A page of the same origin that is not the app: the app would start its
+  // own worker and compete for the cores being measured.
+  await page.goto(`${server.url}/style.css`);
+  const speed = await page.evaluate(async ({ helpers, repeats }) => {
+    const worker = new Worker('/worker_loader.js');
+    let nextId = 1;
+    const waiting = new Map();
+    const ready = new Promise((resolve) => {
+      worker.onmessage = ({ data }) => {
+        if (data.body.type === 'Ready') return resolve();
+        const entry = waiting.get(data.id);
+        if (!entry) return;
+        if (data.body.type === 'Error') entry.reject(new Error(data.body.message));
+        else if (data.body.type === entry.answer) entry.resolve(data.body);
+      };
+    });
+    const ask = (body, answer) => new Promise((resolve, reject) => {
+      const id = nextId++;
+      waiting.set(id, { resolve, reject, answer });
+      worker.postMessage({ id, body });
+    });
+    await ready;
+    await ask({ type: 'LoadModels' }, 'ModelsReady');
+    const measured = await ask({ type: 'MeasureSimulation', helpers, repeats }, 'SimulationSpeed');
+    worker.terminate();
+    return measured;
+  }, { helpers: HELPERS, repeats: REPEATS });
+  if (speed.max_difference !== 0) throw new Error(`the helpers' sweep differs from one worker's by ${speed.max_difference}`);
+  const workers = speed.helpers + 1;
+  const row = (threads, times, device) => {
+    const ms = median(times);
+    console.log('BENCH ' + JSON.stringify({ engine: 'candle-wasm-cpu-app', device, threads, sweep_ms: ms, patient_steps_per_s: 12000 / (ms / 1000), iterations: times.length }));
+  };
+  row(1, speed.one_worker_ms, 'browser CPU, the app\'s worker alone');
+  row(workers, speed.pool_ms, `browser CPU, the app's worker + ${speed.helpers} helper worker(s)`);
+} finally {
+  await browser.close();
+  server.stop();
+}

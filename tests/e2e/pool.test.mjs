@@ -1,0 +1,49 @@
+// The world model's members split across helper workers (worker/src/pool.rs)
+// must give the very simulation one worker gives: the real worker, driven
+// over its protocol, runs the benchmark's full sweep both ways.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, openBrowser, foreignRequests } from './harness.mjs';
+
+let server;
+before(async () => { server = await startServer(); });
+after(() => server?.stop());
+
+test('a sweep split across helper workers equals the sweep on one worker', async () => {
+  const browser = await openBrowser();
+  try {
+    const { page, requests } = browser;
+    await page.goto(server.url);
+    const measured = await page.evaluate(async () => {
+      const worker = new Worker('./worker_loader.js');
+      let nextId = 1;
+      const waiting = new Map();
+      const ready = new Promise((resolve) => {
+        worker.onmessage = ({ data }) => {
+          if (data.body.type === 'Ready') return resolve();
+          const entry = waiting.get(data.id);
+          if (!entry) return;
+          if (data.body.type === 'Error') entry.reject(new Error(data.body.message));
+          else if (data.body.type === entry.answer) entry.resolve(data.body);
+        };
+      });
+      const ask = (body, answer) => new Promise((resolve, reject) => {
+        const id = nextId++;
+        waiting.set(id, { resolve, reject, answer });
+        worker.postMessage({ id, body });
+      });
+      await ready;
+      await ask({ type: 'LoadModels' }, 'ModelsReady');
+      const speed = await ask({ type: 'MeasureSimulation', helpers: 2, repeats: 1 }, 'SimulationSpeed');
+      worker.terminate();
+      return speed;
+    });
+    assert.equal(measured.helpers, 2);
+    assert.equal(measured.one_worker_ms.length, 1);
+    assert.equal(measured.pool_ms.length, 1);
+    assert.equal(measured.max_difference, 0, 'the same simulation to the last bit');
+    assert.deepEqual(foreignRequests(requests), [], 'nothing left 127.0.0.1');
+  } finally {
+    await browser.close();
+  }
+});

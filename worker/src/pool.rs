@@ -1,0 +1,305 @@
+//! Simulation helpers: the world model's members split across extra
+//! dedicated workers (this same worker binary, spawned by this worker), so a
+//! candidate sweep on the CPU uses more than one core. A wasm worker is one
+//! thread, and wasm threads would need cross-origin isolation headers that a
+//! hospital's static file server may not send; separate workers need nothing.
+//!
+//! Each helper keeps its members' recurrent states between steps; per step
+//! it receives those members' inputs and answers their outputs (a few
+//! hundred KB), while this worker computes its own members, draws, and
+//! keeps the rollout. A member computes exactly as it would here (the same
+//! code; draws are keyed by seed and counter, not by who computes), so the
+//! simulation is identical to the last bit; any helper error makes the
+//! request run on this worker alone.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use futures_channel::oneshot;
+use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array};
+use sepsis_core::simulation::{SimulateRequest, Simulation, SimulationStep};
+use sepsis_core::world_model::cpu_inference::FastState;
+use sepsis_core::world_model::simulate::{draw, feed_member, MemberOutput, Rollout};
+use sepsis_core::world_model::WorldModel;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{MessageEvent, Worker};
+
+/// The property that marks a message between this worker and a helper; its
+/// value says what the message is. The app's requests never carry it.
+pub const HELPER_KEY: &str = "simulationHelper";
+
+type Reply = Result<JsValue, String>;
+
+/// Helpers worth having here: one per further core, at most one per member
+/// but this worker's own.
+pub fn helpers_for_this_machine(members: usize) -> usize {
+    let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    let cores = scope.navigator().hardware_concurrency() as usize;
+    cores.saturating_sub(1).min(members.saturating_sub(1))
+}
+
+struct Helper {
+    worker: Worker,
+    /// Answers are in the order asked: one sender per question.
+    waiting: Rc<RefCell<VecDeque<oneshot::Sender<Reply>>>>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_error: Closure<dyn FnMut(web_sys::ErrorEvent)>,
+}
+
+impl Helper {
+    /// Start a helper; it is usable once its `Ready` arrives.
+    async fn spawn() -> Result<Self, String> {
+        let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+        let url = scope.location().href();
+        let worker = Worker::new(&url).map_err(|e| format!("cannot start a simulation helper from {url}: {e:?}"))?;
+        let waiting: Rc<RefCell<VecDeque<oneshot::Sender<Reply>>>> = Rc::default();
+        let on_message = {
+            let waiting = waiting.clone();
+            Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
+                let data = message.data();
+                let reply = match Reflect::get(&data, &HELPER_KEY.into()).ok().and_then(|v| v.as_string()).as_deref() {
+                    Some("error") => Err(string_field(&data, "message")),
+                    Some(_) => Ok(data),
+                    // The worker protocol's own events: `Ready` answers the
+                    // start, an `Error` (a panic) fails what is waiting.
+                    None => match event_type(&data).as_deref() {
+                        Some("Ready") => Ok(data),
+                        Some("Error") => Err(format!("simulation helper failed: {}", Reflect::get(&data, &"body".into()).map(|b| string_field(&b, "message")).unwrap_or_default())),
+                        _ => return,
+                    },
+                };
+                if let Some(sender) = waiting.borrow_mut().pop_front() {
+                    let _ = sender.send(reply);
+                }
+            })
+        };
+        let on_error = {
+            let waiting = waiting.clone();
+            Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |event: web_sys::ErrorEvent| {
+                // A helper that fails fails every question it was asked.
+                for sender in waiting.borrow_mut().drain(..) {
+                    let _ = sender.send(Err(format!("simulation helper failed: {}", event.message())));
+                }
+            })
+        };
+        worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        let helper = Self { worker, waiting, _on_message: on_message, _on_error: on_error };
+        let (sender, ready) = oneshot::channel();
+        helper.waiting.borrow_mut().push_back(sender);
+        ready.await.map_err(|_| "a simulation helper never started".to_string())??;
+        Ok(helper)
+    }
+
+    /// Post `message` now; the future is its answer. Posting before
+    /// awaiting lets every helper work while this worker computes.
+    fn ask(&self, message: &JsValue) -> impl std::future::Future<Output = Reply> + '_ {
+        let (sender, answer) = oneshot::channel();
+        self.waiting.borrow_mut().push_back(sender);
+        let posted = self.worker.post_message(message).map_err(|e| format!("cannot reach a simulation helper: {e:?}"));
+        async move {
+            posted?;
+            answer.await.map_err(|_| "a simulation helper went away".to_string())?
+        }
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        self.worker.terminate();
+    }
+}
+
+/// `body.type` of a worker protocol event.
+fn event_type(data: &JsValue) -> Option<String> {
+    Reflect::get(data, &"body".into()).and_then(|body| Reflect::get(&body, &"type".into())).ok()?.as_string()
+}
+
+fn string_field(data: &JsValue, name: &str) -> String {
+    Reflect::get(data, &name.into()).ok().and_then(|v| v.as_string()).unwrap_or_else(|| format!("(no {name})"))
+}
+
+fn message(kind: &str, fields: &[(&str, JsValue)]) -> JsValue {
+    let object = Object::new();
+    let _ = Reflect::set(&object, &HELPER_KEY.into(), &kind.into());
+    for (name, value) in fields {
+        let _ = Reflect::set(&object, &(*name).into(), value);
+    }
+    object.into()
+}
+
+/// Helpers holding the world model, ready to compute members.
+pub struct Pool {
+    helpers: Vec<Helper>,
+    /// A simulation is using the helpers' states. Requests run concurrently
+    /// in this worker; a second one meanwhile runs without the pool.
+    busy: std::cell::Cell<bool>,
+}
+
+impl Pool {
+    /// Start `count` helpers and give each the world model's files.
+    pub async fn spawn(count: usize, weights: &[u8], card: &str) -> Result<Self, String> {
+        let mut helpers = Vec::with_capacity(count);
+        for _ in 0..count {
+            helpers.push(Helper::spawn().await?);
+        }
+        let load = message("load", &[("weights", Uint8Array::from(weights).into()), ("card", card.into())]);
+        for helper in &helpers {
+            helper.ask(&load).await?;
+        }
+        Ok(Self { helpers, busy: Default::default() })
+    }
+
+    pub fn helpers(&self) -> usize {
+        self.helpers.len()
+    }
+
+    /// No simulation is using the helpers now.
+    pub fn is_free(&self) -> bool {
+        !self.busy.get()
+    }
+
+    /// Which members each worker computes: `[0]` this one, `[1..]` the
+    /// helpers. This worker also draws and keeps the rollout, so where the
+    /// members do not split evenly it takes the fewest.
+    fn assignment(&self, members: usize) -> Vec<Vec<usize>> {
+        let workers = self.helpers.len() + 1;
+        let mut assigned = vec![Vec::new(); workers];
+        for m in 0..members {
+            assigned[(m + 1) % workers].push(m);
+        }
+        assigned
+    }
+}
+
+/// A whole simulation with the members split between this worker and the
+/// pool's helpers; `on_step` as in `simulate_on_cpu`, whose result it equals.
+pub async fn simulate_with_pool(model: &WorldModel, pool: &Pool, request: SimulateRequest, mut on_step: impl FnMut(&SimulationStep)) -> Result<Simulation, String> {
+    if pool.busy.replace(true) {
+        return Err("the simulation helpers are busy with another simulation".into());
+    }
+    let result = simulate_on_helpers(model, pool, request, &mut on_step).await;
+    pool.busy.set(false);
+    result
+}
+
+async fn simulate_on_helpers(model: &WorldModel, pool: &Pool, request: SimulateRequest, on_step: &mut impl FnMut(&SimulationStep)) -> Result<Simulation, String> {
+    let mut rollout = Rollout::new(&model.card, request).map_err(|e| e.to_string())?;
+    let members = model.members();
+    let assignment = pool.assignment(members);
+    let mut local: Vec<Option<FastState>> = vec![None; members];
+    let mut fresh = true;
+    while !rollout.is_done() {
+        let (rows, steps) = (rollout.rows(), rollout.steps());
+        let questions: Vec<_> = pool
+            .helpers
+            .iter()
+            .zip(&assignment[1..])
+            .map(|(helper, ms)| {
+                let inputs: Array = ms.iter().map(|&m| JsValue::from(Float32Array::from(rollout.inputs(m)))).collect();
+                let members: Array = ms.iter().map(|&m| JsValue::from(m as u32)).collect();
+                let feed = message(
+                    "feed",
+                    &[("members", members.into()), ("inputs", inputs.into()), ("rows", rows.into()), ("steps", steps.into()), ("fresh", fresh.into())],
+                );
+                helper.ask(&feed)
+            })
+            .collect();
+        let mut outputs: Vec<Option<MemberOutput>> = vec![None; members];
+        for &m in &assignment[0] {
+            let (state, output) = feed_member(model, m, local[m].take(), rollout.inputs(m), rows, steps).map_err(|e| e.to_string())?;
+            local[m] = Some(state);
+            outputs[m] = Some(output);
+        }
+        for (question, ms) in questions.into_iter().zip(&assignment[1..]) {
+            let answer = question.await?;
+            let answers = Reflect::get(&answer, &"outputs".into()).map_err(|_| "a helper answered without outputs".to_string())?;
+            let answers: Array = answers.dyn_into().map_err(|_| "a helper's outputs are not a list".to_string())?;
+            for (&m, output) in ms.iter().zip(answers.iter()) {
+                outputs[m] = Some(output_from_js(&output)?);
+            }
+        }
+        let outputs: Vec<MemberOutput> = outputs.into_iter().map(|o| o.ok_or("a member was not computed")).collect::<Result<_, _>>()?;
+        let draws: Vec<Vec<f32>> = outputs.iter().enumerate().map(|(m, o)| draw(o, rollout.seed(), rollout.counter_base(m))).collect();
+        on_step(rollout.advance(&outputs, &draws));
+        fresh = false;
+    }
+    Ok(rollout.finish())
+}
+
+const OUTPUT_FIELDS: [&str; 4] = ["stay_logit", "mean", "log_sigma", "outcome_logit"];
+
+fn output_to_js(output: &MemberOutput) -> JsValue {
+    let object = Object::new();
+    for (name, values) in OUTPUT_FIELDS.iter().zip([&output.stay_logit, &output.mean, &output.log_sigma, &output.outcome_logit]) {
+        let _ = Reflect::set(&object, &(*name).into(), &Float32Array::from(values.as_slice()));
+    }
+    object.into()
+}
+
+fn output_from_js(value: &JsValue) -> Result<MemberOutput, String> {
+    let field = |name: &str| -> Result<Vec<f32>, String> {
+        let array = Reflect::get(value, &name.into()).map_err(|_| format!("a helper's output lacks {name}"))?;
+        Ok(array.dyn_into::<Float32Array>().map_err(|_| format!("a helper's {name} is not a Float32Array"))?.to_vec())
+    };
+    Ok(MemberOutput { stay_logit: field("stay_logit")?, mean: field("mean")?, log_sigma: field("log_sigma")?, outcome_logit: field("outcome_logit")? })
+}
+
+/// The helper's side: the world model it was given and its members' states.
+struct HelperModel {
+    model: WorldModel,
+    states: Vec<Option<FastState>>,
+}
+
+thread_local! {
+    static HELPER: RefCell<Option<HelperModel>> = const { RefCell::new(None) };
+}
+
+/// Answer a pool message (in a helper); the answer goes to the worker that
+/// spawned this one.
+pub fn serve(data: &JsValue) {
+    let answer = match answer(data) {
+        Ok(answer) => answer,
+        Err(e) => message("error", &[("message", e.into())]),
+    };
+    let scope: web_sys::DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+    if let Err(e) = scope.post_message(&answer) {
+        web_sys::console::error_2(&"simulation helper: postMessage failed".into(), &e);
+    }
+}
+
+fn answer(data: &JsValue) -> Result<JsValue, String> {
+    match string_field(data, HELPER_KEY).as_str() {
+        "load" => {
+            let weights = Reflect::get(data, &"weights".into()).ok().and_then(|v| v.dyn_into::<Uint8Array>().ok()).ok_or("load without weights")?;
+            let model = WorldModel::from_bytes(&string_field(data, "card"), weights.to_vec()).map_err(|e| format!("world model: {e}"))?;
+            let states = vec![None; model.members()];
+            HELPER.with(|helper| *helper.borrow_mut() = Some(HelperModel { model, states }));
+            Ok(message("loaded", &[]))
+        }
+        "feed" => HELPER.with(|helper| {
+            let mut helper = helper.borrow_mut();
+            let helper = helper.as_mut().ok_or("feed before load")?;
+            let number = |name: &str| Reflect::get(data, &name.into()).ok().and_then(|v| v.as_f64()).ok_or(format!("feed without {name}"));
+            let (rows, steps) = (number("rows")? as usize, number("steps")? as usize);
+            if Reflect::get(data, &"fresh".into()).ok().and_then(|v| v.as_bool()) == Some(true) {
+                helper.states.iter_mut().for_each(|s| *s = None);
+            }
+            let members: Array = Reflect::get(data, &"members".into()).map_err(|_| "feed without members")?.dyn_into().map_err(|_| "members is not a list")?;
+            let inputs: Array = Reflect::get(data, &"inputs".into()).map_err(|_| "feed without inputs")?.dyn_into().map_err(|_| "inputs is not a list")?;
+            let outputs = Array::new();
+            for (m, x) in members.iter().zip(inputs.iter()) {
+                let m = m.as_f64().ok_or("a member is not a number")? as usize;
+                let x = x.dyn_into::<Float32Array>().map_err(|_| "inputs are not a Float32Array")?.to_vec();
+                let state = helper.states.get_mut(m).ok_or(format!("no member {m}"))?.take();
+                let (state, output) = feed_member(&helper.model, m, state, &x, rows, steps).map_err(|e| e.to_string())?;
+                helper.states[m] = Some(state);
+                outputs.push(&output_to_js(&output));
+            }
+            Ok(message("outputs", &[("outputs", outputs.into())]))
+        }),
+        other => Err(format!("unknown simulation helper message {other:?}")),
+    }
+}
