@@ -3,7 +3,7 @@
 # members x 16 samples x 6 steps) natively with candle (criterion, 1 and 2
 # threads), in PyTorch on the CPU (same weights, architecture and batch; 1 and
 # 2 threads), and in headless Chromium (candle wasm CPU; WebGPU when an
-# adapter exists); then the agent's LLM (prefill, decode, a whole decision)
+# adapter exists; the app's real worker alone and with its simulation helpers); then the agent's LLM (prefill, decode, a whole decision)
 # natively (criterion, 1 and 2 threads) and in headless Chromium through the
 # real worker (needs `make build`'s dist/); the newcomer's clicks from the
 # start screen to a prescription in a fresh profile; all in one run; writes
@@ -41,6 +41,9 @@ echo "== headless Chromium"
 WASM_BINDGEN_TEST_TIMEOUT=600 CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver} cargo test --release --target wasm32-unknown-unknown \
   -p sepsis-worker --features browser-bench --test bench_in_worker -- --nocapture 2>&1 \
   | tee "$out/browser.log" | sed -n 's/.*BENCH //p' >> "$results"
+
+echo "== the app's worker in headless Chromium: a sweep alone and with helper workers (needs dist/)"
+node tests/bench/browser-simulation.mjs | tee "$out/browser-simulation.log" | sed -n 's/^BENCH //p' >> "$results"
 
 echo "== LLM native (criterion)"
 rm -rf target/criterion/llm
