@@ -47,7 +47,7 @@ pub enum RequestBody {
     MeasureLlm { decode_tokens: usize },
     /// Time the benchmark's full sweep (25 candidates x 16 samples x 6
     /// steps from the reference patient) on this worker alone and with its
-    /// members split across `helpers` helper workers, `repeats` times each
+    /// rows split across `helpers` helper workers, `repeats` times each
     /// after a warm-up. Answers `SimulationSpeed` (the browser benchmark and
     /// the helpers' parity test use it).
     MeasureSimulation { helpers: usize, repeats: usize },

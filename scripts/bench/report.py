@@ -39,8 +39,9 @@ lines = [
     "members' GRU state (core/src/world_model/simulate.rs). Native candle: criterion median (`core/benches/simulate.rs`);",
     "PyTorch: median of 20 sweeps with the same weights, architecture and batch (`scripts/bench/pytorch_world_model.py`);",
     "browser: median of 10 sweeps in a dedicated worker in headless Chromium (`worker/tests/bench_in_worker.rs`);",
-    "the app's worker: the release bundle's worker answering `MeasureSimulation`, alone and with its members split across",
-    "helper workers (one per further core; `worker/src/pool.rs`), 10 sweeps each, alternating (`tests/bench/browser-simulation.mjs`).",
+    "the app's worker: the release bundle's worker answering `MeasureSimulation`, alone and with its rows split across",
+    "helper workers (one per further core; `worker/src/pool.rs`), 10 sweeps each, alternating",
+    "(`tests/bench/browser-simulation.mjs`).",
     "",
     "| engine | where | threads | sweep (ms) | patient-steps / s |",
     "|---|---|---|---|---|",
@@ -101,7 +102,7 @@ if app_alone and app_pool and native1:
                  f"{app_pool['threads'] - 1} helper(s) {app_pool['sweep_ms']:.0f} ms ({app_alone['sweep_ms'] / app_pool['sweep_ms']:.2f}x; the same "
                  f"simulation to the last bit, `tests/e2e/pool.test.mjs`): {100 * share:.0f}% of native single-thread throughput, "
                  f"{'met only' if share >= 0.5 else '**not met** even'} with {app_pool['threads']} workers against native's 1 thread. "
-                 "Five members split 3 + 2 between two workers, so the slower half bounds the gain below 2x.")
+                 "The rows are split evenly; the draws and bookkeeping between steps stay on the app's worker.")
 best = min((r for r in measured if r["engine"] == "candle-native-cpu"), key=lambda r: r["sweep_ms"], default=None)
 if best and browser:
     lines.append(f"- A full sweep under 150 ms: native candle {best['sweep_ms']:.1f} ms ({best['threads']} thread(s)): {verdict(best['sweep_ms'] < 150)}; "

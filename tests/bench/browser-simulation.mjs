@@ -1,4 +1,4 @@
-// Browser benchmark of the world model's full sweep with its members split
+// Browser benchmark of the world model's full sweep with its rows split
 // across helper workers (not a test: `make bench` runs it). The real worker
 // (the app's worker_loader.js, release bundle) answers `MeasureSimulation`:
 // the sweep on this worker alone and with `HELPERS` helpers, alternately,

@@ -1,4 +1,4 @@
-// The world model's members split across helper workers (worker/src/pool.rs)
+// A simulation's rows split across helper workers (worker/src/pool.rs)
 // must give the very simulation one worker gives: the real worker, driven
 // over its protocol, runs the benchmark's full sweep both ways.
 import { test, before, after } from 'node:test';

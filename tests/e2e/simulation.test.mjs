@@ -29,8 +29,8 @@ for (const webgpu of [false, true]) {
       if (webgpu) {
         assert.match(shown.backend, /^Ran on WebGPU in \d+ ms\.$/);
       } else {
-        // One helper worker per further core, at most one per member but the worker's own (5 members).
-        const workers = Math.min(await page.evaluate(() => navigator.hardwareConcurrency), 5);
+        // One helper worker per further core, at most 7 (worker/src/pool.rs).
+        const workers = Math.min(await page.evaluate(() => navigator.hardwareConcurrency), 8);
         const across = workers > 1 ? ` across ${workers} workers` : '';
         assert.match(shown.backend, new RegExp(`^Ran on CPU \\(wasm SIMD\\)${across} in \\d+ ms\\.$`));
       }

@@ -1,19 +1,24 @@
-//! Simulation helpers: the world model's members split across extra
-//! dedicated workers (this same worker binary, spawned by this worker), so a
-//! candidate sweep on the CPU uses more than one core. A wasm worker is one
-//! thread, and wasm threads would need cross-origin isolation headers that a
-//! hospital's static file server may not send; separate workers need nothing.
+//! Simulation helpers: a simulation's rows split across extra dedicated
+//! workers (this same worker binary, spawned by this worker), so a candidate
+//! sweep on the CPU uses more than one core. A wasm worker is one thread,
+//! and wasm threads would need cross-origin isolation headers that a
+//! hospital's static file server may not send; separate workers need
+//! nothing.
 //!
-//! Each helper keeps its members' recurrent states between steps; per step
-//! it receives those members' inputs and answers their outputs (a few
-//! hundred KB), while this worker computes its own members, draws, and
-//! keeps the rollout. A member computes exactly as it would here (the same
-//! code; draws are keyed by seed and counter, not by who computes), so the
-//! simulation is identical to the last bit; any helper error makes the
-//! request run on this worker alone.
+//! Each worker takes a contiguous range of the rollouts (rows) for every
+//! member, and each helper keeps its rows' recurrent states between steps:
+//! per step it receives their new inputs and answers their outputs (a few
+//! hundred KB), while this worker computes its own rows, then draws and
+//! keeps the rollout. A row is computed by the same operations whichever
+//! batch it is in (the products' sums run over the inputs in the same order
+//! for every row) and the draws are keyed by seed and counter, not by who
+//! computes, so the simulation is identical to the last bit
+//! (`tests/e2e/pool.test.mjs` checks it); any helper error makes the request
+//! run on this worker alone.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::rc::Rc;
 
 use futures_channel::oneshot;
@@ -32,12 +37,15 @@ pub const HELPER_KEY: &str = "simulationHelper";
 
 type Reply = Result<JsValue, String>;
 
-/// Helpers worth having here: one per further core, at most one per member
-/// but this worker's own.
-pub fn helpers_for_this_machine(members: usize) -> usize {
+/// Most helpers a worker starts: past this, a step's messages cost more than
+/// the few rows each helper would compute.
+pub const MAX_HELPERS: usize = 7;
+
+/// Helpers worth having here: one per further core.
+pub fn helpers_for_this_machine() -> usize {
     let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
     let cores = scope.navigator().hardware_concurrency() as usize;
-    cores.saturating_sub(1).min(members.saturating_sub(1))
+    cores.saturating_sub(1).min(MAX_HELPERS)
 }
 
 struct Helper {
@@ -130,7 +138,7 @@ fn message(kind: &str, fields: &[(&str, JsValue)]) -> JsValue {
     object.into()
 }
 
-/// Helpers holding the world model, ready to compute members.
+/// Helpers holding the world model, ready to compute rows.
 pub struct Pool {
     helpers: Vec<Helper>,
     /// A simulation is using the helpers' states. Requests run concurrently
@@ -161,20 +169,16 @@ impl Pool {
         !self.busy.get()
     }
 
-    /// Which members each worker computes: `[0]` this one, `[1..]` the
-    /// helpers. This worker also draws and keeps the rollout, so where the
-    /// members do not split evenly it takes the fewest.
-    fn assignment(&self, members: usize) -> Vec<Vec<usize>> {
+    /// The rows each worker computes, for every member: `[0]` this one,
+    /// `[1..]` the helpers; contiguous and in order, so each member's
+    /// outputs join back by concatenation.
+    fn row_ranges(&self, rows: usize) -> Vec<Range<usize>> {
         let workers = self.helpers.len() + 1;
-        let mut assigned = vec![Vec::new(); workers];
-        for m in 0..members {
-            assigned[(m + 1) % workers].push(m);
-        }
-        assigned
+        (0..workers).map(|w| w * rows / workers..(w + 1) * rows / workers).collect()
     }
 }
 
-/// A whole simulation with the members split between this worker and the
+/// A whole simulation with the rows split between this worker and the
 /// pool's helpers; `on_step` as in `simulate_on_cpu`, whose result it equals.
 pub async fn simulate_with_pool(model: &WorldModel, pool: &Pool, request: SimulateRequest, mut on_step: impl FnMut(&SimulationStep)) -> Result<Simulation, String> {
     if pool.busy.replace(true) {
@@ -187,46 +191,59 @@ pub async fn simulate_with_pool(model: &WorldModel, pool: &Pool, request: Simula
 
 async fn simulate_on_helpers(model: &WorldModel, pool: &Pool, request: SimulateRequest, on_step: &mut impl FnMut(&SimulationStep)) -> Result<Simulation, String> {
     let mut rollout = Rollout::new(&model.card, request).map_err(|e| e.to_string())?;
-    let members = model.members();
-    let assignment = pool.assignment(members);
+    let (members, width) = (model.members(), model.card.layout.input_dim());
+    let ranges = pool.row_ranges(rollout.rows());
     let mut local: Vec<Option<FastState>> = vec![None; members];
     let mut fresh = true;
     while !rollout.is_done() {
-        let (rows, steps) = (rollout.rows(), rollout.steps());
+        let steps = rollout.steps();
+        // Member m's inputs for a range of rows: each row is `steps` steps.
+        let slice = |m: usize, rows: &Range<usize>| &rollout.inputs(m)[rows.start * steps * width..rows.end * steps * width];
         let questions: Vec<_> = pool
             .helpers
             .iter()
-            .zip(&assignment[1..])
-            .map(|(helper, ms)| {
-                let inputs: Array = ms.iter().map(|&m| JsValue::from(Float32Array::from(rollout.inputs(m)))).collect();
-                let members: Array = ms.iter().map(|&m| JsValue::from(m as u32)).collect();
-                let feed = message(
-                    "feed",
-                    &[("members", members.into()), ("inputs", inputs.into()), ("rows", rows.into()), ("steps", steps.into()), ("fresh", fresh.into())],
-                );
+            .zip(&ranges[1..])
+            .map(|(helper, rows)| {
+                let inputs: Array = (0..members).map(|m| JsValue::from(Float32Array::from(slice(m, rows)))).collect();
+                let feed = message("feed", &[("inputs", inputs.into()), ("rows", rows.len().into()), ("steps", steps.into()), ("fresh", fresh.into())]);
                 helper.ask(&feed)
             })
             .collect();
-        let mut outputs: Vec<Option<MemberOutput>> = vec![None; members];
-        for &m in &assignment[0] {
-            let (state, output) = feed_member(model, m, local[m].take(), rollout.inputs(m), rows, steps).map_err(|e| e.to_string())?;
-            local[m] = Some(state);
-            outputs[m] = Some(output);
+        let mut parts: Vec<Vec<MemberOutput>> = Vec::with_capacity(members);
+        for (m, state) in local.iter_mut().enumerate() {
+            let (next, output) = feed_member(model, m, state.take(), slice(m, &ranges[0]), ranges[0].len(), steps).map_err(|e| e.to_string())?;
+            *state = Some(next);
+            parts.push(vec![output]);
         }
-        for (question, ms) in questions.into_iter().zip(&assignment[1..]) {
+        for question in questions {
             let answer = question.await?;
             let answers = Reflect::get(&answer, &"outputs".into()).map_err(|_| "a helper answered without outputs".to_string())?;
             let answers: Array = answers.dyn_into().map_err(|_| "a helper's outputs are not a list".to_string())?;
-            for (&m, output) in ms.iter().zip(answers.iter()) {
-                outputs[m] = Some(output_from_js(&output)?);
+            if answers.length() as usize != members {
+                return Err(format!("a helper answered {} members of {members}", answers.length()));
+            }
+            for (member_parts, output) in parts.iter_mut().zip(answers.iter()) {
+                member_parts.push(output_from_js(&output)?);
             }
         }
-        let outputs: Vec<MemberOutput> = outputs.into_iter().map(|o| o.ok_or("a member was not computed")).collect::<Result<_, _>>()?;
+        let outputs: Vec<MemberOutput> = parts.into_iter().map(join_rows).collect();
         let draws: Vec<Vec<f32>> = outputs.iter().enumerate().map(|(m, o)| draw(o, rollout.seed(), rollout.counter_base(m))).collect();
         on_step(rollout.advance(&outputs, &draws));
         fresh = false;
     }
     Ok(rollout.finish())
+}
+
+/// One member's outputs for consecutive ranges of rows, as one.
+fn join_rows(parts: Vec<MemberOutput>) -> MemberOutput {
+    let mut joined = MemberOutput { stay_logit: Vec::new(), mean: Vec::new(), log_sigma: Vec::new(), outcome_logit: Vec::new() };
+    for part in parts {
+        joined.stay_logit.extend(part.stay_logit);
+        joined.mean.extend(part.mean);
+        joined.log_sigma.extend(part.log_sigma);
+        joined.outcome_logit.extend(part.outcome_logit);
+    }
+    joined
 }
 
 const OUTPUT_FIELDS: [&str; 4] = ["stay_logit", "mean", "log_sigma", "outcome_logit"];
@@ -247,7 +264,8 @@ fn output_from_js(value: &JsValue) -> Result<MemberOutput, String> {
     Ok(MemberOutput { stay_logit: field("stay_logit")?, mean: field("mean")?, log_sigma: field("log_sigma")?, outcome_logit: field("outcome_logit")? })
 }
 
-/// The helper's side: the world model it was given and its members' states.
+/// The helper's side: the world model it was given and, per member, the
+/// recurrent states of the rows it computes.
 struct HelperModel {
     model: WorldModel,
     states: Vec<Option<FastState>>,
@@ -287,14 +305,15 @@ fn answer(data: &JsValue) -> Result<JsValue, String> {
             if Reflect::get(data, &"fresh".into()).ok().and_then(|v| v.as_bool()) == Some(true) {
                 helper.states.iter_mut().for_each(|s| *s = None);
             }
-            let members: Array = Reflect::get(data, &"members".into()).map_err(|_| "feed without members")?.dyn_into().map_err(|_| "members is not a list")?;
+            // One input array per member, in member order.
             let inputs: Array = Reflect::get(data, &"inputs".into()).map_err(|_| "feed without inputs")?.dyn_into().map_err(|_| "inputs is not a list")?;
+            if inputs.length() as usize != helper.states.len() {
+                return Err(format!("inputs for {} members of {}", inputs.length(), helper.states.len()));
+            }
             let outputs = Array::new();
-            for (m, x) in members.iter().zip(inputs.iter()) {
-                let m = m.as_f64().ok_or("a member is not a number")? as usize;
+            for (m, x) in inputs.iter().enumerate() {
                 let x = x.dyn_into::<Float32Array>().map_err(|_| "inputs are not a Float32Array")?.to_vec();
-                let state = helper.states.get_mut(m).ok_or(format!("no member {m}"))?.take();
-                let (state, output) = feed_member(&helper.model, m, state, &x, rows, steps).map_err(|e| e.to_string())?;
+                let (state, output) = feed_member(&helper.model, m, helper.states[m].take(), &x, rows, steps).map_err(|e| e.to_string())?;
                 helper.states[m] = Some(state);
                 outputs.push(&output_to_js(&output));
             }

@@ -1,5 +1,5 @@
 //! Answering `Simulate`: the loaded world model on WebGPU when the backend
-//! probe chose it, else candle on the CPU, its members split across helper
+//! probe chose it, else candle on the CPU, its rows split across helper
 //! workers where the machine has the cores (`pool.rs`); any GPU or helper
 //! error falls back to this worker's CPU for that request and says why.
 
@@ -42,7 +42,7 @@ impl Simulator {
         } else {
             Err("the backend probe chose the CPU".into())
         };
-        let helpers = if want_gpu { 0 } else { helpers_for_this_machine(cpu.members()) };
+        let helpers = if want_gpu { 0 } else { helpers_for_this_machine() };
         let pool = if helpers == 0 {
             None
         } else {

@@ -364,7 +364,7 @@ impl<'m> CpuForward<'m> {
 
 /// One member reads `rows x steps x input_dim` from `state` (zero when
 /// `None`); returns the new state and its predictions. The browser's
-/// simulation helpers call it for the members they hold (worker/src/pool.rs).
+/// simulation helpers call it for the rows they hold (worker/src/pool.rs).
 pub fn feed_member(model: &WorldModel, member: usize, state: Option<FastState>, inputs: &[f32], rows: usize, steps: usize) -> Result<(FastState, MemberOutput)> {
     let net = model.fast_member(member);
     let dim = model.card.layout.input_dim();
