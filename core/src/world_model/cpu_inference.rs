@@ -193,10 +193,6 @@ pub struct FastState {
 }
 
 impl FastState {
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
     /// Row `i` of the result is row `rows[i]` of `parts` stacked in order:
     /// reorders and repeats rows (many candidates from one context).
     pub fn select(parts: &[FastState], rows: &[u32]) -> FastState {
