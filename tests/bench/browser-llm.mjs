@@ -8,7 +8,7 @@
 // figure for scripts/bench/report.py.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startServer, openBrowser, distDir } from '../e2e/harness.mjs';
+import { startServer, openBrowser, startWorkerClient, distDir } from '../e2e/harness.mjs';
 
 const DEMO_PATIENTS = 3;
 const DECODE_TOKENS = 32;
@@ -33,25 +33,9 @@ const browser = await openBrowser();
 try {
   const { page } = browser;
   await page.goto(server.url);
+  await startWorkerClient(page);
   const results = await page.evaluate(async ({ patients, decodeTokens }) => {
-    const worker = new Worker('./worker_loader.js');
-    let nextId = 1;
-    const waiting = new Map();
-    const ready = new Promise((resolve) => {
-      worker.onmessage = ({ data }) => {
-        if (data.body.type === 'Ready') return resolve();
-        const entry = waiting.get(data.id);
-        if (!entry) return;
-        if (data.body.type === 'Error') entry.reject(new Error(data.body.message));
-        else if (data.body.type === entry.answer) entry.resolve(data.body);
-      };
-    });
-    const ask = (body, answer) => new Promise((resolve, reject) => {
-      const id = nextId++;
-      waiting.set(id, { resolve, reject, answer });
-      worker.postMessage({ id, body });
-    });
-    await ready;
+    const { ask, terminate } = globalThis.workerClient;
     await ask({ type: 'LoadModels' }, 'ModelsReady');
     await ask({ type: 'MeasureLlm', decode_tokens: decodeTokens }, 'LlmSpeed'); // warm-up: builds the model and its prompts
     const speed = await ask({ type: 'MeasureLlm', decode_tokens: decodeTokens }, 'LlmSpeed');
@@ -68,7 +52,7 @@ try {
           prompt_tokens: done.prompt_tokens, tool_calls: done.trace.tool_calls, fallback: done.trace.fallback !== null && done.trace.fallback !== undefined });
       }
     }
-    worker.terminate();
+    terminate();
     return { speed, decisions };
   }, { patients: demoCourses(), decodeTokens: DECODE_TOKENS });
   const { speed, decisions } = results;

@@ -6,7 +6,7 @@
 // scripts/bench/report.py. One helper per further core: 1 on this 2-core
 // machine.
 import { availableParallelism } from 'node:os';
-import { startServer, openBrowser } from '../e2e/harness.mjs';
+import { startServer, openBrowser, startWorkerClient } from '../e2e/harness.mjs';
 
 const HELPERS = Math.max(1, Math.min(4, availableParallelism() - 1));
 const REPEATS = 10;
@@ -20,28 +20,12 @@ try {
   // A page of the same origin that is not the app: the app would start its
   // own worker and compete for the cores being measured.
   await page.goto(`${server.url}/style.css`);
+  await startWorkerClient(page);
   const speed = await page.evaluate(async ({ helpers, repeats }) => {
-    const worker = new Worker('/worker_loader.js');
-    let nextId = 1;
-    const waiting = new Map();
-    const ready = new Promise((resolve) => {
-      worker.onmessage = ({ data }) => {
-        if (data.body.type === 'Ready') return resolve();
-        const entry = waiting.get(data.id);
-        if (!entry) return;
-        if (data.body.type === 'Error') entry.reject(new Error(data.body.message));
-        else if (data.body.type === entry.answer) entry.resolve(data.body);
-      };
-    });
-    const ask = (body, answer) => new Promise((resolve, reject) => {
-      const id = nextId++;
-      waiting.set(id, { resolve, reject, answer });
-      worker.postMessage({ id, body });
-    });
-    await ready;
+    const { ask, terminate } = globalThis.workerClient;
     await ask({ type: 'LoadModels' }, 'ModelsReady');
     const measured = await ask({ type: 'MeasureSimulation', helpers, repeats }, 'SimulationSpeed');
-    worker.terminate();
+    terminate();
     return measured;
   }, { helpers: HELPERS, repeats: REPEATS });
   if (speed.max_difference !== 0) throw new Error(`the helpers' sweep differs from one worker's by ${speed.max_difference}`);

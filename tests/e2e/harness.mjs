@@ -67,6 +67,38 @@ export async function openBrowser({ webgpu = false, profile } = {}) {
   };
 }
 
+/**
+ * Start the real worker (the bundle's /worker_loader.js) in `page` and give
+ * the page `globalThis.workerClient`: `ask(body, answer)` posts a request and
+ * resolves to the body of its `answer` event (rejects on its `Error`);
+ * `terminate()` stops the worker. Resolves once the worker is `Ready`. For
+ * scripts that talk the worker protocol directly (benchmarks, protocol
+ * tests); works on any page of the server's origin.
+ */
+export async function startWorkerClient(page) {
+  await page.evaluate(async () => {
+    const worker = new Worker('/worker_loader.js');
+    let nextId = 1;
+    const waiting = new Map();
+    const ready = new Promise((resolve) => {
+      worker.onmessage = ({ data }) => {
+        if (data.body.type === 'Ready') return resolve();
+        const entry = waiting.get(data.id);
+        if (!entry) return;
+        if (data.body.type === 'Error') entry.reject(new Error(data.body.message));
+        else if (data.body.type === entry.answer) entry.resolve(data.body);
+      };
+    });
+    const ask = (body, answer) => new Promise((resolve, reject) => {
+      const id = nextId++;
+      waiting.set(id, { resolve, reject, answer });
+      worker.postMessage({ id, body });
+    });
+    globalThis.workerClient = { ask, terminate: () => worker.terminate() };
+    await ready;
+  });
+}
+
 /** Hosts other than the local server that appear in a request log. */
 export function foreignRequests(requests) {
   return requests.filter((url) => {

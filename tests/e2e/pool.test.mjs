@@ -3,7 +3,7 @@
 // over its protocol, runs the benchmark's full sweep both ways.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, openBrowser, foreignRequests } from './harness.mjs';
+import { startServer, openBrowser, startWorkerClient, foreignRequests } from './harness.mjs';
 
 let server;
 before(async () => { server = await startServer(); });
@@ -14,28 +14,12 @@ test('a sweep split across helper workers equals the sweep on one worker', async
   try {
     const { page, requests } = browser;
     await page.goto(server.url);
+    await startWorkerClient(page);
     const measured = await page.evaluate(async () => {
-      const worker = new Worker('./worker_loader.js');
-      let nextId = 1;
-      const waiting = new Map();
-      const ready = new Promise((resolve) => {
-        worker.onmessage = ({ data }) => {
-          if (data.body.type === 'Ready') return resolve();
-          const entry = waiting.get(data.id);
-          if (!entry) return;
-          if (data.body.type === 'Error') entry.reject(new Error(data.body.message));
-          else if (data.body.type === entry.answer) entry.resolve(data.body);
-        };
-      });
-      const ask = (body, answer) => new Promise((resolve, reject) => {
-        const id = nextId++;
-        waiting.set(id, { resolve, reject, answer });
-        worker.postMessage({ id, body });
-      });
-      await ready;
+      const { ask, terminate } = globalThis.workerClient;
       await ask({ type: 'LoadModels' }, 'ModelsReady');
       const speed = await ask({ type: 'MeasureSimulation', helpers: 2, repeats: 1 }, 'SimulationSpeed');
-      worker.terminate();
+      terminate();
       return speed;
     });
     assert.equal(measured.helpers, 2);

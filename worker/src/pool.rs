@@ -25,7 +25,7 @@ use futures_channel::oneshot;
 use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array};
 use sepsis_core::simulation::{SimulateRequest, Simulation, SimulationStep};
 use sepsis_core::world_model::cpu_inference::FastState;
-use sepsis_core::world_model::simulate::{draw, feed_member, MemberOutput, Rollout};
+use sepsis_core::world_model::simulate::{feed_member, MemberOutput, Rollout};
 use sepsis_core::world_model::WorldModel;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -227,8 +227,7 @@ async fn simulate_on_helpers(model: &WorldModel, pool: &Pool, request: SimulateR
             }
         }
         let outputs: Vec<MemberOutput> = parts.into_iter().map(join_rows).collect();
-        let draws: Vec<Vec<f32>> = outputs.iter().enumerate().map(|(m, o)| draw(o, rollout.seed(), rollout.counter_base(m))).collect();
-        on_step(rollout.advance(&outputs, &draws));
+        on_step(rollout.draw_and_advance(&outputs));
         fresh = false;
     }
     Ok(rollout.finish())

@@ -236,6 +236,13 @@ impl<'a> Rollout<'a> {
         self.result.steps.last().expect("just pushed")
     }
 
+    /// One step of a CPU simulation: each member's Gaussian draws (`draw`),
+    /// then `advance`. The GPU path draws on the GPU and calls `advance`.
+    pub fn draw_and_advance(&mut self, outputs: &[MemberOutput]) -> &SimulationStep {
+        let draws: Vec<Vec<f32>> = outputs.iter().enumerate().map(|(m, o)| draw(o, self.seed(), self.counter_base(m))).collect();
+        self.advance(outputs, &draws)
+    }
+
     /// Encode each rollout's simulated step as the next input: drawn values
     /// (all observed now), the statics carried over, and the action the
     /// candidate gives at step `next`.
@@ -391,8 +398,7 @@ pub fn simulate_on_cpu(model: &WorldModel, request: SimulateRequest, mut on_step
     let mut forward = CpuForward::new(model);
     while !rollout.is_done() {
         let outputs = forward.feed_all(&rollout)?;
-        let draws: Vec<Vec<f32>> = outputs.iter().enumerate().map(|(m, o)| draw(o, rollout.seed(), rollout.counter_base(m))).collect();
-        on_step(rollout.advance(&outputs, &draws));
+        on_step(rollout.draw_and_advance(&outputs));
     }
     Ok(rollout.finish())
 }
