@@ -4,7 +4,9 @@ benchmark table in docs/benchmarks.md (run by `make bench`, never by the app).
 Same weights (public/models/world-model.safetensors), same architecture and
 batch as the candle path (core/src/world_model/simulate.rs): per member, a
 2-layer GRU (hidden 128) and an outcome GRU (hidden 64) read the context of
-the reference patient, then carry their state through 6 simulated steps of
+the reference patient as the Rollout does (the earlier step once, each
+candidate's current step once, the state then repeated for its 16 samples),
+then carry their state through the rest of the 6 simulated steps of
 25 candidates x 16 samples, drawing each next step from the Gaussian head.
 The Gaussian draws use torch's own generator: this measures speed, not values.
 
@@ -79,26 +81,31 @@ class Member:
         return self.stay_logit(h2), self.mean(h2), self.log_sigma(h2).clamp(*LOG_SIGMA_RANGE), self.outcome(ho).squeeze(1)
 
 
-def sweep(members, context, dynamic, statics, actions):
+def sweep(members, earlier, current, dynamic, statics, actions):
     """One full sweep; returns the survival of every row after the horizon."""
     rows = CANDIDATES * SAMPLES
     survival = None
     for member in members:
-        state = (torch.zeros(rows, 128), torch.zeros(rows, 128), torch.zeros(rows, 64))
-        for t in range(context.shape[1]):
-            state = member.step(context[:, t], state)
-        current = context[:, -1, :dynamic]
-        for _ in range(HORIZON):
-            stay_logit, mean, log_sigma, logit = member.heads(state)
+        state = (torch.zeros(1, 128), torch.zeros(1, 128), torch.zeros(1, 64))
+        for t in range(earlier.shape[0]):
+            state = member.step(earlier[t : t + 1], state)
+        state = member.step(current, tuple(s.expand(CANDIDATES, -1) for s in state))
+        heads = [h.repeat_interleave(SAMPLES, 0) for h in member.heads(state)]
+        state = tuple(s.repeat_interleave(SAMPLES, 0) for s in state)
+        values = current[:, :dynamic].repeat_interleave(SAMPLES, 0)
+        for t in range(HORIZON):
+            if t > 0:
+                heads = member.heads(state)
+            stay_logit, mean, log_sigma, logit = heads
             # As the Rollout does: a row keeps its values with the stay
             # probability (one uniform per row), else takes the Gaussian draw.
             gaussian = mean + log_sigma.exp() * torch.randn_like(mean)
             stays = torch.rand(rows, 1) < torch.sigmoid(stay_logit)
-            draws = torch.where(stays, current, gaussian)
-            current = draws
+            values = torch.where(stays, values, gaussian)
             survival = 1.0 - torch.sigmoid(logit)
-            x = torch.cat([draws, torch.ones(rows, dynamic), statics, actions], dim=1)
-            state = member.step(x, state)
+            if t + 1 < HORIZON:
+                x = torch.cat([values, torch.ones(rows, dynamic), statics, actions], dim=1)
+                state = member.step(x, state)
     return survival
 
 
@@ -118,7 +125,8 @@ def main():
     input_dim = 2 * dynamic + n_statics + 10
     rows = CANDIDATES * SAMPLES
     generator = torch.Generator().manual_seed(1)
-    context = torch.randn(rows, args.context, input_dim, generator=generator)
+    earlier = torch.randn(args.context - 1, input_dim, generator=generator)
+    current = torch.randn(CANDIDATES, input_dim, generator=generator)
     statics = torch.randn(rows, n_statics, generator=generator)
     actions = torch.zeros(rows, 10)
     for r in range(rows):
@@ -130,11 +138,11 @@ def main():
         torch.set_num_threads(threads)
         with torch.inference_mode():
             for _ in range(3):  # warm-up
-                sweep(members, context, dynamic, statics, actions)
+                sweep(members, earlier, current, dynamic, statics, actions)
             times = []
             for _ in range(args.iterations):
                 start = time.perf_counter()
-                sweep(members, context, dynamic, statics, actions)
+                sweep(members, earlier, current, dynamic, statics, actions)
                 times.append(time.perf_counter() - start)
         median = float(np.median(times))
         print(json.dumps({

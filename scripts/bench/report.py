@@ -73,15 +73,18 @@ if browser and native1:
 
 
 def sweep_multiply_adds():
-    """Multiply-adds in one sweep's projections, from the shipped card: 400 rows per member (25 candidates x
-    16 samples), 7 GRU steps per row (the reference patient's 2 context steps, then one per simulated step
-    but the last) and 6 reads of the heads (stay logit, mean, log sigma; outcome)."""
+    """Multiply-adds in one sweep's projections, from the shipped card. Per member: the reference patient's
+    earlier step read once (1 row), each candidate's current step once (25 rows), then 5 simulated steps of
+    400 rows (25 candidates x 16 samples); the heads (stay logit, mean, log sigma; outcome) read once on the
+    25 candidates' rows and then after each simulated step."""
     card = json.load(open("public/models/world-model.json"))
     h, ho, d = card["config"]["hidden"], card["config"]["outcome_hidden"], len(card["layout"]["dynamic"])
     inputs = 2 * d + len(card["layout"]["statics"]) + 10
     gru_step = (inputs + h) * 3 * h + 2 * h * 3 * h + (inputs + ho) * 3 * ho
     heads = h * 3 * d + ho
-    return 25 * 16 * card["config"]["members"] * (7 * gru_step + 6 * heads)
+    rows = 25 * 16
+    per_member = (1 + 25 + 5 * rows) * gru_step + (25 + 5 * rows) * heads
+    return card["config"]["members"] * per_member
 
 
 if browser and native1:

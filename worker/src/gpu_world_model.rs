@@ -187,7 +187,7 @@ impl StepPlan {
         let first = rollout.steps_done() == 0;
         for (m, plan) in self.members.iter().enumerate() {
             let input = if first { &plan.context_input } else { &plan.step_input };
-            gpu.queue.write_buffer(input, 0, bytemuck::cast_slice(rollout.inputs(m)));
+            gpu.queue.write_buffer(input, 0, bytemuck::cast_slice(&rollout.expanded_inputs(m)));
             let (low, high) = (LOG_SIGMA_RANGE.0 as f32, LOG_SIGMA_RANGE.1 as f32);
             let params = [(self.rows * self.dynamic) as u32, rollout.seed(), rollout.counter_base(m), 0, low.to_bits(), high.to_bits(), 0, 0];
             gpu.queue.write_buffer(&plan.sample_params, 0, bytemuck::cast_slice(&params));

@@ -7,7 +7,8 @@
 //!
 //! Each worker takes a contiguous range of the rollouts (rows) for every
 //! member, and each helper keeps its rows' recurrent states between steps:
-//! per step it receives their new inputs and answers their outputs (a few
+//! first it reads the shared context (a few KB) and keeps its rows, then per
+//! step it receives their new inputs and answers their outputs (a few
 //! hundred KB), while this worker computes its own rows, then draws and
 //! keeps the rollout. A row is computed by the same operations whichever
 //! batch it is in (the products' sums run over the inputs in the same order
@@ -25,7 +26,7 @@ use futures_channel::oneshot;
 use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array};
 use sepsis_core::simulation::{SimulateRequest, Simulation, SimulationStep};
 use sepsis_core::world_model::cpu_inference::FastState;
-use sepsis_core::world_model::simulate::{feed_member, MemberOutput, Rollout};
+use sepsis_core::world_model::simulate::{feed_member, Feed, MemberOutput, Rollout};
 use sepsis_core::world_model::WorldModel;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -191,27 +192,14 @@ pub async fn simulate_with_pool(model: &WorldModel, pool: &Pool, request: Simula
 
 async fn simulate_on_helpers(model: &WorldModel, pool: &Pool, request: SimulateRequest, on_step: &mut impl FnMut(&SimulationStep)) -> Result<Simulation, String> {
     let mut rollout = Rollout::new(&model.card, request).map_err(|e| e.to_string())?;
-    let (members, width) = (model.members(), model.card.layout.input_dim());
+    let members = model.members();
     let ranges = pool.row_ranges(rollout.rows());
     let mut local: Vec<Option<FastState>> = vec![None; members];
-    let mut fresh = true;
     while !rollout.is_done() {
-        let steps = rollout.steps();
-        // Member m's inputs for a range of rows: each row is `steps` steps.
-        let slice = |m: usize, rows: &Range<usize>| &rollout.inputs(m)[rows.start * steps * width..rows.end * steps * width];
-        let questions: Vec<_> = pool
-            .helpers
-            .iter()
-            .zip(&ranges[1..])
-            .map(|(helper, rows)| {
-                let inputs: Array = (0..members).map(|m| JsValue::from(Float32Array::from(slice(m, rows)))).collect();
-                let feed = message("feed", &[("inputs", inputs.into()), ("rows", rows.len().into()), ("steps", steps.into()), ("fresh", fresh.into())]);
-                helper.ask(&feed)
-            })
-            .collect();
+        let questions: Vec<_> = pool.helpers.iter().zip(&ranges[1..]).map(|(helper, rows)| helper.ask(&feed_message(&rollout, rows))).collect();
         let mut parts: Vec<Vec<MemberOutput>> = Vec::with_capacity(members);
         for (m, state) in local.iter_mut().enumerate() {
-            let (next, output) = feed_member(model, m, state.take(), slice(m, &ranges[0]), ranges[0].len(), steps).map_err(|e| e.to_string())?;
+            let (next, output) = feed_member(model, m, state.take(), &rollout.feed(m, ranges[0].clone())).map_err(|e| e.to_string())?;
             *state = Some(next);
             parts.push(vec![output]);
         }
@@ -228,9 +216,35 @@ async fn simulate_on_helpers(model: &WorldModel, pool: &Pool, request: SimulateR
         }
         let outputs: Vec<MemberOutput> = parts.into_iter().map(join_rows).collect();
         on_step(rollout.draw_and_advance(&outputs));
-        fresh = false;
     }
     Ok(rollout.finish())
+}
+
+/// A helper's share of the rollout's next step: the context (the same for
+/// every member) with the helper's rows, or each member's simulated step
+/// for those rows.
+fn feed_message(rollout: &Rollout<'_>, rows: &Range<usize>) -> JsValue {
+    match rollout.feed(0, rows.clone()) {
+        Feed::Context { earlier, current, samples, rows } => message(
+            "context",
+            &[
+                ("earlier", Float32Array::from(earlier).into()),
+                ("current", Float32Array::from(current).into()),
+                ("samples", samples.into()),
+                ("start", rows.start.into()),
+                ("end", rows.end.into()),
+            ],
+        ),
+        Feed::Simulated(_) => {
+            let inputs: Array = (0..rollout.members())
+                .map(|m| match rollout.feed(m, rows.clone()) {
+                    Feed::Simulated(x) => JsValue::from(Float32Array::from(x)),
+                    Feed::Context { .. } => unreachable!("every member is at the same step"),
+                })
+                .collect();
+            message("step", &[("inputs", inputs.into())])
+        }
+    }
 }
 
 /// One member's outputs for consecutive ranges of rows, as one.
@@ -296,25 +310,36 @@ fn answer(data: &JsValue) -> Result<JsValue, String> {
             HELPER.with(|helper| *helper.borrow_mut() = Some(HelperModel { model, states }));
             Ok(message("loaded", &[]))
         }
-        "feed" => HELPER.with(|helper| {
+        kind @ ("context" | "step") => HELPER.with(|helper| {
             let mut helper = helper.borrow_mut();
-            let helper = helper.as_mut().ok_or("feed before load")?;
-            let number = |name: &str| Reflect::get(data, &name.into()).ok().and_then(|v| v.as_f64()).ok_or(format!("feed without {name}"));
-            let (rows, steps) = (number("rows")? as usize, number("steps")? as usize);
-            if Reflect::get(data, &"fresh".into()).ok().and_then(|v| v.as_bool()) == Some(true) {
-                helper.states.iter_mut().for_each(|s| *s = None);
-            }
-            // One input array per member, in member order.
-            let inputs: Array = Reflect::get(data, &"inputs".into()).map_err(|_| "feed without inputs")?.dyn_into().map_err(|_| "inputs is not a list")?;
-            if inputs.length() as usize != helper.states.len() {
-                return Err(format!("inputs for {} members of {}", inputs.length(), helper.states.len()));
-            }
+            let helper = helper.as_mut().ok_or("a simulation step before the world model was loaded")?;
+            let floats = |value: JsValue, name: &str| -> Result<Vec<f32>, String> {
+                Ok(value.dyn_into::<Float32Array>().map_err(|_| format!("{name} is not a Float32Array"))?.to_vec())
+            };
+            let field = |name: &str| Reflect::get(data, &name.into()).map_err(|_| format!("{kind} without {name}"));
+            let number = |name: &str| field(name)?.as_f64().map(|v| v as usize).ok_or(format!("{kind}: {name} is not a number"));
+            let members = helper.states.len();
             let outputs = Array::new();
-            for (m, x) in inputs.iter().enumerate() {
-                let x = x.dyn_into::<Float32Array>().map_err(|_| "inputs are not a Float32Array")?.to_vec();
-                let (state, output) = feed_member(&helper.model, m, helper.states[m].take(), &x, rows, steps).map_err(|e| e.to_string())?;
-                helper.states[m] = Some(state);
-                outputs.push(&output_to_js(&output));
+            if kind == "context" {
+                let (earlier, current) = (floats(field("earlier")?, "earlier")?, floats(field("current")?, "current")?);
+                let feed = Feed::Context { earlier: &earlier, current: &current, samples: number("samples")?, rows: number("start")?..number("end")? };
+                for m in 0..members {
+                    let (state, output) = feed_member(&helper.model, m, None, &feed).map_err(|e| e.to_string())?;
+                    helper.states[m] = Some(state);
+                    outputs.push(&output_to_js(&output));
+                }
+            } else {
+                // One input array per member, in member order.
+                let inputs: Array = field("inputs")?.dyn_into().map_err(|_| "inputs is not a list")?;
+                if inputs.length() as usize != members {
+                    return Err(format!("inputs for {} members of {members}", inputs.length()));
+                }
+                for (m, x) in inputs.iter().enumerate() {
+                    let x = floats(x, "inputs")?;
+                    let (state, output) = feed_member(&helper.model, m, helper.states[m].take(), &Feed::Simulated(&x)).map_err(|e| e.to_string())?;
+                    helper.states[m] = Some(state);
+                    outputs.push(&output_to_js(&output));
+                }
             }
             Ok(message("outputs", &[("outputs", outputs.into())]))
         }),

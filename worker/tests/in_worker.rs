@@ -134,7 +134,7 @@ async fn the_webgpu_simulation_matches_the_cpu() {
         let (outputs, draws) = plan.run(&gpu, &rollout).await.unwrap();
         let (mut cpu_outputs, mut cpu_draws) = (Vec::new(), Vec::new());
         for m in 0..rollout.members() {
-            let cpu = forward.feed(m, rollout.inputs(m), rollout.rows(), rollout.steps()).unwrap();
+            let cpu = forward.feed(m, &rollout.feed(m, 0..rollout.rows())).unwrap();
             let cpu_draw = draw(&cpu, rollout.seed(), rollout.counter_base(m));
             for (name, a, b) in [
                 ("stay logit", &outputs[m].stay_logit, &cpu.stay_logit),

@@ -184,7 +184,7 @@ pub struct FastMember {
 }
 
 /// A member's recurrent state for a batch of rows (`rows x hidden` each).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct FastState {
     rows: usize,
     h1: Vec<f32>,
@@ -193,6 +193,10 @@ pub struct FastState {
 }
 
 impl FastState {
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
     /// Row `i` of the result is row `rows[i]` of `parts` stacked in order:
     /// reorders and repeats rows (many candidates from one context).
     pub fn select(parts: &[FastState], rows: &[u32]) -> FastState {

@@ -15,6 +15,16 @@
 //! `r = candidate * samples + sample`. Every rollout follows its own member
 //! (members are whole hypotheses of the dynamics, not mixed per step) and
 //! draws its next values from that member's Gaussian.
+//!
+//! The context is the same for every rollout up to its current step, and the
+//! same for a candidate's samples after it, so the CPU reads the earlier
+//! steps once and each candidate's current step once, then repeats the state
+//! for the samples ([`Feed::Context`]): on the reference patient that is 26
+//! row-steps per member where reading it for every rollout was 800, a
+//! quarter of a full sweep's arithmetic.
+
+use std::borrow::Cow;
+use std::ops::Range;
 
 use candle_core::Result;
 
@@ -44,14 +54,46 @@ pub struct MemberOutput {
     pub outcome_logit: Vec<f32>,
 }
 
+impl MemberOutput {
+    /// Row `i` of the result is row `rows[i]` of `self`.
+    pub fn select_rows(&self, rows: &[u32]) -> MemberOutput {
+        let width = self.stay_logit.len() / self.outcome_logit.len().max(1);
+        let pick = |values: &[f32], width: usize| -> Vec<f32> { rows.iter().flat_map(|&r| values[r as usize * width..(r as usize + 1) * width].iter().copied()).collect() };
+        MemberOutput {
+            stay_logit: pick(&self.stay_logit, width),
+            mean: pick(&self.mean, width),
+            log_sigma: pick(&self.log_sigma, width),
+            outcome_logit: pick(&self.outcome_logit, 1),
+        }
+    }
+}
+
+/// What a member reads next for a range of its rows.
+#[derive(Clone, Debug)]
+pub enum Feed<'r> {
+    /// The first step, the same for every member: every rollout reads the
+    /// same earlier history steps (`earlier`, `steps x input_dim`, possibly
+    /// none), then its candidate's current step (`current`, `candidates x
+    /// input_dim`); row `r` is candidate `r / samples`. Fed from a zero state.
+    Context { earlier: &'r [f32], current: &'r [f32], samples: usize, rows: Range<usize> },
+    /// A later step: one simulated step per row of the range, `rows x
+    /// input_dim`, read on top of the rows' carried states.
+    Simulated(&'r [f32]),
+}
+
 pub struct Rollout<'a> {
     card: &'a ModelCard,
     request: SimulateRequest,
     members: usize,
-    /// Per member: `rows x steps x input_dim`, what the rollouts read next.
-    pending: Vec<Vec<f32>>,
-    /// Steps per row in `pending`: the context first, then 1.
-    pending_steps: usize,
+    /// The history steps before the current one that the context reads
+    /// (`steps x input_dim`), shared by every rollout.
+    earlier: Vec<f32>,
+    /// Each candidate's current step, with its first action
+    /// (`candidates x input_dim`).
+    current_steps: Vec<f32>,
+    /// Per member after the first step: `rows x input_dim`, each rollout's
+    /// newest simulated step, what it reads next. Empty before.
+    simulated: Vec<Vec<f32>>,
     /// z bounds of each dynamic feature (its plausible range): draws are clipped to them.
     bounds: Vec<(f32, f32)>,
     /// (position among the dynamic features, schema index) of each key feature.
@@ -67,17 +109,15 @@ impl<'a> Rollout<'a> {
         }
         let layout = &card.layout;
         let context = request.history.len().min(CONTEXT_STEPS);
-        let steps: Vec<(&[Option<f64>], crate::action::Action)> =
-            request.history[request.history.len() - context..].iter().map(|s| (s.values.as_slice(), s.action)).collect();
-        let mut one_member = Vec::with_capacity(request.candidates.len() * request.samples * context * layout.input_dim());
-        let mut own = steps.clone();
+        let history = &request.history[request.history.len() - context..];
+        let (before, now) = history.split_at(context - 1);
+        let mut earlier = Vec::with_capacity(before.len() * layout.input_dim());
+        for step in before {
+            layout.encode(&card.normaliser, &step.values, step.action, &mut earlier);
+        }
+        let mut current_steps = Vec::with_capacity(request.candidates.len() * layout.input_dim());
         for c in 0..request.candidates.len() {
-            own.last_mut().expect("validated: non-empty").1 = request.action(c, 0);
-            let mut encoded = Vec::new();
-            layout.encode_window(&card.normaliser, &own, context, &mut encoded);
-            for _ in 0..request.samples {
-                one_member.extend_from_slice(&encoded);
-            }
+            layout.encode(&card.normaliser, &now[0].values, request.action(c, 0), &mut current_steps);
         }
         let bounds = layout
             .dynamic
@@ -95,7 +135,7 @@ impl<'a> Rollout<'a> {
             })
             .collect();
         let members = card.config.members;
-        Ok(Self { card, request, members, pending: vec![one_member; members], pending_steps: context, bounds, key, result: Simulation::default() })
+        Ok(Self { card, request, members, earlier, current_steps, simulated: Vec::new(), bounds, key, result: Simulation::default() })
     }
 
     pub fn members(&self) -> usize {
@@ -128,14 +168,50 @@ impl<'a> Rollout<'a> {
         self.request.seed
     }
 
-    /// Member `m`'s steps to read next, `rows x steps() x input_dim`.
-    pub fn inputs(&self, member: usize) -> &[f32] {
-        &self.pending[member]
+    /// What member `m` reads next for `rows` of its rollouts.
+    pub fn feed(&self, member: usize, rows: Range<usize>) -> Feed<'_> {
+        if self.steps_done() == 0 {
+            Feed::Context { earlier: &self.earlier, current: &self.current_steps, samples: self.request.samples, rows }
+        } else {
+            let width = self.input_dim();
+            Feed::Simulated(&self.simulated[member][rows.start * width..rows.end * width])
+        }
     }
 
-    /// Steps per row in `inputs`: the context length first, then 1.
+    /// Member `m`'s next steps written out for every row, `rows x steps() x
+    /// input_dim`: the context repeated per rollout at first. The WebGPU
+    /// path reads it so, as its rows run in parallel anyway.
+    pub fn expanded_inputs(&self, member: usize) -> Cow<'_, [f32]> {
+        if self.steps_done() > 0 {
+            return Cow::Borrowed(&self.simulated[member]);
+        }
+        let width = self.input_dim();
+        let mut inputs = Vec::with_capacity(self.rows() * self.steps() * width);
+        for r in 0..self.rows() {
+            inputs.extend_from_slice(&self.earlier);
+            inputs.extend_from_slice(self.newest_step(member, r));
+        }
+        Cow::Owned(inputs)
+    }
+
+    /// Steps per row in `expanded_inputs`: the context length first, then 1.
     pub fn steps(&self) -> usize {
-        self.pending_steps
+        if self.steps_done() == 0 {
+            self.earlier.len() / self.input_dim() + 1
+        } else {
+            1
+        }
+    }
+
+    /// The newest step row `r` of member `m` has read (or reads now).
+    fn newest_step(&self, member: usize, r: usize) -> &[f32] {
+        let width = self.input_dim();
+        if self.steps_done() == 0 {
+            let c = r / self.request.samples;
+            &self.current_steps[c * width..(c + 1) * width]
+        } else {
+            &self.simulated[member][r * width..(r + 1) * width]
+        }
     }
 
     /// The noise counter of member `m`'s first draw this step; draw `i`
@@ -147,10 +223,10 @@ impl<'a> Rollout<'a> {
     /// The newest step each of member `m`'s rows read: its values (z units)
     /// and, where missing, `None`.
     fn current(&self, member: usize) -> Vec<Vec<Option<f64>>> {
-        let (dims, width, steps) = (self.dynamic_dim(), self.input_dim(), self.pending_steps);
+        let dims = self.dynamic_dim();
         (0..self.rows())
             .map(|r| {
-                let step = &self.pending[member][(r * steps + steps - 1) * width..(r * steps + steps) * width];
+                let step = self.newest_step(member, r);
                 (0..dims).map(|d| (step[dims + d] > 0.0).then_some(step[d] as f64)).collect()
             })
             .collect()
@@ -247,25 +323,27 @@ impl<'a> Rollout<'a> {
     /// (all observed now), the statics carried over, and the action the
     /// candidate gives at step `next`.
     fn encode_simulated(&mut self, draws: &[Vec<f32>], next: usize) {
-        let (rows, dims, width, steps) = (self.rows(), self.dynamic_dim(), self.input_dim(), self.pending_steps);
+        let (rows, dims, width) = (self.rows(), self.dynamic_dim(), self.input_dim());
         let statics = self.card.layout.statics.len();
         let levels = crate::action::LEVELS as usize;
-        for (member, pending) in self.pending.iter_mut().enumerate() {
-            let mut encoded = vec![0.0f32; rows * width];
-            for r in 0..rows {
-                let action = self.request.action(r / self.request.samples, next);
-                // Statics: from the newest step this row read.
-                let previous = &pending[(r * steps + steps - 1) * width..(r * steps + steps) * width];
-                let step = &mut encoded[r * width..(r + 1) * width];
-                step[..dims].copy_from_slice(&draws[member][r * dims..(r + 1) * dims]);
-                step[dims..2 * dims].fill(1.0);
-                step[2 * dims..2 * dims + statics].copy_from_slice(&previous[2 * dims..2 * dims + statics]);
-                step[2 * dims + statics + action.fluid as usize] = 1.0;
-                step[2 * dims + statics + levels + action.vaso as usize] = 1.0;
-            }
-            *pending = encoded;
-        }
-        self.pending_steps = 1;
+        let simulated = (0..self.members)
+            .map(|member| {
+                let mut encoded = vec![0.0f32; rows * width];
+                for r in 0..rows {
+                    let action = self.request.action(r / self.request.samples, next);
+                    // Statics: from the newest step this row read.
+                    let previous = self.newest_step(member, r);
+                    let step = &mut encoded[r * width..(r + 1) * width];
+                    step[..dims].copy_from_slice(&draws[member][r * dims..(r + 1) * dims]);
+                    step[dims..2 * dims].fill(1.0);
+                    step[2 * dims..2 * dims + statics].copy_from_slice(&previous[2 * dims..2 * dims + statics]);
+                    step[2 * dims + statics + action.fluid as usize] = 1.0;
+                    step[2 * dims + statics + levels + action.vaso as usize] = 1.0;
+                }
+                encoded
+            })
+            .collect();
+        self.simulated = simulated;
     }
 
     pub fn finish(self) -> Simulation {
@@ -310,8 +388,8 @@ pub fn draw(output: &MemberOutput, seed: u32, base: u32) -> Vec<f32> {
         .collect()
 }
 
-/// The CPU forward pass (candle matmuls, fused gates: `cpu_inference.rs`),
-/// carrying every member's recurrent state.
+/// The CPU forward pass (plain-slice matmuls, fused gates:
+/// `cpu_inference.rs`), carrying every member's recurrent state.
 pub struct CpuForward<'m> {
     model: &'m WorldModel,
     states: Vec<Option<FastState>>,
@@ -322,22 +400,23 @@ impl<'m> CpuForward<'m> {
         Self { model, states: vec![None; model.members()] }
     }
 
-    /// Read `rows x steps x input_dim` into member `m`'s state (zero at
-    /// first) and return its predictions.
-    pub fn feed(&mut self, member: usize, inputs: &[f32], rows: usize, steps: usize) -> Result<MemberOutput> {
-        let (state, output) = feed_member(self.model, member, self.states[member].take(), inputs, rows, steps)?;
+    /// Member `m` reads `feed` on top of its carried state; returns its
+    /// predictions.
+    pub fn feed(&mut self, member: usize, feed: &Feed<'_>) -> Result<MemberOutput> {
+        let (state, output) = feed_member(self.model, member, self.states[member].take(), feed)?;
         self.states[member] = Some(state);
         Ok(output)
     }
 
-    /// Every member's next outputs for the rollout. Natively the members run
-    /// on separate threads (candle's thread count, `RAYON_NUM_THREADS`): each
-    /// member's matrices are too small for candle to split one well.
+    /// Every member's next outputs for all of the rollout's rows. Natively
+    /// the members run on separate threads (candle's thread count,
+    /// `RAYON_NUM_THREADS`): each member's matrices are too small to split
+    /// one well.
     pub fn feed_all(&mut self, rollout: &Rollout<'_>) -> Result<Vec<MemberOutput>> {
-        let (rows, steps, members) = (rollout.rows(), rollout.steps(), rollout.members());
+        let (rows, members) = (rollout.rows(), rollout.members());
         let threads = if cfg!(target_arch = "wasm32") { 1 } else { candle_core::utils::get_num_threads().clamp(1, members) };
         if threads == 1 {
-            return (0..members).map(|m| self.feed(m, rollout.inputs(m), rows, steps)).collect();
+            return (0..members).map(|m| self.feed(m, &rollout.feed(m, 0..rows))).collect();
         }
         let model = self.model;
         let mut work: Vec<(usize, Option<FastState>)> = self.states.iter_mut().map(Option::take).enumerate().collect();
@@ -349,7 +428,7 @@ impl<'m> CpuForward<'m> {
                         chunk
                             .iter_mut()
                             .map(|(m, state)| {
-                                let (state, output) = feed_member(model, *m, state.take(), rollout.inputs(*m), rows, steps)?;
+                                let (state, output) = feed_member(model, *m, state.take(), &rollout.feed(*m, 0..rows))?;
                                 Ok((*m, state, output))
                             })
                             .collect()
@@ -369,26 +448,42 @@ impl<'m> CpuForward<'m> {
     }
 }
 
-/// One member reads `rows x steps x input_dim` from `state` (zero when
-/// `None`); returns the new state and its predictions. The browser's
-/// simulation helpers call it for the rows they hold (worker/src/pool.rs).
-pub fn feed_member(model: &WorldModel, member: usize, state: Option<FastState>, inputs: &[f32], rows: usize, steps: usize) -> Result<(FastState, MemberOutput)> {
+/// One member reads `feed` (a context from a zero state, or a simulated
+/// step on top of `state`); returns the new state of the feed's rows and
+/// their predictions. The browser's simulation helpers call it for the rows
+/// they hold (worker/src/pool.rs).
+pub fn feed_member(model: &WorldModel, member: usize, state: Option<FastState>, feed: &Feed<'_>) -> Result<(FastState, MemberOutput)> {
     let net = model.fast_member(member);
     let dim = model.card.layout.input_dim();
-    if inputs.len() != rows * steps * dim {
-        candle_core::bail!("member {member}: {} inputs for {rows} rows x {steps} steps x {dim}", inputs.len());
-    }
-    let mut state = state.unwrap_or_else(|| net.zero_state(rows));
-    let mut x = Vec::with_capacity(rows * dim);
-    for t in 0..steps {
-        x.clear();
-        for row in inputs.chunks_exact(steps * dim) {
-            x.extend_from_slice(&row[t * dim..(t + 1) * dim]);
+    match *feed {
+        Feed::Context { earlier, current, samples, ref rows } => {
+            if earlier.len() % dim != 0 || current.is_empty() || current.len() % dim != 0 || samples == 0 {
+                candle_core::bail!("member {member}: a context of {} + {} inputs is not whole steps of {dim}", earlier.len(), current.len());
+            }
+            let candidates = current.len() / dim;
+            if rows.end > candidates * samples {
+                candle_core::bail!("member {member}: rows {rows:?} of {candidates} candidates x {samples} samples");
+            }
+            let mut shared = net.zero_state(1);
+            for step in earlier.chunks_exact(dim) {
+                net.step(step, &mut shared);
+            }
+            let mut branched = FastState::select(&[shared], &vec![0; candidates]);
+            net.step(current, &mut branched);
+            let output = net.heads(&branched);
+            let candidate_of: Vec<u32> = rows.clone().map(|r| (r / samples) as u32).collect();
+            Ok((FastState::select(&[branched], &candidate_of), output.select_rows(&candidate_of)))
         }
-        net.step(&x, &mut state);
+        Feed::Simulated(inputs) => {
+            let Some(mut state) = state else { candle_core::bail!("member {member}: a simulated step before the context") };
+            if inputs.len() != state.rows() * dim {
+                candle_core::bail!("member {member}: {} inputs for {} rows x {dim}", inputs.len(), state.rows());
+            }
+            net.step(inputs, &mut state);
+            let output = net.heads(&state);
+            Ok((state, output))
+        }
     }
-    let output = net.heads(&state);
-    Ok((state, output))
 }
 
 /// Run a whole simulation with candle on the CPU, calling `on_step` as each
@@ -487,9 +582,8 @@ mod tests {
             })
             .collect();
         for t in 0..3 {
-            let (rows, steps) = (rollout.rows(), rollout.steps());
-            assert_eq!(steps, if t == 0 { 2 } else { 1 });
-            let outputs: Vec<MemberOutput> = (0..rollout.members()).map(|m| forward.feed(m, rollout.inputs(m), rows, steps).unwrap()).collect();
+            assert_eq!(rollout.steps(), if t == 0 { 2 } else { 1 });
+            let outputs: Vec<MemberOutput> = (0..rollout.members()).map(|m| forward.feed(m, &rollout.feed(m, 0..rollout.rows())).unwrap()).collect();
             let windowed = model.predict(&model.encode(&courses).unwrap()).unwrap();
             for (m, output) in outputs.iter().enumerate() {
                 let mean: Vec<f32> = windowed[m].mean.flatten_all().unwrap().to_vec1().unwrap();
@@ -507,14 +601,45 @@ mod tests {
             let (dims, width) = (rollout.dynamic_dim(), rollout.input_dim());
             for (c, history) in courses.iter_mut().enumerate() {
                 let current = history.last().unwrap().0.clone();
-                let values = model.predicted_values(&current, &rollout.pending[0][c * width..c * width + dims]);
+                let values = model.predicted_values(&current, &rollout.simulated[0][c * width..c * width + dims]);
                 history.push((values, request.action(c, t + 1)));
             }
-            let member0 = rollout.pending[0].clone();
-            for pending in rollout.pending.iter_mut() {
-                pending.clone_from(&member0);
+            let member0 = rollout.simulated[0].clone();
+            for simulated in rollout.simulated.iter_mut() {
+                simulated.clone_from(&member0);
             }
         }
+    }
+
+    #[test]
+    fn reading_the_shared_context_once_predicts_what_every_rollout_reading_it_predicts() {
+        let model = shipped();
+        let rollout = Rollout::new(&model.card, request(1)).unwrap();
+        let (rows, width, steps) = (rollout.rows(), rollout.input_dim(), rollout.steps());
+        let max_diff = |a: &MemberOutput, b: &MemberOutput| {
+            let pairs = a.stay_logit.iter().zip(&b.stay_logit).chain(a.mean.iter().zip(&b.mean)).chain(a.log_sigma.iter().zip(&b.log_sigma));
+            pairs.chain(a.outcome_logit.iter().zip(&b.outcome_logit)).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+        };
+        for m in 0..rollout.members() {
+            let (state, shared) = feed_member(&model, m, None, &rollout.feed(m, 0..rows)).unwrap();
+            assert_eq!((state.rows(), shared.outcome_logit.len()), (rows, rows));
+            // Every rollout reads its whole context, as the WebGPU path does.
+            let net = model.fast_member(m);
+            let mut each_state = net.zero_state(rows);
+            let expanded = rollout.expanded_inputs(m);
+            for t in 0..steps {
+                let x: Vec<f32> = expanded.chunks_exact(steps * width).flat_map(|row| row[t * width..(t + 1) * width].iter().copied()).collect();
+                net.step(&x, &mut each_state);
+            }
+            let diff = max_diff(&shared, &net.heads(&each_state));
+            assert!(diff < 1e-6, "member {m}: the shared context differs by {diff}");
+        }
+        // A range of rows gets exactly those rows (the helpers' share).
+        let (_, part) = feed_member(&model, 0, None, &rollout.feed(0, 5..13)).unwrap();
+        let (_, whole) = feed_member(&model, 0, None, &rollout.feed(0, 0..rows)).unwrap();
+        assert_eq!(part, whole.select_rows(&(5..13).collect::<Vec<u32>>()));
+        let error = feed_member(&model, 0, None, &rollout.feed(0, 0..rows + 1)).unwrap_err();
+        assert!(error.to_string().contains("candidates x 8 samples"), "{error}");
     }
 
     #[test]
@@ -534,7 +659,7 @@ mod tests {
         for m in 0..rollout.members() {
             for s in 0..8 {
                 let r = 8 + s;
-                assert_eq!(&rollout.inputs(m)[r * width..(r + 1) * width], expected.as_slice());
+                assert_eq!(&rollout.expanded_inputs(m)[r * width..(r + 1) * width], expected.as_slice());
             }
         }
     }
@@ -560,7 +685,7 @@ mod tests {
         assert_eq!(rollout.steps(), 1);
         let width = rollout.input_dim();
         // Candidate 2 (row 2) holds nothing after its first fluid-4 step.
-        let newest = &rollout.inputs(0)[2 * width..3 * width];
+        let newest = &rollout.expanded_inputs(0)[2 * width..3 * width];
         assert!(newest[..dims].iter().all(|&z| z == 0.25));
         assert!(newest[dims..2 * dims].iter().all(|&m| m == 1.0));
         let statics = model.card.layout.statics.len();
@@ -588,7 +713,7 @@ mod tests {
         for k in 0..members {
             let mut stayed_rows = 0;
             for r in 0..rows {
-                let next = &rollout.inputs(k)[r * width..r * width + dims];
+                let next = &rollout.expanded_inputs(k)[r * width..r * width + dims];
                 let gaussian = |d: usize| draws[k][r * dims + d].clamp(rollout.bounds[d].0, rollout.bounds[d].1);
                 // Features whose Gaussian draw differs from the current value tell a stay apart.
                 let stayed: Vec<bool> = (0..dims)
