@@ -36,7 +36,7 @@ lines = [
     "",
     "One sweep = 25 candidates x 5 ensemble members x 16 samples x 6 steps of 4 h from the reference patient",
     "(`sepsis_core::simulation::reference_course`) = 12,000 simulated patient-steps. Each rollout carries its",
-    "members' GRU state (core/src/world_model/simulate.rs). Native candle: criterion median (`core/benches/simulate.rs`);",
+    "member's GRU state, and the rollouts read their shared history once (core/src/world_model/simulate.rs); PyTorch does the same. Native candle: criterion median (`core/benches/simulate.rs`);",
     "PyTorch: median of 20 sweeps with the same weights, architecture and batch (`scripts/bench/pytorch_world_model.py`);",
     "browser: median of 10 sweeps in a dedicated worker in headless Chromium (`worker/tests/bench_in_worker.rs`);",
     "the app's worker: the release bundle's worker answering `MeasureSimulation`, alone and with its rows split across",

@@ -32,11 +32,17 @@ pub struct WorldModelConfig {
     /// Weight of the outcome loss against the dynamics loss.
     pub outcome_weight: f64,
     pub seed: u64,
+    /// Train each member on its own bootstrap sample of the training
+    /// patients (as many drawn with replacement), so that the members can
+    /// disagree where the data is thin; otherwise every member sees every
+    /// window and only seeds differ.
+    #[serde(default)]
+    pub bootstrap: bool,
 }
 
 impl Default for WorldModelConfig {
     fn default() -> Self {
-        Self { window: 12, hidden: 128, members: 5, epochs: 20, batch: 256, learning_rate: 1e-3, patience: 3, outcome_hidden: 64, outcome_weight: 1.0, seed: 4 }
+        Self { window: 12, hidden: 128, members: 5, epochs: 20, batch: 256, learning_rate: 1e-3, patience: 3, outcome_hidden: 64, outcome_weight: 1.0, seed: 4, bootstrap: false }
     }
 }
 

@@ -20,8 +20,8 @@
 //! same for a candidate's samples after it, so the CPU reads the earlier
 //! steps once and each candidate's current step once, then repeats the state
 //! for the samples ([`Feed::Context`]): on the reference patient that is 26
-//! row-steps per member where reading it for every rollout was 800, a
-//! quarter of a full sweep's arithmetic.
+//! row-steps per member where reading it for every rollout was 800, and
+//! 27 % of a full sweep's multiply-adds.
 
 use std::borrow::Cow;
 use std::ops::Range;

@@ -10,7 +10,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::card::{EpochLog, MemberState, ModelCard};
@@ -86,6 +86,28 @@ pub fn validation_loss(member: &Member, windows: &Windows, config: &WorldModelCo
     Ok((total / batches, dynamics / batches))
 }
 
+/// Member `member`'s seed: its initialisation, data order and bootstrap sample.
+pub fn member_seed(config: &WorldModelConfig, member: usize) -> u64 {
+    config.seed.wrapping_mul(1000).wrapping_add(member as u64)
+}
+
+/// The training windows member `member` learns from: every window, or with
+/// `config.bootstrap` the windows of as many patients drawn with replacement
+/// (a patient drawn twice counts twice). Drawn by patient, not by window, as
+/// a patient's windows are not independent.
+pub fn member_examples(train: &Windows, config: &WorldModelConfig, member: usize) -> Vec<usize> {
+    if !config.bootstrap {
+        return (0..train.len()).collect();
+    }
+    let patients = train.patient.iter().max().map_or(0, |&p| p as usize + 1);
+    let mut windows_of: Vec<Vec<usize>> = vec![Vec::new(); patients];
+    for (i, &p) in train.patient.iter().enumerate() {
+        windows_of[p as usize].push(i);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(member_seed(config, member) ^ 0xB0_0757);
+    (0..patients).flat_map(|_| windows_of[rng.random_range(0..patients)].iter().copied()).collect()
+}
+
 /// Train (or resume) one member; its best weights end in the checkpoint folder.
 pub fn train_member(
     member: usize,
@@ -103,17 +125,18 @@ pub fn train_member(
     }
     let mut varmap = VarMap::new();
     let model = Member::new(train.input_dim, train.dynamic_dim, config, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
-    let member_seed = config.seed.wrapping_mul(1000).wrapping_add(member as u64);
+    let member_seed = member_seed(config, member);
+    let examples = member_examples(train, config, member);
     if state.epochs_done > 0 {
         varmap.load(checkpoints.latest_weights(member))?;
     } else {
         seeded_init(&varmap, member_seed)?;
     }
     let mut optimiser = AdamW::new(varmap.all_vars(), ParamsAdamW { lr: config.learning_rate, weight_decay: 1e-5, ..Default::default() })?;
-    let batches_per_epoch = train.len().div_ceil(config.batch);
+    let batches_per_epoch = examples.len().div_ceil(config.batch);
     for epoch in state.epochs_done + 1..=config.epochs {
         let started = Instant::now();
-        let mut order: Vec<usize> = (0..train.len()).collect();
+        let mut order = examples.clone();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(member_seed ^ ((epoch as u64) << 20)));
         let mut running = 0.0;
         for (b, chunk) in order.chunks(config.batch).enumerate() {
@@ -196,6 +219,27 @@ pub(crate) mod tests {
 
     fn windows(patients: usize, normaliser: &Normaliser) -> Windows {
         Windows::build(&cohort(patients), normaliser, &Layout::default(), 6)
+    }
+
+    #[test]
+    fn bootstrap_members_each_learn_from_their_own_resample_of_patients() {
+        let normaliser = Normaliser::fit(&cohort(200));
+        let w = windows(200, &normaliser);
+        let plain = WorldModelConfig::default();
+        assert_eq!(member_examples(&w, &plain, 0), (0..w.len()).collect::<Vec<_>>(), "without bootstrap: every window");
+        let config = WorldModelConfig { bootstrap: true, ..plain };
+        let patients_of = |m: usize| {
+            let mut p: Vec<u32> = member_examples(&w, &config, m).iter().map(|&i| w.patient[i]).collect();
+            p.dedup(); // a patient's windows are consecutive: one entry per draw
+            p
+        };
+        let (first, second) = (patients_of(0), patients_of(1));
+        assert_eq!(first.len(), 200, "as many draws as patients");
+        let distinct = |p: &[u32]| p.iter().collect::<std::collections::HashSet<_>>().len();
+        // With replacement about 1 - 1/e = 63% of patients are drawn at least once.
+        assert!((100..=150).contains(&distinct(&first)), "{} distinct patients", distinct(&first));
+        assert_ne!(first, second, "each member draws its own sample");
+        assert_eq!(patients_of(0), first, "the same member draws the same sample on resume");
     }
 
     #[test]
