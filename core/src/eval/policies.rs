@@ -117,7 +117,13 @@ pub fn load_ai_clinician(path: &Path) -> Result<AiClinician, LookupError> {
     Ok(model)
 }
 
-pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path) -> Result<NamedPolicy, LookupError> {
+/// A scoreboard row by name. `baselines_dir` holds the DDQN's files;
+/// `world_model` is the stem of the world model that `wm-mpc` and the
+/// simulating agent rows consult (`WORLD_MODEL` unless an experiment says
+/// otherwise). Without the `ml` feature neither is read: the rows they
+/// serve need candle.
+#[cfg_attr(not(feature = "ml"), allow(unused_variables))]
+pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path, world_model: &Path) -> Result<NamedPolicy, LookupError> {
     if let Some(baseline) = Baseline::from_name(name) {
         return Ok(NamedPolicy { name: name.into(), table: baseline.table(env), oracle: baseline == Baseline::Optimal, agent: None });
     }
@@ -132,7 +138,7 @@ pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path) -> Result
         }
         #[cfg(feature = "ml")]
         WM_MPC => {
-            let stem = Path::new(WORLD_MODEL);
+            let stem = world_model;
             let model_error = |message: String| LookupError::Model { name: "world-model".into(), path: stem.with_extension("safetensors"), message };
             let model = crate::world_model::WorldModel::load(stem).map_err(|e| model_error(e.to_string()))?;
             let support = load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?;
@@ -143,7 +149,7 @@ pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path) -> Result
         _ => {
             #[cfg(all(feature = "llm", feature = "eval"))]
             if let Some(row) = AGENT_ROWS.iter().find(|row| row.name == name) {
-                return llm_row(env, row);
+                return llm_row(env, row, world_model);
             }
             Err(LookupError::Unknown(name.into()))
         }
@@ -163,7 +169,7 @@ pub fn load_adapter(path: &str, stage: &str) -> Result<(crate::llm::model::LoraA
 /// An LLM agent row: its decision in every state, from the decision cache
 /// where it has one (`DECISIONS_DIR`).
 #[cfg(all(feature = "llm", feature = "eval"))]
-fn llm_row(env: &IcuSepsis, row: &AgentRow) -> Result<NamedPolicy, LookupError> {
+fn llm_row(env: &IcuSepsis, row: &AgentRow, world_model_stem: &Path) -> Result<NamedPolicy, LookupError> {
     let name = row.name;
     use crate::agent::runtime::Decoding;
     let llm_error = |message: String| LookupError::Model { name: "llm".into(), path: PathBuf::from(LLM_MODEL), message };
@@ -178,7 +184,7 @@ fn llm_row(env: &IcuSepsis, row: &AgentRow) -> Result<NamedPolicy, LookupError> 
         identity = format!("{LLM_MODEL} {size} bytes, adapter sha256 {sha256}");
     }
     let world_model = if row.simulates {
-        let stem = Path::new(WORLD_MODEL);
+        let stem = world_model_stem;
         let weights = stem.with_extension("safetensors");
         let wm_error = |message: String| LookupError::Model { name: "world-model".into(), path: weights.clone(), message };
         // What the simulations say is part of every decision: a retrained

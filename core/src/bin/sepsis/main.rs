@@ -95,6 +95,9 @@ struct EnvArgs {
     /// Folder with the DDQN baseline's model files (the AI Clinician is `public/models/ai-clinician.json`).
     #[arg(long, default_value = BASELINES_DIR)]
     baselines_dir: PathBuf,
+    /// World model (STEM.json + STEM.safetensors) that wm-mpc and the simulating agent rows consult.
+    #[arg(long, default_value = WORLD_MODEL)]
+    world_model: PathBuf,
 }
 
 #[derive(Args)]
@@ -354,7 +357,7 @@ fn eval(args: EvalArgs) -> Result<()> {
         Some(name) => vec![name.clone()],
         None => POLICY_NAMES.iter().map(|n| n.to_string()).collect(),
     };
-    let policies = names.iter().map(|name| named_policy(&env, name, &args.env.baselines_dir)).collect::<Result<Vec<_>, _>>()?;
+    let policies = names.iter().map(|name| named_policy(&env, name, &args.env.baselines_dir, &args.env.world_model)).collect::<Result<Vec<_>, _>>()?;
     let board = Scoreboard::new(&env);
     let rows = policies.iter().map(|p| board.score_named(p)).collect::<Result<Vec<_>, _>>()?;
     if args.json {
@@ -472,7 +475,7 @@ fn eval_world_model(stem: &Path, cohort_path: &Path, data_dir: &Path, results: &
 
 fn policy_table(args: PolicyTableArgs) -> Result<()> {
     let env = load_env(&args.env)?;
-    let table = named_policy(&env, &args.policy, &args.env.baselines_dir)?.table;
+    let table = named_policy(&env, &args.policy, &args.env.baselines_dir, &args.env.world_model)?.table;
     let file = std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     table.write_csv(std::io::BufWriter::new(file))?;
     eprintln!("wrote {} ({} states)", args.out.display(), table.rows().len());
