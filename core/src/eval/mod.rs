@@ -7,6 +7,8 @@ pub mod ceiling;
 pub mod cohort_report;
 pub mod exact;
 pub mod ope;
+#[cfg(feature = "ml")]
+pub mod planner_sensitivity;
 pub mod policies;
 pub mod results_file;
 pub mod safety;
