@@ -26,7 +26,7 @@ use futures_channel::oneshot;
 use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array};
 use sepsis_core::simulation::{SimulateRequest, Simulation, SimulationStep};
 use sepsis_core::world_model::cpu_inference::FastState;
-use sepsis_core::world_model::simulate::{feed_member, Feed, MemberOutput, Rollout};
+use sepsis_core::world_model::simulate::{feed_member, row_ranges, Feed, MemberOutput, Rollout};
 use sepsis_core::world_model::WorldModel;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -174,8 +174,7 @@ impl Pool {
     /// `[1..]` the helpers; contiguous and in order, so each member's
     /// outputs join back by concatenation.
     fn row_ranges(&self, rows: usize) -> Vec<Range<usize>> {
-        let workers = self.helpers.len() + 1;
-        (0..workers).map(|w| w * rows / workers..(w + 1) * rows / workers).collect()
+        row_ranges(rows, self.helpers.len() + 1)
     }
 }
 
@@ -214,7 +213,7 @@ async fn simulate_on_helpers(model: &WorldModel, pool: &Pool, request: SimulateR
                 member_parts.push(output_from_js(&output)?);
             }
         }
-        let outputs: Vec<MemberOutput> = parts.into_iter().map(join_rows).collect();
+        let outputs: Vec<MemberOutput> = parts.into_iter().map(MemberOutput::concat).collect();
         on_step(rollout.draw_and_advance(&outputs));
     }
     Ok(rollout.finish())
@@ -245,18 +244,6 @@ fn feed_message(rollout: &Rollout<'_>, rows: &Range<usize>) -> JsValue {
             message("step", &[("inputs", inputs.into())])
         }
     }
-}
-
-/// One member's outputs for consecutive ranges of rows, as one.
-fn join_rows(parts: Vec<MemberOutput>) -> MemberOutput {
-    let mut joined = MemberOutput { stay_logit: Vec::new(), mean: Vec::new(), log_sigma: Vec::new(), outcome_logit: Vec::new() };
-    for part in parts {
-        joined.stay_logit.extend(part.stay_logit);
-        joined.mean.extend(part.mean);
-        joined.log_sigma.extend(part.log_sigma);
-        joined.outcome_logit.extend(part.outcome_logit);
-    }
-    joined
 }
 
 const OUTPUT_FIELDS: [&str; 4] = ["stay_logit", "mean", "log_sigma", "outcome_logit"];

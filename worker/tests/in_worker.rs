@@ -132,10 +132,10 @@ async fn the_webgpu_simulation_matches_the_cpu() {
     let mut forward = CpuForward::new(&model);
     for step in 1..=2 {
         let (outputs, draws) = plan.run(&gpu, &rollout).await.unwrap();
-        let (mut cpu_outputs, mut cpu_draws) = (Vec::new(), Vec::new());
-        for m in 0..rollout.members() {
-            let cpu = forward.feed(m, &rollout.feed(m, 0..rollout.rows())).unwrap();
-            let cpu_draw = draw(&cpu, rollout.seed(), rollout.counter_base(m));
+        let cpu_outputs = forward.feed_all(&rollout).unwrap();
+        let mut cpu_draws = Vec::new();
+        for (m, cpu) in cpu_outputs.iter().enumerate() {
+            let cpu_draw = draw(cpu, rollout.seed(), rollout.counter_base(m));
             for (name, a, b) in [
                 ("stay logit", &outputs[m].stay_logit, &cpu.stay_logit),
                 ("mean", &outputs[m].mean, &cpu.mean),
@@ -147,7 +147,6 @@ async fn the_webgpu_simulation_matches_the_cpu() {
                 let diff = max_abs_diff(a, b) as f64;
                 assert!(diff <= GPU_CPU_TOLERANCE, "step {step} member {m} {name}: max |gpu - cpu| = {diff}");
             }
-            cpu_outputs.push(cpu);
             cpu_draws.push(cpu_draw);
         }
         rollout.advance(&cpu_outputs, &cpu_draws);

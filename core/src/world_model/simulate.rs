@@ -55,6 +55,18 @@ pub struct MemberOutput {
 }
 
 impl MemberOutput {
+    /// One member's outputs for consecutive ranges of rows, as one.
+    pub fn concat(parts: impl IntoIterator<Item = MemberOutput>) -> MemberOutput {
+        let mut joined = MemberOutput { stay_logit: Vec::new(), mean: Vec::new(), log_sigma: Vec::new(), outcome_logit: Vec::new() };
+        for part in parts {
+            joined.stay_logit.extend(part.stay_logit);
+            joined.mean.extend(part.mean);
+            joined.log_sigma.extend(part.log_sigma);
+            joined.outcome_logit.extend(part.outcome_logit);
+        }
+        joined
+    }
+
     /// Row `i` of the result is row `rows[i]` of `self`.
     pub fn select_rows(&self, rows: &[u32]) -> MemberOutput {
         let width = self.stay_logit.len() / self.outcome_logit.len().max(1);
@@ -388,63 +400,66 @@ pub fn draw(output: &MemberOutput, seed: u32, base: u32) -> Vec<f32> {
         .collect()
 }
 
+/// `rows` split into `workers` contiguous ranges in order, as even as can
+/// be: how the CPU path shares a simulation between threads natively and
+/// between helper workers in the browser (`worker/src/pool.rs`).
+pub fn row_ranges(rows: usize, workers: usize) -> Vec<Range<usize>> {
+    (0..workers).map(|w| w * rows / workers..(w + 1) * rows / workers).collect()
+}
+
 /// The CPU forward pass (plain-slice matmuls, fused gates:
 /// `cpu_inference.rs`), carrying every member's recurrent state.
 pub struct CpuForward<'m> {
     model: &'m WorldModel,
-    states: Vec<Option<FastState>>,
+    /// Per thread, per member: the recurrent state of the thread's rows.
+    states: Vec<Vec<Option<FastState>>>,
 }
 
 impl<'m> CpuForward<'m> {
     pub fn new(model: &'m WorldModel) -> Self {
-        Self { model, states: vec![None; model.members()] }
-    }
-
-    /// Member `m` reads `feed` on top of its carried state; returns its
-    /// predictions.
-    pub fn feed(&mut self, member: usize, feed: &Feed<'_>) -> Result<MemberOutput> {
-        let (state, output) = feed_member(self.model, member, self.states[member].take(), feed)?;
-        self.states[member] = Some(state);
-        Ok(output)
+        Self { model, states: Vec::new() }
     }
 
     /// Every member's next outputs for all of the rollout's rows. Natively
-    /// the members run on separate threads (candle's thread count,
-    /// `RAYON_NUM_THREADS`): each member's matrices are too small to split
-    /// one well.
+    /// the rows are split between candle's threads (`RAYON_NUM_THREADS`),
+    /// each computing every member for its rows, as the browser's helper
+    /// workers do: rows divide evenly where five members on two threads
+    /// would not, and one member's matrices are too small to split inside a
+    /// product. Each row is computed alike whichever thread has it.
     pub fn feed_all(&mut self, rollout: &Rollout<'_>) -> Result<Vec<MemberOutput>> {
+        let threads = if cfg!(target_arch = "wasm32") { 1 } else { candle_core::utils::get_num_threads() };
+        self.feed_all_on(rollout, threads)
+    }
+
+    /// `feed_all` on `threads` threads (at most one per row); a simulation
+    /// keeps its thread count from its first step.
+    pub fn feed_all_on(&mut self, rollout: &Rollout<'_>, threads: usize) -> Result<Vec<MemberOutput>> {
         let (rows, members) = (rollout.rows(), rollout.members());
-        let threads = if cfg!(target_arch = "wasm32") { 1 } else { candle_core::utils::get_num_threads().clamp(1, members) };
-        if threads == 1 {
-            return (0..members).map(|m| self.feed(m, &rollout.feed(m, 0..rows))).collect();
+        let threads = threads.clamp(1, rows.max(1));
+        if self.states.len() != threads {
+            self.states = vec![vec![None; members]; threads];
         }
         let model = self.model;
-        let mut work: Vec<(usize, Option<FastState>)> = self.states.iter_mut().map(Option::take).enumerate().collect();
-        let results: Vec<Result<Vec<(usize, FastState, MemberOutput)>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = work
-                .chunks_mut(members.div_ceil(threads))
-                .map(|chunk| {
-                    scope.spawn(move || {
-                        chunk
-                            .iter_mut()
-                            .map(|(m, state)| {
-                                let (state, output) = feed_member(model, *m, state.take(), &rollout.feed(*m, 0..rows))?;
-                                Ok((*m, state, output))
-                            })
-                            .collect()
-                    })
+        let feed_rows = |range: Range<usize>, states: &mut Vec<Option<FastState>>| -> Result<Vec<MemberOutput>> {
+            (0..members)
+                .map(|m| {
+                    let (state, output) = feed_member(model, m, states[m].take(), &rollout.feed(m, range.clone()))?;
+                    states[m] = Some(state);
+                    Ok(output)
                 })
-                .collect();
-            handles.into_iter().map(|h| h.join().expect("a member thread panicked")).collect()
-        });
-        let mut outputs: Vec<Option<MemberOutput>> = vec![None; members];
-        for result in results {
-            for (m, state, output) in result? {
-                self.states[m] = Some(state);
-                outputs[m] = Some(output);
-            }
-        }
-        Ok(outputs.into_iter().map(|o| o.expect("every member ran")).collect())
+                .collect()
+        };
+        let ranges = row_ranges(rows, threads);
+        let parts: Vec<Result<Vec<MemberOutput>>> = if threads == 1 {
+            vec![feed_rows(0..rows, &mut self.states[0])]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = ranges.into_iter().zip(self.states.iter_mut()).map(|(range, states)| scope.spawn(move || feed_rows(range, states))).collect();
+                handles.into_iter().map(|h| h.join().expect("a simulation thread panicked")).collect()
+            })
+        };
+        let mut per_thread = parts.into_iter().collect::<Result<Vec<_>>>()?.into_iter().map(Vec::into_iter).collect::<Vec<_>>();
+        Ok((0..members).map(|_| MemberOutput::concat(per_thread.iter_mut().map(|t| t.next().expect("every thread ran every member")))).collect())
     }
 }
 
@@ -583,7 +598,7 @@ mod tests {
             .collect();
         for t in 0..3 {
             assert_eq!(rollout.steps(), if t == 0 { 2 } else { 1 });
-            let outputs: Vec<MemberOutput> = (0..rollout.members()).map(|m| forward.feed(m, &rollout.feed(m, 0..rollout.rows())).unwrap()).collect();
+            let outputs = forward.feed_all(&rollout).unwrap();
             let windowed = model.predict(&model.encode(&courses).unwrap()).unwrap();
             for (m, output) in outputs.iter().enumerate() {
                 let mean: Vec<f32> = windowed[m].mean.flatten_all().unwrap().to_vec1().unwrap();
@@ -640,6 +655,20 @@ mod tests {
         assert_eq!(part, whole.select_rows(&(5..13).collect::<Vec<u32>>()));
         let error = feed_member(&model, 0, None, &rollout.feed(0, 0..rows + 1)).unwrap_err();
         assert!(error.to_string().contains("candidates x 8 samples"), "{error}");
+    }
+
+    #[test]
+    fn threads_sharing_the_rows_give_the_simulation_of_one_thread() {
+        let model = shipped();
+        let (mut one, mut three) = (Rollout::new(&model.card, request(4)).unwrap(), Rollout::new(&model.card, request(4)).unwrap());
+        let (mut alone, mut shared) = (CpuForward::new(&model), CpuForward::new(&model));
+        while !one.is_done() {
+            let (a, b) = (alone.feed_all_on(&one, 1).unwrap(), shared.feed_all_on(&three, 3).unwrap());
+            assert_eq!(a, b, "step {}", one.steps_done() + 1);
+            one.draw_and_advance(&a);
+            three.draw_and_advance(&b);
+        }
+        assert_eq!(one.finish(), three.finish());
     }
 
     #[test]
