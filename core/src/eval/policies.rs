@@ -159,7 +159,8 @@ pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path, world_mod
 /// A LoRA adapter file (trained by `sepsis train agent --stage STAGE`) and
 /// the SHA-256 of its bytes.
 #[cfg(feature = "llm")]
-pub fn load_adapter(path: &str, stage: &str) -> Result<(crate::llm::model::LoraAdapter, String), LookupError> {
+pub fn load_adapter(path: impl AsRef<Path>, stage: &str) -> Result<(crate::llm::model::LoraAdapter, String), LookupError> {
+    let path = path.as_ref();
     let adapter_error = |message: String| LookupError::Model { name: format!("agent --stage {stage}"), path: path.into(), message };
     let bytes = std::fs::read(path).map_err(|e| adapter_error(e.to_string()))?;
     let adapter = crate::llm::model::LoraAdapter::from_safetensors(&bytes).map_err(|e| adapter_error(e.to_string()))?;

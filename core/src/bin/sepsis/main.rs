@@ -23,7 +23,7 @@ use sepsis_core::cohort::csv_format::{read_cohort, write_cohort};
 use sepsis_core::cohort::Cohort;
 use sepsis_core::env::cohort_sampling::{sample_cohort, split};
 use sepsis_core::env::icu_sepsis::{IcuSepsis, DEFAULT_DIR};
-use sepsis_core::eval::policies::{load_ai_clinician, named_policy, AI_CLINICIAN_MODEL, BASELINES_DIR, POLICY_NAMES, WORLD_MODEL};
+use sepsis_core::eval::policies::{load_adapter, load_ai_clinician, named_policy, AI_CLINICIAN_MODEL, BASELINES_DIR, POLICY_NAMES, WORLD_MODEL};
 use sepsis_core::eval::scoreboard::{agent_markdown, estimator_errors, markdown, Scoreboard, LOGGED_EPISODES, LOGGED_SEED};
 use sepsis_core::manifest::{Manifest, Verifier};
 use sepsis_core::policy::Baseline;
@@ -477,7 +477,7 @@ fn eval_agent_dynamics(adapter_path: &Path, cohort_path: &Path, points: usize, s
     let points = dynamics_points(&cohort, points, seed);
     let model = WorldModel::load(Path::new(WORLD_MODEL)).with_context(|| format!("loading {WORLD_MODEL}"))?;
     let base = train_agent::load_llm()?;
-    let adapter = train_agent::load_adapter(adapter_path, "train it with `sepsis train agent --stage dynamics`")?;
+    let (adapter, _) = load_adapter(adapter_path, "dynamics")?;
     let trained = base.with_adapter(&adapter)?;
     let mut reports = Vec::new();
     for (name, llm) in [("base (no adapter)", base), ("stage 1", trained)] {

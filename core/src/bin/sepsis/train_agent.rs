@@ -17,7 +17,7 @@ use sepsis_core::curriculum::example::Example;
 use sepsis_core::curriculum::grpo::{train_grpo, GrpoConfig, RewardedState};
 use sepsis_core::curriculum::lora_training::{train_lora, Checkpoint, LoraTrainingConfig};
 use sepsis_core::curriculum::teacher::{decision_points, teacher_examples, TeacherReport};
-use sepsis_core::eval::policies::{load_ai_clinician, AI_CLINICIAN_MODEL, LLM_MODEL, WORLD_MODEL};
+use sepsis_core::eval::policies::{load_adapter, load_ai_clinician, AI_CLINICIAN_MODEL, LLM_MODEL, WORLD_MODEL};
 use sepsis_core::llm::generate::Llm;
 use sepsis_core::llm::model::LoraAdapter;
 use sepsis_core::world_model::WorldModel;
@@ -137,12 +137,6 @@ pub fn load_llm() -> Result<Llm> {
     Ok(Llm::from_gguf(&mut std::io::BufReader::new(file))?)
 }
 
-/// A LoRA adapter file; `missing` says how to make one when it is not there.
-pub fn load_adapter(path: &Path, missing: &str) -> Result<LoraAdapter> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading the adapter {} ({missing})", path.display()))?;
-    LoraAdapter::from_safetensors(&bytes).with_context(|| format!("{} is not an adapter", path.display()))
-}
-
 fn dynamics(args: &TrainAgentArgs) -> Result<()> {
     let paths = args.paths();
     let text = std::fs::read_to_string(&paths.config).with_context(|| format!("reading {}", paths.config.display()))?;
@@ -169,7 +163,7 @@ fn behaviour_cloning(args: &TrainAgentArgs) -> Result<()> {
     let share = config.first_step_share;
     let train = examples(&paths, &llm, &args.train, "train", config.teacher_decisions, config.training.seed, share)?;
     let validation = examples(&paths, &llm, &args.validation, "validation", config.validation_decisions, config.training.seed ^ 1, share)?;
-    let init = config.init.as_deref().map(|path| load_adapter(path, "train the run it comes from first")).transpose()?;
+    let init = config.init.as_deref().map(|path| load_adapter(path, "dynamics").map(|(adapter, _)| adapter)).transpose()?;
     let tokens: usize = train.iter().map(|e| e.tokens.len()).sum();
     eprintln!("behaviour cloning: {} training examples ({tokens} tokens), {} validation; {:?}", train.len(), validation.len(), config.training);
     fit(&llm, init.as_ref(), &train, &validation, &config.training, &paths)
@@ -180,7 +174,7 @@ fn reinforcement(args: &TrainAgentArgs) -> Result<()> {
     let text = std::fs::read_to_string(&paths.config).with_context(|| format!("reading {}", paths.config.display()))?;
     let config: RlConfig = serde_json::from_str(&text).with_context(|| format!("{} is not a stage-3 (rl) configuration", paths.config.display()))?;
     let llm = load_llm()?;
-    let init = load_adapter(&config.init, "train it with `sepsis train agent --stage bc`")?;
+    let (init, _) = load_adapter(&config.init, "bc")?;
     let model = WorldModel::load(Path::new(WORLD_MODEL))?;
     let support = load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?;
     let grpo = &config.grpo;
