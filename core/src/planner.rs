@@ -261,7 +261,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let checkpoints = Checkpoints::new(dir.path()).unwrap();
         let training = (0..config.members)
-            .map(|m| train_member(m, &windows, &validation, &config, &checkpoints, |_, _, _| {}, |_| {}).unwrap())
+            .map(|m| train_member(m, &windows, &validation, &config, &checkpoints, |_, _, _, _| {}, |_| {}).unwrap())
             .collect();
         let stem = dir.path().join("world-model");
         export(&ModelCard { config, layout, normaliser, training }, &checkpoints, &stem).unwrap();

@@ -26,7 +26,7 @@ use futures_channel::oneshot;
 use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array};
 use sepsis_core::simulation::{SimulateRequest, Simulation, SimulationStep};
 use sepsis_core::world_model::cpu_inference::FastState;
-use sepsis_core::world_model::simulate::{feed_member, row_ranges, Feed, MemberOutput, Rollout};
+use sepsis_core::world_model::simulate::{feed_member, feed_rows, row_ranges, Feed, MemberOutput, Rollout};
 use sepsis_core::world_model::WorldModel;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -196,12 +196,8 @@ async fn simulate_on_helpers(model: &WorldModel, pool: &Pool, request: SimulateR
     let mut local: Vec<Option<FastState>> = vec![None; members];
     while !rollout.is_done() {
         let questions: Vec<_> = pool.helpers.iter().zip(&ranges[1..]).map(|(helper, rows)| helper.ask(&feed_message(&rollout, rows))).collect();
-        let mut parts: Vec<Vec<MemberOutput>> = Vec::with_capacity(members);
-        for (m, state) in local.iter_mut().enumerate() {
-            let (next, output) = feed_member(model, m, state.take(), &rollout.feed(m, ranges[0].clone())).map_err(|e| e.to_string())?;
-            *state = Some(next);
-            parts.push(vec![output]);
-        }
+        let mut parts: Vec<Vec<MemberOutput>> =
+            feed_rows(model, &rollout, ranges[0].clone(), &mut local).map_err(|e| e.to_string())?.into_iter().map(|output| vec![output]).collect();
         for question in questions {
             let answer = question.await?;
             let answers = Reflect::get(&answer, &"outputs".into()).map_err(|_| "a helper answered without outputs".to_string())?;
@@ -306,27 +302,28 @@ fn answer(data: &JsValue) -> Result<JsValue, String> {
             let field = |name: &str| Reflect::get(data, &name.into()).map_err(|_| format!("{kind} without {name}"));
             let number = |name: &str| field(name)?.as_f64().map(|v| v as usize).ok_or(format!("{kind}: {name} is not a number"));
             let members = helper.states.len();
-            let outputs = Array::new();
+            // The context is the same for every member; a step has one
+            // input array per member, in member order.
+            let (mut context, mut steps) = (None, Vec::new());
             if kind == "context" {
-                let (earlier, current) = (floats(field("earlier")?, "earlier")?, floats(field("current")?, "current")?);
-                let feed = Feed::Context { earlier: &earlier, current: &current, samples: number("samples")?, rows: number("start")?..number("end")? };
-                for m in 0..members {
-                    let (state, output) = feed_member(&helper.model, m, None, &feed).map_err(|e| e.to_string())?;
-                    helper.states[m] = Some(state);
-                    outputs.push(&output_to_js(&output));
-                }
+                context = Some((floats(field("earlier")?, "earlier")?, floats(field("current")?, "current")?, number("samples")?, number("start")?..number("end")?));
             } else {
-                // One input array per member, in member order.
                 let inputs: Array = field("inputs")?.dyn_into().map_err(|_| "inputs is not a list")?;
                 if inputs.length() as usize != members {
                     return Err(format!("inputs for {} members of {members}", inputs.length()));
                 }
-                for (m, x) in inputs.iter().enumerate() {
-                    let x = floats(x, "inputs")?;
-                    let (state, output) = feed_member(&helper.model, m, helper.states[m].take(), &Feed::Simulated(&x)).map_err(|e| e.to_string())?;
-                    helper.states[m] = Some(state);
-                    outputs.push(&output_to_js(&output));
-                }
+                steps = inputs.iter().map(|x| floats(x, "inputs")).collect::<Result<_, _>>()?;
+            }
+            let outputs = Array::new();
+            for m in 0..members {
+                let feed = match &context {
+                    Some((earlier, current, samples, rows)) => Feed::Context { earlier, current, samples: *samples, rows: rows.clone() },
+                    None => Feed::Simulated(&steps[m]),
+                };
+                // A context starts from a zero state whatever is held.
+                let (state, output) = feed_member(&helper.model, m, helper.states[m].take(), &feed).map_err(|e| e.to_string())?;
+                helper.states[m] = Some(state);
+                outputs.push(&output_to_js(&output));
             }
             Ok(message("outputs", &[("outputs", outputs.into())]))
         }),

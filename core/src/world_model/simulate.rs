@@ -440,27 +440,32 @@ impl<'m> CpuForward<'m> {
             self.states = vec![vec![None; members]; threads];
         }
         let model = self.model;
-        let feed_rows = |range: Range<usize>, states: &mut Vec<Option<FastState>>| -> Result<Vec<MemberOutput>> {
-            (0..members)
-                .map(|m| {
-                    let (state, output) = feed_member(model, m, states[m].take(), &rollout.feed(m, range.clone()))?;
-                    states[m] = Some(state);
-                    Ok(output)
-                })
-                .collect()
-        };
         let ranges = row_ranges(rows, threads);
         let parts: Vec<Result<Vec<MemberOutput>>> = if threads == 1 {
-            vec![feed_rows(0..rows, &mut self.states[0])]
+            vec![feed_rows(model, rollout, 0..rows, &mut self.states[0])]
         } else {
             std::thread::scope(|scope| {
-                let handles: Vec<_> = ranges.into_iter().zip(self.states.iter_mut()).map(|(range, states)| scope.spawn(move || feed_rows(range, states))).collect();
+                let handles: Vec<_> = ranges.into_iter().zip(self.states.iter_mut()).map(|(range, states)| scope.spawn(move || feed_rows(model, rollout, range, states))).collect();
                 handles.into_iter().map(|h| h.join().expect("a simulation thread panicked")).collect()
             })
         };
         let mut per_thread = parts.into_iter().collect::<Result<Vec<_>>>()?.into_iter().map(Vec::into_iter).collect::<Vec<_>>();
         Ok((0..members).map(|_| MemberOutput::concat(per_thread.iter_mut().map(|t| t.next().expect("every thread ran every member")))).collect())
     }
+}
+
+/// Every member reads its next step for `rows` of the rollout on top of
+/// `states` (one per member, those rows' states; `None` before the first
+/// step); returns each member's outputs for those rows. One thread natively,
+/// or the browser worker's own share beside its helpers.
+pub fn feed_rows(model: &WorldModel, rollout: &Rollout<'_>, rows: Range<usize>, states: &mut [Option<FastState>]) -> Result<Vec<MemberOutput>> {
+    (0..rollout.members())
+        .map(|m| {
+            let (state, output) = feed_member(model, m, states[m].take(), &rollout.feed(m, rows.clone()))?;
+            states[m] = Some(state);
+            Ok(output)
+        })
+        .collect()
 }
 
 /// One member reads `feed` (a context from a zero state, or a simulated

@@ -109,13 +109,14 @@ pub fn member_examples(train: &Windows, config: &WorldModelConfig, member: usize
 }
 
 /// Train (or resume) one member; its best weights end in the checkpoint folder.
+/// `on_batch(epoch, batch, batches per epoch, running train loss)`.
 pub fn train_member(
     member: usize,
     train: &Windows,
     validation: &Windows,
     config: &WorldModelConfig,
     checkpoints: &Checkpoints,
-    mut on_batch: impl FnMut(usize, usize, f64),
+    mut on_batch: impl FnMut(usize, usize, usize, f64),
     mut on_epoch: impl FnMut(&EpochLog),
 ) -> candle_core::Result<MemberState> {
     let dev = Device::Cpu;
@@ -144,7 +145,7 @@ pub fn train_member(
             let (total, _) = loss(&model.forward(&x)?, &targets, config.outcome_weight)?;
             optimiser.backward_step(&total)?;
             running += total.to_scalar::<f32>()? as f64;
-            on_batch(epoch, b + 1, running / (b + 1) as f64);
+            on_batch(epoch, b + 1, batches_per_epoch, running / (b + 1) as f64);
         }
         let (validation_loss, validation_dynamics_nll) = validation_loss(&model, validation, config, &dev)?;
         let log = EpochLog {
@@ -268,20 +269,20 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let checkpoints = Checkpoints::new(dir.path()).unwrap();
         let mut config = WorldModelConfig { hidden: 32, members: 1, epochs: 1, batch: 64, learning_rate: 3e-3, patience: 10, ..Default::default() };
-        let first = train_member(0, &train, &validation, &config, &checkpoints, |_, _, _| {}, |_| {}).unwrap();
+        let first = train_member(0, &train, &validation, &config, &checkpoints, |_, _, _, _| {}, |_| {}).unwrap();
         assert_eq!((first.epochs_done, first.finished), (1, true));
         // "Interrupted" after one epoch: asking for more epochs resumes at epoch 2.
         config.epochs = 8;
         std::fs::write(dir.path().join("member-0.json"), serde_json::to_string(&MemberState { finished: false, ..first.clone() }).unwrap()).unwrap();
         let mut epochs_run = Vec::new();
-        let resumed = train_member(0, &train, &validation, &config, &checkpoints, |_, _, _| {}, |log| epochs_run.push(log.epoch)).unwrap();
+        let resumed = train_member(0, &train, &validation, &config, &checkpoints, |_, _, _, _| {}, |log| epochs_run.push(log.epoch)).unwrap();
         assert_eq!(epochs_run, (2..=8).collect::<Vec<_>>());
         assert_eq!(resumed.history.len(), 8);
         let losses: Vec<f64> = resumed.history.iter().map(|h| h.validation_loss).collect();
         assert!(losses[7] < losses[0] - 0.3, "validation loss {losses:?}");
         assert!(checkpoints.best_weights(0).exists());
         // A finished member is not trained again.
-        let again = train_member(0, &train, &validation, &config, &checkpoints, |_, _, _| panic!("no training"), |_| {}).unwrap();
+        let again = train_member(0, &train, &validation, &config, &checkpoints, |_, _, _, _| panic!("no training"), |_| {}).unwrap();
         assert_eq!(again, resumed);
     }
 }

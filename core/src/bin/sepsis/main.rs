@@ -15,7 +15,7 @@ use sepsis_core::baselines::ai_clinician::{AiClinician, Config as AiClinicianCon
 use sepsis_core::baselines::ddqn::{Config as DdqnConfig, Ddqn};
 use sepsis_core::cohort::normaliser::Normaliser;
 use sepsis_core::world_model::card::ModelCard;
-use sepsis_core::world_model::train::{export, member_examples, train_member, Checkpoints};
+use sepsis_core::world_model::train::{export, train_member, Checkpoints};
 use sepsis_core::eval::results_file::write_section;
 use sepsis_core::world_model::evaluate::{evaluate as evaluate_world_model, markdown as world_model_markdown};
 use sepsis_core::world_model::{Layout, Windows, WorldModel, WorldModelConfig};
@@ -593,8 +593,7 @@ fn train_world_model(args: WorldModelArgs) -> Result<()> {
     let checkpoints = Checkpoints::new(&args.checkpoints)?;
     let mut training = Vec::new();
     for member in 0..config.members {
-        let batches = member_examples(&train_windows, &config, member).len().div_ceil(config.batch) as u64;
-        let bar = ProgressBar::new(batches)
+        let bar = ProgressBar::new(0)
             .with_style(ProgressStyle::with_template("member {prefix} {bar:30} {pos}/{len} batches, eta {eta} {msg}").expect("valid template"));
         bar.set_prefix(format!("{}/{}", member + 1, config.members));
         let state = train_member(
@@ -603,7 +602,8 @@ fn train_world_model(args: WorldModelArgs) -> Result<()> {
             &validation_windows,
             &config,
             &checkpoints,
-            |epoch, b, loss| {
+            |epoch, b, batches, loss| {
+                bar.set_length(batches as u64);
                 bar.set_position(b as u64);
                 bar.set_message(format!("epoch {epoch}, train loss {loss:.3}"));
             },
