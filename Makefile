@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/tests/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 export CHROMEDRIVER := /usr/bin/chromedriver
 PORT ?= 8080
 
-.PHONY: run test setup fetch build serve data baselines eval bench test-native test-wasm test-e2e clean
+.PHONY: run test setup fetch build serve data baselines eval bench bench-gpu test-native test-wasm test-e2e clean
 
 ## Install missing tools, fetch and verify the model and data, build, serve on 127.0.0.1:$(PORT).
 run: build
@@ -53,6 +53,10 @@ eval: data
 ## Speed of the world model (native candle, PyTorch, headless Chromium) and the LLM (native, browser worker) in one run (docs/benchmarks.md).
 bench: build
 	scripts/bench.sh
+
+## On a machine with a GPU and a Vulkan driver: the WebGPU kernels natively, next to PyTorch on CUDA and the CPU (docs/benchmarks-gpu.md).
+bench-gpu:
+	scripts/bench-gpu.sh
 
 test-native:
 	cargo test -p sepsis-core

@@ -10,6 +10,10 @@ then carry their state through the rest of the 6 simulated steps of
 25 candidates x 16 samples, drawing each next step from the Gaussian head.
 The Gaussian draws use torch's own generator: this measures speed, not values.
 
+`--device cuda` runs the same sweep on a GPU (eager PyTorch, the tool a
+researcher would reach for), timed to the end of the GPU's work, for the
+WebGPU kernels' comparison on the lent GPU machine (docs/benchmarks.md).
+
 Prints one JSON object per thread count.
 """
 
@@ -84,9 +88,11 @@ class Member:
 def sweep(members, earlier, current, dynamic, statics, actions):
     """One full sweep; returns the survival of every row after the horizon."""
     rows = CANDIDATES * SAMPLES
+    device = current.device
+    ones = torch.ones(rows, dynamic, device=device)
     survival = None
     for member in members:
-        state = (torch.zeros(1, 128), torch.zeros(1, 128), torch.zeros(1, 64))
+        state = tuple(torch.zeros(1, n, device=device) for n in (128, 128, 64))
         for t in range(earlier.shape[0]):
             state = member.step(earlier[t : t + 1], state)
         state = member.step(current, tuple(s.expand(CANDIDATES, -1) for s in state))
@@ -100,11 +106,11 @@ def sweep(members, earlier, current, dynamic, statics, actions):
             # As the Rollout does: a row keeps its values with the stay
             # probability (one uniform per row), else takes the Gaussian draw.
             gaussian = mean + log_sigma.exp() * torch.randn_like(mean)
-            stays = torch.rand(rows, 1) < torch.sigmoid(stay_logit)
+            stays = torch.rand(rows, 1, device=device) < torch.sigmoid(stay_logit)
             values = torch.where(stays, values, gaussian)
             survival = 1.0 - torch.sigmoid(logit)
             if t + 1 < HORIZON:
-                x = torch.cat([values, torch.ones(rows, dynamic), statics, actions], dim=1)
+                x = torch.cat([values, ones, statics, actions], dim=1)
                 state = member.step(x, state)
     return survival
 
@@ -116,11 +122,16 @@ def main():
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--context", type=int, default=2, help="history steps read (the reference patient has 2)")
     parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU comparison")
     args = parser.parse_args()
+    device = torch.device(args.device)
 
     card = json.load(open(args.card))
     weights = load_safetensors(args.weights)
     members = [Member(weights, k) for k in range(card["config"]["members"])]
+    for member in members:
+        for module in vars(member).values():
+            module.to(device)
     dynamic, n_statics = len(card["layout"]["dynamic"]), len(card["layout"]["statics"])
     input_dim = 2 * dynamic + n_statics + 10
     rows = CANDIDATES * SAMPLES
@@ -133,20 +144,29 @@ def main():
         a = r // SAMPLES
         actions[r, a // 5] = 1.0
         actions[r, 5 + a % 5] = 1.0
+    earlier, current, statics, actions = (t.to(device) for t in (earlier, current, statics, actions))
+
+    def finish():
+        # CUDA runs asynchronously: a sweep ends when the GPU's work does.
+        if device.type == "cuda":
+            torch.cuda.synchronize()
 
     for threads in args.threads:
         torch.set_num_threads(threads)
         with torch.inference_mode():
             for _ in range(3):  # warm-up
                 sweep(members, earlier, current, dynamic, statics, actions)
+            finish()
             times = []
             for _ in range(args.iterations):
                 start = time.perf_counter()
                 sweep(members, earlier, current, dynamic, statics, actions)
+                finish()
                 times.append(time.perf_counter() - start)
         median = float(np.median(times))
         print(json.dumps({
-            "engine": "pytorch-cpu",
+            "engine": f"pytorch-{device.type}",
+            **({"device": torch.cuda.get_device_name(device)} if device.type == "cuda" else {}),
             "torch": torch.__version__,
             "threads": threads,
             "sweep_ms": median * 1000.0,

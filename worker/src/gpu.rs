@@ -109,6 +109,8 @@ fn js_message(value: JsValue) -> String {
 
 /// An open WebGPU device with our compiled kernels.
 pub struct GpuContext {
+    /// What `wgpu` reports of the adapter (natively: name, driver, type).
+    pub adapter_info: wgpu::AdapterInfo,
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
     pub(crate) linear: wgpu::ComputePipeline,
@@ -119,16 +121,28 @@ pub struct GpuContext {
 const LINEAR_WGSL: &str = include_str!("kernels/linear.wgsl");
 const GRU_CELL_WGSL: &str = include_str!("kernels/gru_cell.wgsl");
 const SAMPLE_WGSL: &str = include_str!("kernels/sample.wgsl");
-/// Every kernel uses 64 invocations per workgroup (WebGPU guarantees 256).
+/// The element-wise kernels (GRU cell, draws) use 64 invocations per
+/// workgroup (WebGPU guarantees 256).
 pub(crate) const WORKGROUP: u32 = 64;
+/// `linear.wgsl` computes 16 x 16 output tiles (256 invocations).
+const LINEAR_TILE: u32 = 16;
+
+/// Workgroups for `linear.wgsl`: output tiles x row tiles x members.
+pub(crate) fn linear_workgroups(rows: usize, outputs: usize, members: usize) -> [u32; 3] {
+    [(outputs as u32).div_ceil(LINEAR_TILE), (rows as u32).div_ceil(LINEAR_TILE), members as u32]
+}
 
 impl GpuContext {
+    /// Open the browser's WebGPU in the worker. Natively (the GPU benchmark,
+    /// `benches/gpu_simulate.rs`) the only backend compiled in is Vulkan, so
+    /// the same kernels run on a real GPU without a browser.
     pub async fn new() -> Result<Self, String> {
         let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
-        descriptor.backends = wgpu::Backends::BROWSER_WEBGPU;
+        descriptor.backends = wgpu::Backends::BROWSER_WEBGPU | wgpu::Backends::VULKAN;
         let instance = wgpu::Instance::new(descriptor);
         let adapter =
             instance.request_adapter(&wgpu::RequestAdapterOptions::default()).await.map_err(|e| format!("no adapter: {e}"))?;
+        let adapter_info = adapter.get_info();
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor { label: Some("sepsis"), ..Default::default() })
             .await
@@ -149,7 +163,7 @@ impl GpuContext {
         };
         let (linear, gru_cell, sample) =
             (pipeline("linear.wgsl", LINEAR_WGSL), pipeline("gru_cell.wgsl", GRU_CELL_WGSL), pipeline("sample.wgsl", SAMPLE_WGSL));
-        Ok(Self { device, queue, linear, gru_cell, sample })
+        Ok(Self { adapter_info, device, queue, linear, gru_cell, sample })
     }
 
     /// `y = x Wᵀ + b` on the GPU.
@@ -195,11 +209,12 @@ impl GpuContext {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("linear"), timestamp_writes: None });
             pass.set_pipeline(&self.linear);
             pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(((p.batch * p.outputs) as u32).div_ceil(WORKGROUP), 1, 1);
+            let [x, y, z] = linear_workgroups(p.batch, p.outputs, 1);
+            pass.dispatch_workgroups(x, y, z);
         }
         encoder.copy_buffer_to_buffer(&y, 0, &readback, 0, out_bytes);
         self.queue.submit([encoder.finish()]);
-        read_buffer(&readback).await
+        read_buffer(&self.device, &readback).await
     }
 
     /// Run the fixed probe problem on the GPU and with candle on the CPU.
@@ -219,12 +234,14 @@ impl GpuContext {
 }
 
 /// Map a MAP_READ buffer and copy it out as f32. On the web, mapping
-/// completes from the event loop, so await a oneshot channel.
-pub(crate) async fn read_buffer(buffer: &wgpu::Buffer) -> Result<Vec<f32>, String> {
+/// completes from the event loop, so await a oneshot channel; natively it
+/// completes inside `poll`, which on the web does nothing.
+pub(crate) async fn read_buffer(device: &wgpu::Device, buffer: &wgpu::Buffer) -> Result<Vec<f32>, String> {
     let (sender, receiver) = futures_channel::oneshot::channel();
     buffer.map_async(wgpu::MapMode::Read, .., move |result| {
         let _ = sender.send(result);
     });
+    device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| format!("waiting for the GPU failed: {e}"))?;
     receiver.await.map_err(|_| "buffer mapping was cancelled".to_string())?.map_err(|e| format!("buffer mapping failed: {e}"))?;
     let values = {
         let view = buffer.get_mapped_range(..).map_err(|e| format!("mapped range: {e:?}"))?;
