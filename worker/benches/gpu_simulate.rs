@@ -59,6 +59,7 @@ mod native {
         let diff = parity_diff(&model.card, &on_cpu, &on_gpu);
         assert!(diff <= GPU_CPU_TOLERANCE, "the GPU sweep differs from the CPU's by {diff} (> {GPU_CPU_TOLERANCE})");
         eprintln!("gpu_simulate: full sweep on the GPU matches the CPU within {diff:.2e}");
+        where_the_time_goes(&gpu, &on_gpu_model, &model, &request);
 
         let patient_steps = (request.candidates.len() * model.card.config.members * request.samples * request.horizon) as u64;
         let threads = candle_core::utils::get_num_threads();
@@ -72,6 +73,39 @@ mod native {
             b.iter(|| simulate_on_cpu(&model, request.clone(), |_| {}).expect("CPU simulation"))
         });
         group.finish();
+    }
+
+    /// Split a sweep's time between setting up its buffers and launches, the
+    /// GPU's steps (inputs up, launches, readback) and the rollout's own work
+    /// on the CPU between them (draws kept or not, quantiles, next inputs),
+    /// over 20 sweeps: which part a faster sweep has to come from.
+    fn where_the_time_goes(gpu: &GpuContext, on_gpu_model: &GpuWorldModel, model: &WorldModel, request: &SimulateRequest) {
+        use sepsis_core::world_model::simulate::Rollout;
+        use sepsis_worker::gpu_world_model::StepPlan;
+        use std::time::{Duration, Instant};
+        let (mut setting_up, mut on_gpu, mut on_cpu) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        let sweeps = 20;
+        for _ in 0..sweeps {
+            let start = Instant::now();
+            let mut rollout = Rollout::new(&model.card, request.clone()).expect("request");
+            let plan = StepPlan::new(gpu, on_gpu_model, rollout.rows(), rollout.steps());
+            setting_up += start.elapsed();
+            while !rollout.is_done() {
+                let start = Instant::now();
+                let (outputs, draws) = block_on(plan.run(gpu, &rollout)).expect("GPU step");
+                let between = Instant::now();
+                rollout.advance(&outputs, &draws);
+                on_gpu += between - start;
+                on_cpu += between.elapsed();
+            }
+        }
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0 / sweeps as f64;
+        eprintln!(
+            "gpu_simulate: a sweep spends {:.2} ms setting up, {:.2} ms in the GPU's steps and {:.2} ms in the rollout's CPU work (mean of {sweeps})",
+            ms(setting_up),
+            ms(on_gpu),
+            ms(on_cpu)
+        );
     }
 }
 
