@@ -29,8 +29,13 @@ impl Component {
 
     /// The expected next value: what a single deterministic step uses.
     pub fn expected(&self, current: Option<f64>) -> f64 {
-        self.stay * current.unwrap_or(0.0) + (1.0 - self.stay) * self.mean
+        expected_value(self.stay, current, self.mean)
     }
+}
+
+/// The expected next value given the probability that it stays.
+pub fn expected_value(stay: f64, current: Option<f64>, mean: f64) -> f64 {
+    stay * current.unwrap_or(0.0) + (1.0 - stay) * mean
 }
 
 pub fn stay_probability(logit: f64) -> f64 {

@@ -32,7 +32,7 @@ use super::card::ModelCard;
 use super::cpu_inference::FastState;
 use super::WorldModel;
 use crate::cohort::schema::{idx, FEATURES};
-use super::mixture::{expected_values, stay_probability};
+use super::mixture::{expected_value, stay_probability};
 use crate::simulation::{
     quantile, standard_normal, stay_uniform, CandidateStep, FeatureBand, RequestError, SimulateRequest, Simulation, SimulationStep, KEY_FEATURES, MAX_HORIZON,
 };
@@ -232,38 +232,34 @@ impl<'a> Rollout<'a> {
         ((self.steps_done() * self.members + member) * self.rows() * self.dynamic_dim()) as u32
     }
 
-    /// The newest step each of member `m`'s rows read: its values (z units)
-    /// and, where missing, `None`.
-    fn current(&self, member: usize) -> Vec<Vec<Option<f64>>> {
-        let dims = self.dynamic_dim();
-        (0..self.rows())
-            .map(|r| {
-                let step = self.newest_step(member, r);
-                (0..dims).map(|d| (step[dims + d] > 0.0).then_some(step[d] as f64)).collect()
-            })
-            .collect()
-    }
-
-    /// One member's next values: each row keeps a value that is observed
-    /// now with the member's stay probability, and otherwise takes the
-    /// Gaussian draw, clipped to what is physically possible. A row uses one
-    /// uniform for all of its features, so the values that stay together do
-    /// so together, as they do when a patient's state holds.
-    fn next_values(&self, member: usize, output: &MemberOutput, gaussian: &[f32], current: &[Vec<Option<f64>>]) -> Vec<f32> {
+    /// One member's next values and expected next values (z units, row-major
+    /// over `rows x dynamic`). Each row keeps a value that is observed now
+    /// with the member's stay probability, and otherwise takes the Gaussian
+    /// draw, clipped to what is physically possible. A row uses one uniform
+    /// for all of its features, so the values that stay together do so
+    /// together, as they do when a patient's state holds. The expected value
+    /// (what the members' disagreement is measured on) reuses the same stay
+    /// probability: one pass, one `exp` per value.
+    fn step_member(&self, member: usize, output: &MemberOutput, gaussian: &[f32]) -> (Vec<f32>, Vec<f64>) {
         let dims = self.dynamic_dim();
         let base = ((self.steps_done() * self.members + member) * self.rows()) as u32;
-        let mut next = Vec::with_capacity(gaussian.len());
-        for (r, now) in current.iter().enumerate() {
+        let (mut next, mut expected) = (Vec::with_capacity(gaussian.len()), Vec::with_capacity(gaussian.len()));
+        for r in 0..self.rows() {
             let u = stay_uniform(self.request.seed, base + r as u32) as f64;
+            let now = self.newest_step(member, r);
             for d in 0..dims {
                 let i = r * dims + d;
-                next.push(match now[d] {
-                    Some(value) if u < stay_probability(output.stay_logit[i] as f64) => value as f32,
+                let current = observed(now, dims, d);
+                // A missing value cannot stay.
+                let stay = if current.is_some() { stay_probability(output.stay_logit[i] as f64) } else { 0.0 };
+                next.push(match current {
+                    Some(value) if u < stay => value as f32,
                     _ => gaussian[i].clamp(self.bounds[d].0, self.bounds[d].1),
                 });
+                expected.push(expected_value(stay, current, output.mean[i] as f64));
             }
         }
-        next
+        (next, expected)
     }
 
     /// Take every member's outputs and Gaussian draws for this step, record
@@ -273,24 +269,7 @@ impl<'a> Rollout<'a> {
         assert_eq!((outputs.len(), draws.len()), (self.members, self.members), "one output and one draw set per member");
         let (dims, samples) = (self.dynamic_dim(), self.request.samples);
         let t = self.steps_done();
-        let currents: Vec<Vec<Vec<Option<f64>>>> = (0..self.members).map(|m| self.current(m)).collect();
-        let draws: Vec<Vec<f32>> = (0..self.members).map(|m| self.next_values(m, &outputs[m], &draws[m], &currents[m])).collect();
-        // Each member's expected next value, per row and feature: what the
-        // members' disagreement is measured on.
-        let expected: Vec<Vec<f64>> = outputs
-            .iter()
-            .zip(&currents)
-            .map(|(o, current)| {
-                current
-                    .iter()
-                    .enumerate()
-                    .flat_map(|(r, now)| {
-                        let at = r * dims..(r + 1) * dims;
-                        expected_values(now, &o.stay_logit[at.clone()], &o.mean[at.clone()], &o.log_sigma[at])
-                    })
-                    .collect()
-            })
-            .collect();
+        let (draws, expected): (Vec<Vec<f32>>, Vec<Vec<f64>>) = (0..self.members).map(|m| self.step_member(m, &outputs[m], &draws[m])).unzip();
         let mut candidates = Vec::with_capacity(self.request.candidates.len());
         for c in 0..self.request.candidates.len() {
             let rows_of = || c * samples..(c + 1) * samples;
@@ -382,6 +361,12 @@ pub fn parity_diff(card: &ModelCard, a: &Simulation, b: &Simulation) -> f64 {
         }
     }
     diff
+}
+
+/// Feature `d` of an encoded step (`[values | observed masks | ...]`, z
+/// units): its value, or `None` where it is missing.
+fn observed(step: &[f32], dims: usize, d: usize) -> Option<f64> {
+    (step[dims + d] > 0.0).then_some(step[d] as f64)
 }
 
 fn sigmoid(x: f64) -> f64 {
@@ -732,7 +717,10 @@ mod tests {
         let model = shipped();
         let mut rollout = Rollout::new(&model.card, SimulateRequest { samples: 64, ..request(2) }).unwrap();
         let (rows, dims, members) = (rollout.rows(), rollout.dynamic_dim(), rollout.members());
-        let current = rollout.current(0);
+        // Each row's newest step, the last of the context it reads.
+        let (inputs, steps, width) = (rollout.expanded_inputs(0), rollout.steps(), rollout.input_dim());
+        let newest = |r: usize| &inputs[(r * steps + steps - 1) * width..(r * steps + steps) * width];
+        let current: Vec<Vec<Option<f64>>> = (0..rows).map(|r| (0..dims).map(|d| observed(newest(r), dims, d)).collect()).collect();
         // Member k keeps its values with probability k / (members - 1).
         let outputs: Vec<MemberOutput> = (0..members)
             .map(|k| {
