@@ -24,8 +24,9 @@ bench() {
   if [ -n "${GPU_BENCH:-}" ]; then "$GPU_BENCH" --bench --noplot "$@"; else cargo bench -q -p sepsis-worker --bench gpu_simulate -- --noplot "$@"; fi
 }
 
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores" | tee "$out/gpu.log"
 echo "== WGSL kernels through wgpu/Vulkan, and candle on this CPU"
-bench 2>&1 | tee "$out/gpu.log"
+bench 2>&1 | tee -a "$out/gpu.log"
 echo "== candle on one thread"
 RAYON_NUM_THREADS=1 bench candle-cpu 2>&1 | tee -a "$out/gpu.log"
 python3 - "$CRITERION_HOME" >> "$results" <<'PY'

@@ -12,19 +12,15 @@ log = open(sys.argv[2]).read()
 target = sys.argv[3]
 
 
-def cpu_model():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
-
-
 def find(engine, threads=None):
     return next((r for r in rows if r["engine"] == engine and (threads is None or r["threads"] == threads)), None)
 
 
 adapter = re.search(r"gpu_simulate: adapter (.*)", log)
 parity = re.search(r"matches the CPU within (\S+)", log)
+machine = re.search(r"^machine: (.*)", log, re.M)
+# The first split is the one beside the GPU row (the later runs time the CPU alone).
+split = re.search(r"a sweep spends (\S+) ms setting up, (\S+) ms in the GPU's steps and (\S+) ms in the rollout's CPU work", log)
 # A copy of the tree without .git (the lent GPU machine) gets its commit from COMMIT.
 commit = os.environ.get("COMMIT") or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 where = {
@@ -40,7 +36,7 @@ lines = [
     "All rows come from one run on one machine; `docs/benchmarks.md` (`make bench`) holds the 2-core",
     "development machine's table and the browser.",
     "",
-    f"Machine: {adapter.group(1) if adapter else 'no adapter found'}; {cpu_model()}, {os.cpu_count()} cores;"
+    f"Machine: {adapter.group(1) if adapter else 'no adapter found'}; {machine.group(1) if machine else 'CPU not recorded'};"
     f" commit {commit or 'unknown'}; {datetime.date.today().isoformat()}.",
     "",
     "The same sweep as `docs/benchmarks.md`: 25 candidates x 5 members x 16 samples x 6 steps = 12,000",
@@ -67,9 +63,13 @@ if gpu and cuda:
 if gpu and cpu_all:
     lines.append(f"- Our kernels against candle on all {cpu_all['threads']} CPU threads of the same machine: "
                  f"{gpu['sweep_ms']:.1f} ms against {cpu_all['sweep_ms']:.1f} ms (CPU / GPU = {cpu_all['sweep_ms'] / gpu['sweep_ms']:.2f}).")
+if split:
+    setting_up, gpu_steps, cpu_work = (float(split.group(i)) for i in (1, 2, 3))
+    lines.append(f"- Where a GPU sweep's time goes (mean of 20 sweeps, timed apart from criterion): {setting_up:.2f} ms setting up "
+                 f"its buffers and launches, {gpu_steps:.2f} ms in the GPU's six steps (inputs up, the launches, the readback), "
+                 f"{cpu_work:.2f} ms in the rollout's own work on the CPU between steps (which values stay, the quantiles, the "
+                 "disagreement, the next inputs). The GPU path shares that work with the CPU path (`Rollout::advance`).")
 lines += [
-    "- A sweep is small for a GPU (400 rows per member and layer) and sequential (6 steps, each waiting on the",
-    "  last), so its time is mostly launches and waits, not arithmetic: what matters is how few launches a step takes.",
     "- In a browser, WebGPU adds its own validation and the GPU process's round trip to each submission and",
     "  readback; Chromium does not travel to the GPU machine, so that is not measured here.",
 ]

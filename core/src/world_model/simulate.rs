@@ -279,7 +279,7 @@ impl<'a> Rollout<'a> {
                 .map(|&(d, f)| {
                     let mut values: Vec<f64> =
                         draws.iter().flat_map(|member| rows_of().map(move |r| member[r * dims + d] as f64)).map(|z| self.card.normaliser.value(f, z)).collect();
-                    values.sort_by(f64::total_cmp);
+                    values.sort_unstable_by(f64::total_cmp);
                     FeatureBand { feature: FEATURES[f].key.to_string(), p10: quantile(&values, 0.1), p50: quantile(&values, 0.5), p90: quantile(&values, 0.9) }
                 })
                 .collect();
