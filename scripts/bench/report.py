@@ -114,7 +114,7 @@ if best and browser:
 if any(r["engine"] == "wgsl-webgpu" for r in skipped):
     lines.append("- WebGPU: this machine's only adapter is SwiftShader, a CPU emulation, so the WGSL path is not timed here; "
                  "its correctness against the CPU (1e-4) is proved by the parity tests (`make test-wasm`). "
-                 "No GPU machine was lent to this session to time it on real hardware.")
+                 "On a real GPU it is timed by `make bench-gpu` (docs/benchmarks-gpu.md).")
 
 
 def llm_row(engine, kind, threads):
