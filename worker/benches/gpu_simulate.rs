@@ -75,7 +75,8 @@ mod native {
         group.finish();
     }
 
-    /// Split a sweep's time between setting up its buffers and launches, the
+    /// Split a sweep's time between setting up its plan (building its buffers
+    /// and launches, and dropping them after; a kept plan saves both), the
     /// GPU's steps (inputs up, launches, readback) and the rollout's own work
     /// on the CPU between them (draws kept or not, quantiles, next inputs),
     /// over 20 sweeps: which part a faster sweep has to come from.
@@ -98,6 +99,9 @@ mod native {
                 on_gpu += between - start;
                 on_cpu += between.elapsed();
             }
+            let start = Instant::now();
+            drop(plan);
+            setting_up += start.elapsed();
         }
         let ms = |d: Duration| d.as_secs_f64() * 1000.0 / sweeps as f64;
         eprintln!(

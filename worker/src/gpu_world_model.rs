@@ -16,6 +16,8 @@
 //! readback; bind groups are built once per request shape and reused every
 //! step.
 
+use std::cell::RefCell;
+
 use candle_core::Device;
 use sepsis_core::simulation::{SimulateRequest, Simulation, SimulationStep};
 use sepsis_core::world_model::card::ModelCard;
@@ -45,6 +47,9 @@ struct Gru {
 /// (one config), which is what lets the layers stack.
 pub struct GpuWorldModel {
     members: usize,
+    /// Plans of recent request shapes, kept for the next request of the same
+    /// shape: building one makes about a hundred buffers and bind groups.
+    plans: RefCell<Vec<StepPlan>>,
     gru1: Gru,
     gru2: Gru,
     outcome_gru: Gru,
@@ -83,6 +88,7 @@ impl GpuWorldModel {
         };
         Ok(Self {
             members,
+            plans: RefCell::new(Vec::new()),
             gru1: gru("gru1")?,
             gru2: gru("gru2")?,
             outcome_gru: gru("outcome_gru")?,
@@ -91,6 +97,30 @@ impl GpuWorldModel {
             log_sigma: linear("log_sigma", "weight", "bias")?,
             outcome: linear("outcome", "weight", "bias")?,
         })
+    }
+}
+
+/// Plans kept per model: the app asks one or two shapes (a sweep, a plan's
+/// candidates); more would only hold GPU memory.
+const PLANS_KEPT: usize = 4;
+
+impl GpuWorldModel {
+    /// A plan for `rows` rollouts reading `context` steps: a kept one of that
+    /// shape, else a new one. It is taken out while a simulation uses it, so
+    /// two simulations at once never share buffers.
+    fn take_plan(&self, gpu: &GpuContext, rows: usize, context: usize) -> StepPlan {
+        let mut plans = self.plans.borrow_mut();
+        match plans.iter().position(|p| (p.rows, p.context) == (rows, context)) {
+            Some(i) => plans.remove(i),
+            None => StepPlan::new(gpu, self, rows, context),
+        }
+    }
+
+    /// Keep `plan` for the next request of its shape, the most recent first.
+    fn keep_plan(&self, plan: StepPlan) {
+        let mut plans = self.plans.borrow_mut();
+        plans.insert(0, plan);
+        plans.truncate(PLANS_KEPT);
     }
 }
 
@@ -151,6 +181,7 @@ impl Kernel {
 /// serves the whole ensemble.
 pub struct StepPlan {
     rows: usize,
+    context: usize,
     members: usize,
     dynamic: usize,
     /// `members x rows x context x input`, read at the first simulated step.
@@ -251,6 +282,7 @@ impl StepPlan {
         });
         Self {
             rows,
+            context,
             members,
             dynamic,
             context_input,
@@ -336,10 +368,14 @@ pub async fn simulate_on_gpu(
     mut on_step: impl FnMut(&SimulationStep),
 ) -> Result<Simulation, String> {
     let mut rollout = Rollout::new(card, request).map_err(|e| e.to_string())?;
-    let plan = StepPlan::new(gpu, model, rollout.rows(), rollout.steps());
+    let plan = model.take_plan(gpu, rollout.rows(), rollout.steps());
+    // Every buffer a step reads is written before it is read (inputs and
+    // parameters each step, hidden states cleared at the first), so a kept
+    // plan starts clean.
     while !rollout.is_done() {
         let (outputs, draws) = plan.run(gpu, &rollout).await?;
         on_step(rollout.advance(&outputs, &draws));
     }
+    model.keep_plan(plan);
     Ok(rollout.finish())
 }

@@ -156,7 +156,17 @@ async fn the_webgpu_simulation_matches_the_cpu() {
     let mut streamed = 0;
     let on_gpu = simulate_on_gpu(&gpu, &on_gpu_model, &model.card, fixture.request.clone(), |_| streamed += 1).await.unwrap();
     assert_eq!(streamed, fixture.request.horizon);
-    let on_cpu = simulate_on_cpu(&model, fixture.request, |_| {}).unwrap();
+    let on_cpu = simulate_on_cpu(&model, fixture.request.clone(), |_| {}).unwrap();
     let diff = parity_diff(&model.card, &on_cpu, &on_gpu);
     assert!(diff <= GPU_CPU_TOLERANCE, "WebGPU simulation differs from the CPU by {diff}");
+
+    // Requests reuse the plan kept for their shape: after another shape ran,
+    // the same request gives the same simulation to the last bit. (Small
+    // requests: on SwiftShader in a debug build each simulated step is slow.)
+    let small = sepsis_core::simulation::SimulateRequest { samples: 2, horizon: 2, ..fixture.request };
+    let other_shape = sepsis_core::simulation::SimulateRequest { samples: 3, ..small.clone() };
+    let fresh = simulate_on_gpu(&gpu, &on_gpu_model, &model.card, small.clone(), |_| {}).await.unwrap();
+    simulate_on_gpu(&gpu, &on_gpu_model, &model.card, other_shape, |_| {}).await.unwrap();
+    let kept = simulate_on_gpu(&gpu, &on_gpu_model, &model.card, small, |_| {}).await.unwrap();
+    assert_eq!(kept, fresh, "a kept plan gave another simulation");
 }
