@@ -65,8 +65,8 @@ if gpu and cpu_all:
                  f"{gpu['sweep_ms']:.1f} ms against {cpu_all['sweep_ms']:.1f} ms (CPU / GPU = {cpu_all['sweep_ms'] / gpu['sweep_ms']:.2f}).")
 if split:
     setting_up, gpu_steps, cpu_work = (float(split.group(i)) for i in (1, 2, 3))
-    lines.append(f"- Where a GPU sweep's time goes (mean of 20 sweeps, timed apart from criterion): {setting_up:.2f} ms setting up "
-                 f"its buffers and launches, {gpu_steps:.2f} ms in the GPU's six steps (inputs up, the launches, the readback), "
+    lines.append(f"- Where a GPU sweep's time goes (mean of 20 sweeps, timed apart from criterion): {setting_up:.2f} ms building "
+                 f"and dropping a plan (its buffers and launches; a request of a shape seen before reuses the kept one), {gpu_steps:.2f} ms in the GPU's six steps (inputs up, the launches, the readback), "
                  f"{cpu_work:.2f} ms in the rollout's own work on the CPU between steps (which values stay, the quantiles, the "
                  "disagreement, the next inputs). The GPU path shares that work with the CPU path (`Rollout::advance`).")
 lines += [
