@@ -8,9 +8,9 @@
 //! Each worker takes a contiguous range of the rollouts (rows) for every
 //! member, and each helper keeps its rows' recurrent states between steps:
 //! first it reads the shared context (a few KB) and keeps its rows, then per
-//! step it receives their new inputs and answers their outputs (a few
-//! hundred KB), while this worker computes its own rows, then draws and
-//! keeps the rollout. A row is computed by the same operations whichever
+//! step it receives their new inputs and answers their outputs and Gaussian
+//! draws (a few hundred KB), while this worker computes and draws its own
+//! rows, then keeps the rollout. A row is computed by the same operations whichever
 //! batch it is in (the products' sums run over the inputs in the same order
 //! for every row) and the draws are keyed by seed and counter, not by who
 //! computes, so the simulation is identical to the last bit
@@ -26,7 +26,7 @@ use futures_channel::oneshot;
 use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array};
 use sepsis_core::simulation::{SimulateRequest, Simulation, SimulationStep};
 use sepsis_core::world_model::cpu_inference::FastState;
-use sepsis_core::world_model::simulate::{feed_member, feed_rows, row_ranges, Feed, MemberOutput, Rollout};
+use sepsis_core::world_model::simulate::{draw, feed_member, feed_rows, row_ranges, Feed, MemberOutput, Rollout};
 use sepsis_core::world_model::WorldModel;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -196,8 +196,17 @@ async fn simulate_on_helpers(model: &WorldModel, pool: &Pool, request: SimulateR
     let mut local: Vec<Option<FastState>> = vec![None; members];
     while !rollout.is_done() {
         let questions: Vec<_> = pool.helpers.iter().zip(&ranges[1..]).map(|(helper, rows)| helper.ask(&feed_message(&rollout, rows))).collect();
-        let mut parts: Vec<Vec<MemberOutput>> =
-            feed_rows(model, &rollout, ranges[0].clone(), &mut local).map_err(|e| e.to_string())?.into_iter().map(|output| vec![output]).collect();
+        // Each worker draws for its own rows too: the draws are keyed by
+        // counter, so who draws does not change them.
+        let own = feed_rows(model, &rollout, ranges[0].clone(), &mut local).map_err(|e| e.to_string())?;
+        let mut parts: Vec<Vec<(MemberOutput, Vec<f32>)>> = own
+            .into_iter()
+            .enumerate()
+            .map(|(m, output)| {
+                let draws = draw(&output, rollout.seed(), first_counter(&rollout, m, &ranges[0]));
+                vec![(output, draws)]
+            })
+            .collect();
         for question in questions {
             let answer = question.await?;
             let answers = Reflect::get(&answer, &"outputs".into()).map_err(|_| "a helper answered without outputs".to_string())?;
@@ -209,16 +218,30 @@ async fn simulate_on_helpers(model: &WorldModel, pool: &Pool, request: SimulateR
                 member_parts.push(output_from_js(&output)?);
             }
         }
-        let outputs: Vec<MemberOutput> = parts.into_iter().map(MemberOutput::concat).collect();
-        on_step(rollout.draw_and_advance(&outputs));
+        let (outputs, draws): (Vec<MemberOutput>, Vec<Vec<f32>>) = parts
+            .into_iter()
+            .map(|member_parts| {
+                let (outputs, draws): (Vec<_>, Vec<_>) = member_parts.into_iter().unzip();
+                (MemberOutput::concat(outputs), draws.concat())
+            })
+            .unzip();
+        on_step(rollout.advance(&outputs, &draws));
     }
     Ok(rollout.finish())
 }
 
+/// The noise counter of member `m`'s first draw in `rows` this step.
+fn first_counter(rollout: &Rollout<'_>, m: usize, rows: &Range<usize>) -> u32 {
+    rollout.counter_base(m).wrapping_add((rows.start * rollout.dynamic_dim()) as u32)
+}
+
 /// A helper's share of the rollout's next step: the context (the same for
 /// every member) with the helper's rows, or each member's simulated step
-/// for those rows.
+/// for those rows; and the seed and each member's first noise counter for
+/// the rows' draws.
 fn feed_message(rollout: &Rollout<'_>, rows: &Range<usize>) -> JsValue {
+    let counters: Array = (0..rollout.members()).map(|m| JsValue::from(first_counter(rollout, m, rows))).collect();
+    let draws = [("seed", JsValue::from(rollout.seed())), ("counters", counters.into())];
     match rollout.feed(0, rows.clone()) {
         Feed::Context { earlier, current, samples, rows } => message(
             "context",
@@ -228,6 +251,8 @@ fn feed_message(rollout: &Rollout<'_>, rows: &Range<usize>) -> JsValue {
                 ("samples", samples.into()),
                 ("start", rows.start.into()),
                 ("end", rows.end.into()),
+                draws[0].clone(),
+                draws[1].clone(),
             ],
         ),
         Feed::Simulated(_) => {
@@ -237,27 +262,28 @@ fn feed_message(rollout: &Rollout<'_>, rows: &Range<usize>) -> JsValue {
                     Feed::Context { .. } => unreachable!("every member is at the same step"),
                 })
                 .collect();
-            message("step", &[("inputs", inputs.into())])
+            message("step", &[("inputs", inputs.into()), draws[0].clone(), draws[1].clone()])
         }
     }
 }
 
-const OUTPUT_FIELDS: [&str; 4] = ["stay_logit", "mean", "log_sigma", "outcome_logit"];
+const OUTPUT_FIELDS: [&str; 5] = ["stay_logit", "mean", "log_sigma", "outcome_logit", "draws"];
 
-fn output_to_js(output: &MemberOutput) -> JsValue {
+fn output_to_js(output: &MemberOutput, draws: &[f32]) -> JsValue {
     let object = Object::new();
-    for (name, values) in OUTPUT_FIELDS.iter().zip([&output.stay_logit, &output.mean, &output.log_sigma, &output.outcome_logit]) {
-        let _ = Reflect::set(&object, &(*name).into(), &Float32Array::from(values.as_slice()));
+    for (name, values) in OUTPUT_FIELDS.iter().zip([&output.stay_logit[..], &output.mean, &output.log_sigma, &output.outcome_logit, draws]) {
+        let _ = Reflect::set(&object, &(*name).into(), &Float32Array::from(values));
     }
     object.into()
 }
 
-fn output_from_js(value: &JsValue) -> Result<MemberOutput, String> {
+fn output_from_js(value: &JsValue) -> Result<(MemberOutput, Vec<f32>), String> {
     let field = |name: &str| -> Result<Vec<f32>, String> {
         let array = Reflect::get(value, &name.into()).map_err(|_| format!("a helper's output lacks {name}"))?;
         Ok(array.dyn_into::<Float32Array>().map_err(|_| format!("a helper's {name} is not a Float32Array"))?.to_vec())
     };
-    Ok(MemberOutput { stay_logit: field("stay_logit")?, mean: field("mean")?, log_sigma: field("log_sigma")?, outcome_logit: field("outcome_logit")? })
+    let output = MemberOutput { stay_logit: field("stay_logit")?, mean: field("mean")?, log_sigma: field("log_sigma")?, outcome_logit: field("outcome_logit")? };
+    Ok((output, field("draws")?))
 }
 
 /// The helper's side: the world model it was given and, per member, the
@@ -302,6 +328,11 @@ fn answer(data: &JsValue) -> Result<JsValue, String> {
             let field = |name: &str| Reflect::get(data, &name.into()).map_err(|_| format!("{kind} without {name}"));
             let number = |name: &str| field(name)?.as_f64().map(|v| v as usize).ok_or(format!("{kind}: {name} is not a number"));
             let members = helper.states.len();
+            let seed = field("seed")?.as_f64().ok_or(format!("{kind}: seed is not a number"))? as u32;
+            let counters: Array = field("counters")?.dyn_into().map_err(|_| format!("{kind}: counters is not a list"))?;
+            if counters.length() as usize != members {
+                return Err(format!("{kind}: counters for {} members of {members}", counters.length()));
+            }
             // The context is the same for every member; a step has one
             // input array per member, in member order.
             let (mut context, mut steps) = (None, Vec::new());
@@ -323,7 +354,8 @@ fn answer(data: &JsValue) -> Result<JsValue, String> {
                 // A context starts from a zero state whatever is held.
                 let (state, output) = feed_member(&helper.model, m, helper.states[m].take(), &feed).map_err(|e| e.to_string())?;
                 helper.states[m] = Some(state);
-                outputs.push(&output_to_js(&output));
+                let counter = counters.get(m as u32).as_f64().ok_or(format!("{kind}: counter {m} is not a number"))? as u32;
+                outputs.push(&output_to_js(&output, &draw(&output, seed, counter)));
             }
             Ok(message("outputs", &[("outputs", outputs.into())]))
         }),
