@@ -105,7 +105,7 @@ if app_alone and app_pool and native1:
                  f"{app_pool['threads'] - 1} helper(s) {app_pool['sweep_ms']:.0f} ms ({app_alone['sweep_ms'] / app_pool['sweep_ms']:.2f}x; the same "
                  f"simulation to the last bit, `tests/e2e/pool.test.mjs`): {100 * share:.0f}% of native single-thread throughput, "
                  f"{'met only' if share >= 0.5 else '**not met** even'} with {app_pool['threads']} workers against native's 1 thread. "
-                 "The rows are split evenly; the draws and bookkeeping between steps stay on the app's worker.")
+                 "The rows and their draws are split evenly; the rollout's bookkeeping between steps stays on the app's worker.")
 best = min((r for r in measured if r["engine"] == "candle-native-cpu"), key=lambda r: r["sweep_ms"], default=None)
 if best and browser:
     lines.append(f"- A full sweep under 150 ms: native candle {best['sweep_ms']:.1f} ms ({best['threads']} thread(s)): {verdict(best['sweep_ms'] < 150)}; "
