@@ -203,7 +203,7 @@ async fn simulate_on_helpers(model: &WorldModel, pool: &Pool, request: SimulateR
             .into_iter()
             .enumerate()
             .map(|(m, output)| {
-                let draws = draw(&output, rollout.seed(), first_counter(&rollout, m, &ranges[0]));
+                let draws = draw(&output, rollout.seed(), rollout.row_counter(m, ranges[0].start));
                 vec![(output, draws)]
             })
             .collect();
@@ -230,19 +230,12 @@ async fn simulate_on_helpers(model: &WorldModel, pool: &Pool, request: SimulateR
     Ok(rollout.finish())
 }
 
-/// The noise counter of member `m`'s first draw in `rows` this step.
-fn first_counter(rollout: &Rollout<'_>, m: usize, rows: &Range<usize>) -> u32 {
-    rollout.counter_base(m).wrapping_add((rows.start * rollout.dynamic_dim()) as u32)
-}
-
 /// A helper's share of the rollout's next step: the context (the same for
 /// every member) with the helper's rows, or each member's simulated step
 /// for those rows; and the seed and each member's first noise counter for
 /// the rows' draws.
 fn feed_message(rollout: &Rollout<'_>, rows: &Range<usize>) -> JsValue {
-    let counters: Array = (0..rollout.members()).map(|m| JsValue::from(first_counter(rollout, m, rows))).collect();
-    let draws = [("seed", JsValue::from(rollout.seed())), ("counters", counters.into())];
-    match rollout.feed(0, rows.clone()) {
+    let feed = match rollout.feed(0, rows.clone()) {
         Feed::Context { earlier, current, samples, rows } => message(
             "context",
             &[
@@ -251,8 +244,6 @@ fn feed_message(rollout: &Rollout<'_>, rows: &Range<usize>) -> JsValue {
                 ("samples", samples.into()),
                 ("start", rows.start.into()),
                 ("end", rows.end.into()),
-                draws[0].clone(),
-                draws[1].clone(),
             ],
         ),
         Feed::Simulated(_) => {
@@ -262,9 +253,13 @@ fn feed_message(rollout: &Rollout<'_>, rows: &Range<usize>) -> JsValue {
                     Feed::Context { .. } => unreachable!("every member is at the same step"),
                 })
                 .collect();
-            message("step", &[("inputs", inputs.into()), draws[0].clone(), draws[1].clone()])
+            message("step", &[("inputs", inputs.into())])
         }
-    }
+    };
+    let counters: Array = (0..rollout.members()).map(|m| JsValue::from(rollout.row_counter(m, rows.start))).collect();
+    let _ = Reflect::set(&feed, &"seed".into(), &rollout.seed().into());
+    let _ = Reflect::set(&feed, &"counters".into(), &counters);
+    feed
 }
 
 const OUTPUT_FIELDS: [&str; 5] = ["stay_logit", "mean", "log_sigma", "outcome_logit", "draws"];

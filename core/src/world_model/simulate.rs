@@ -232,6 +232,13 @@ impl<'a> Rollout<'a> {
         ((self.steps_done() * self.members + member) * self.rows() * self.dynamic_dim()) as u32
     }
 
+    /// The noise counter of member `m`'s first draw for `row` this step:
+    /// where a share of the rows starts drawing, so that whoever draws a
+    /// row draws the same numbers.
+    pub fn row_counter(&self, member: usize, row: usize) -> u32 {
+        self.counter_base(member).wrapping_add((row * self.dynamic_dim()) as u32)
+    }
+
     /// One member's next values and expected next values (z units, row-major
     /// over `rows x dynamic`). Each row keeps a value that is observed now
     /// with the member's stay probability, and otherwise takes the Gaussian
@@ -645,6 +652,25 @@ mod tests {
         assert_eq!(part, whole.select_rows(&(5..13).collect::<Vec<u32>>()));
         let error = feed_member(&model, 0, None, &rollout.feed(0, 0..rows + 1)).unwrap_err();
         assert!(error.to_string().contains("candidates x 8 samples"), "{error}");
+    }
+
+    #[test]
+    fn a_share_of_the_rows_drawn_from_its_row_counter_is_those_rows_draws() {
+        let model = shipped();
+        let rollout = Rollout::new(&model.card, request(4)).unwrap();
+        let outputs = CpuForward::new(&model).feed_all(&rollout).unwrap();
+        let dims = rollout.dynamic_dim();
+        for (m, output) in outputs.iter().enumerate() {
+            let whole = draw(output, rollout.seed(), rollout.counter_base(m));
+            let rows = 3..rollout.rows();
+            let share = MemberOutput {
+                stay_logit: output.stay_logit[rows.start * dims..].to_vec(),
+                mean: output.mean[rows.start * dims..].to_vec(),
+                log_sigma: output.log_sigma[rows.start * dims..].to_vec(),
+                outcome_logit: output.outcome_logit[rows.clone()].to_vec(),
+            };
+            assert_eq!(draw(&share, rollout.seed(), rollout.row_counter(m, rows.start)), whole[rows.start * dims..], "member {m}");
+        }
     }
 
     #[test]
