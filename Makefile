@@ -28,6 +28,7 @@ fetch:
 ## Release bundle in dist/, with the verified model files beside the manifest.
 build: setup fetch
 	trunk build --release
+	scripts/build-relaxed-worker.sh dist
 	mkdir -p dist/models
 	for f in .cache/models/*; do ln -f "$$f" dist/models/ 2>/dev/null || cp -f "$$f" dist/models/; done
 	$(SEPSIS) manifest check --dir dist/models

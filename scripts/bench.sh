@@ -37,12 +37,18 @@ if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
 fi
 "$venv/bin/python" scripts/bench/pytorch_world_model.py --threads 1 2 >> "$results"
 
-echo "== headless Chromium"
-WASM_BINDGEN_TEST_TIMEOUT=600 CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver} cargo test --release --target wasm32-unknown-unknown \
-  -p sepsis-worker --features browser-bench --test bench_in_worker -- --nocapture 2>&1 \
-  | tee "$out/browser.log" | sed -n 's/.*BENCH //p' >> "$results"
+echo "== headless Chromium: the worker's baseline build, then its relaxed-SIMD build (scripts/build-relaxed-worker.sh)"
+for build in baseline relaxed; do
+  flags=()
+  if [ "$build" = relaxed ]; then
+    flags=(scripts/relaxed-simd.sh)
+  fi
+  "${flags[@]}" env WASM_BINDGEN_TEST_TIMEOUT=600 CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver} cargo test --release \
+    --target wasm32-unknown-unknown -p sepsis-worker --features browser-bench --test bench_in_worker -- --nocapture 2>&1 \
+    | tee "$out/browser-$build.log" | sed -n 's/.*BENCH //p' >> "$results"
+done
 
-echo "== the app's worker in headless Chromium: a sweep alone and with helper workers (needs dist/)"
+echo "== the app's worker in headless Chromium, each build: a sweep alone and with helper workers (needs dist/)"
 node tests/bench/browser-simulation.mjs | tee "$out/browser-simulation.log" | sed -n 's/^BENCH //p' >> "$results"
 
 echo "== LLM native (criterion)"

@@ -34,6 +34,10 @@ run_suite() {
 run_suite native count_cargo cargo test -p sepsis-core
 run_suite app count_cargo cargo test -p sepsis-app
 run_suite wasm count_cargo env CHROMEDRIVER=/usr/bin/chromedriver cargo test --target wasm32-unknown-unknown -p sepsis-worker
+# The worker's relaxed-SIMD build (scripts/build-relaxed-worker.sh): its fused matmul against a plain
+# loop, the simulation against native, and the rest of the worker's tests.
+run_suite wasm-relaxed count_cargo scripts/relaxed-simd.sh env CHROMEDRIVER=/usr/bin/chromedriver \
+  cargo test --release --target wasm32-unknown-unknown -p sepsis-worker --test in_worker
 # The GPU benchmark runs only where a GPU is (`make bench-gpu`); here it must at least build natively.
 run_suite gpu-bench-builds count_cargo cargo check -p sepsis-worker --benches
 run_suite e2e count_node bash -c 'cd tests && node --test --test-concurrency=1 e2e/*.test.mjs'

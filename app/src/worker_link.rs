@@ -12,7 +12,8 @@ use web_sys::{ErrorEvent, MessageEvent, Worker};
 
 use crate::state::{AppState, CohortState, ModelStatus, ReportRun, SimulationStatus, WorkerStatus};
 
-/// The loader trunk writes for the worker bin (`data-loader-shim`, no file hashes).
+/// The worker's loader (public/worker_loader.js): it picks the relaxed-SIMD
+/// or the baseline build of the worker bin.
 const WORKER_URL: &str = "./worker_loader.js";
 /// More crashes than this and the app stops restarting and asks for a reload.
 const MAX_RESTARTS: usize = 3;

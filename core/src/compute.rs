@@ -16,7 +16,12 @@ pub const PARITY_TOLERANCE: f32 = 1e-5;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BackendKind {
     WebGpu,
+    /// The worker's baseline wasm SIMD build.
     Cpu,
+    /// The worker's relaxed-SIMD build (fused multiply-add in the world
+    /// model's matmuls), which browsers that support it load
+    /// (public/worker_loader.js).
+    CpuRelaxedSimd,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -62,17 +67,23 @@ pub struct KernelCheck {
 }
 
 impl BackendKind {
+    /// The CPU path of the build that is running.
+    pub const fn cpu() -> Self {
+        if cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) { BackendKind::CpuRelaxedSimd } else { BackendKind::Cpu }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::WebGpu => "WebGPU",
             BackendKind::Cpu => "CPU (wasm SIMD)",
+            BackendKind::CpuRelaxedSimd => "CPU (wasm relaxed SIMD)",
         }
     }
 }
 
 impl BackendReport {
     pub fn cpu(reason: impl Into<String>) -> Self {
-        Self { chosen: BackendKind::Cpu, reason: reason.into(), adapter: None, kernel_check: None }
+        Self { chosen: BackendKind::cpu(), reason: reason.into(), adapter: None, kernel_check: None }
     }
 
     /// The short label the UI shows, e.g. "WebGPU (SwiftShader)" or "CPU (wasm SIMD)".

@@ -300,6 +300,7 @@ mod tests {
         let done = |backend, workers| Simulated { simulation: Simulation::default(), backend, fallback_reason: String::new(), elapsed_ms: 1.0, workers };
         assert_eq!(done(BackendKind::Cpu, 1).ran_on(), "CPU (wasm SIMD)");
         assert_eq!(done(BackendKind::Cpu, 2).ran_on(), "CPU (wasm SIMD) across 2 workers");
+        assert_eq!(done(BackendKind::CpuRelaxedSimd, 2).ran_on(), "CPU (wasm relaxed SIMD) across 2 workers");
         assert_eq!(done(BackendKind::WebGpu, 1).ran_on(), "WebGPU");
     }
 

@@ -85,7 +85,7 @@ pub(crate) async fn handle(state: &Rc<RefCell<WorkerState>>, id: RequestId, requ
     if let Some(pool) = simulator.pool.as_ref().filter(|pool| pool.is_free()) {
         match simulate_with_pool(&simulator.cpu, pool, request.clone(), emit).await {
             Ok(simulation) => {
-                let done = Simulated { simulation, backend: BackendKind::Cpu, fallback_reason, elapsed_ms: elapsed_ms(start), workers: pool.helpers() + 1 };
+                let done = Simulated { simulation, backend: BackendKind::cpu(), fallback_reason, elapsed_ms: elapsed_ms(start), workers: pool.helpers() + 1 };
                 return post(&Event::reply(id, EventBody::Simulated(done)));
             }
             Err(e) => fallback_reason = format!("the simulation helper workers failed ({e}); ran on this worker alone"),
@@ -94,7 +94,7 @@ pub(crate) async fn handle(state: &Rc<RefCell<WorkerState>>, id: RequestId, requ
     let start = js_sys::Date::now();
     match simulate_on_cpu(&simulator.cpu, request, emit) {
         Ok(simulation) => {
-            let done = Simulated { simulation, backend: BackendKind::Cpu, fallback_reason, elapsed_ms: elapsed_ms(start), workers: 1 };
+            let done = Simulated { simulation, backend: BackendKind::cpu(), fallback_reason, elapsed_ms: elapsed_ms(start), workers: 1 };
             post(&Event::reply(id, EventBody::Simulated(done)));
         }
         Err(e) => fail(ErrorKind::Internal, format!("simulation failed: {e}")),

@@ -1,12 +1,12 @@
 //! Browser benchmark (not a test: `make bench` runs it, `make test` does
 //! not): the world model's full candidate sweep in a dedicated worker in
-//! headless Chromium, on the CPU path (candle, wasm SIMD, one thread) and on
-//! the WebGPU path. Prints one JSON line per path; `scripts/bench.sh` puts
+//! headless Chromium, on the CPU path (wasm SIMD, one thread; `make bench`
+//! runs it in the baseline and the relaxed-SIMD build) and on the WebGPU path. Prints one JSON line per path; `scripts/bench.sh` puts
 //! them in docs/benchmarks.md. Built only with `--features browser-bench`.
 #![cfg(all(target_arch = "wasm32", feature = "browser-bench"))]
 
 use sepsis_core::simulation::{reference_course, SimulateRequest};
-use sepsis_core::world_model::simulate::simulate_on_cpu;
+use sepsis_core::world_model::simulate::{simulate_on_cpu, CpuForward, Rollout};
 use sepsis_core::world_model::WorldModel;
 use sepsis_worker::gpu::{describe_adapter, GpuContext};
 use sepsis_worker::gpu_world_model::{simulate_on_gpu, GpuWorldModel};
@@ -16,6 +16,16 @@ wasm_bindgen_test_configure!(run_in_dedicated_worker);
 
 const WEIGHTS: &[u8] = include_bytes!("../../public/models/world-model.safetensors");
 const CARD: &str = include_str!("../../public/models/world-model.json");
+/// `make bench` runs this file in the worker's baseline and relaxed-SIMD
+/// builds (scripts/build-relaxed-worker.sh).
+#[cfg(not(target_feature = "relaxed-simd"))]
+const CPU_ENGINE: &str = "candle-wasm-cpu";
+#[cfg(not(target_feature = "relaxed-simd"))]
+const CPU_DEVICE: &str = "browser CPU (wasm SIMD, 1 thread)";
+#[cfg(target_feature = "relaxed-simd")]
+const CPU_ENGINE: &str = "candle-wasm-cpu-relaxed";
+#[cfg(target_feature = "relaxed-simd")]
+const CPU_DEVICE: &str = "browser CPU (wasm relaxed SIMD, 1 thread)";
 const PATIENT_STEPS_PER_SWEEP: f64 = (25 * 5 * 16 * 6) as f64;
 
 fn now_ms() -> f64 {
@@ -39,6 +49,29 @@ fn report(path: &str, device: &str, times: Vec<f64>) {
     );
 }
 
+/// Of a CPU sweep, how much is the networks' forward pass and how much the
+/// rollout's own work (the draws, the stay decisions, the bands): the medians
+/// of 5 sweeps, each part summed over the sweep's steps.
+fn where_the_time_goes(model: &WorldModel, request: &SimulateRequest) {
+    let (mut forward_ms, mut rollout_ms) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let mut rollout = Rollout::new(&model.card, request.clone()).unwrap();
+        let mut forward = CpuForward::new(model);
+        let (mut in_forward, mut in_rollout) = (0.0, 0.0);
+        while !rollout.is_done() {
+            let start = now_ms();
+            let outputs = forward.feed_all(&rollout).unwrap();
+            let between = now_ms();
+            rollout.draw_and_advance(&outputs);
+            in_forward += between - start;
+            in_rollout += now_ms() - between;
+        }
+        forward_ms.push(in_forward);
+        rollout_ms.push(in_rollout);
+    }
+    console_log!("BENCH {}", serde_json::json!({ "engine": CPU_ENGINE, "split": { "forward_ms": median(forward_ms), "rollout_ms": median(rollout_ms) } }));
+}
+
 #[wasm_bindgen_test]
 async fn full_sweep_in_the_browser() {
     let model = WorldModel::from_bytes(CARD, WEIGHTS.to_vec()).unwrap();
@@ -52,7 +85,11 @@ async fn full_sweep_in_the_browser() {
             now_ms() - start
         })
         .collect();
-    report("candle-wasm-cpu", "browser CPU (wasm SIMD, 1 thread)", times);
+    report(CPU_ENGINE, CPU_DEVICE, times);
+    where_the_time_goes(&model, &request);
+    if cfg!(target_feature = "relaxed-simd") {
+        return; // the WebGPU path is the same in both builds: timed once
+    }
 
     let Ok(Some(adapter)) = describe_adapter().await else {
         console_log!("BENCH {}", serde_json::json!({ "engine": "wgsl-webgpu", "skipped": "no WebGPU adapter" }));

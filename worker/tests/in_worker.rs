@@ -89,6 +89,29 @@ fn the_llm_q8_kernel_with_simd128_matches_the_exact_product() {
     assert!(worst <= sepsis_core::llm::q8_matmul::PARITY_TOLERANCE, "worst relative difference {worst}");
 }
 
+/// The browser's matmul against a plain loop, over shapes with partial panels
+/// and row blocks; `make test` runs this file in the baseline and the
+/// relaxed-SIMD (fused multiply-add) build.
+#[wasm_bindgen_test]
+fn the_browser_matmul_matches_the_plain_loop() {
+    use sepsis_core::world_model::wasm_matmul::PackedWeights;
+    let value = |i: usize| ((i * 7919 % 1000) as f32 / 500.0) - 1.0;
+    for (rows, inputs, outputs) in [(1, 3, 1), (3, 57, 7), (4, 8, 8), (5, 57, 9), (9, 128, 66), (25, 64, 192)] {
+        let x: Vec<f32> = (0..rows * inputs).map(value).collect();
+        let weight_t: Vec<f32> = (0..inputs * outputs).map(|i| value(i + 13)).collect();
+        let bias: Vec<f32> = (0..outputs).map(|i| value(i + 5)).collect();
+        let mut fused = bias.repeat(rows);
+        PackedWeights::pack(&weight_t, inputs, outputs).multiply_add(&x, &mut fused);
+        for r in 0..rows {
+            for c in 0..outputs {
+                let plain = bias[c] + (0..inputs).map(|k| x[r * inputs + k] * weight_t[k * outputs + c]).sum::<f32>();
+                let got = fused[r * outputs + c];
+                assert!((got - plain).abs() <= 1e-5 * (1.0 + plain.abs()), "{rows}x{inputs}x{outputs} at ({r}, {c}): {got} against {plain}");
+            }
+        }
+    }
+}
+
 /// The world model as shipped, and the native run of the fixed simulation
 /// (`core/tests/simulation_fixture.rs` writes it).
 const WEIGHTS: &[u8] = include_bytes!("../../public/models/world-model.safetensors");

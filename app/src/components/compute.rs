@@ -22,7 +22,7 @@ pub fn ComputeStatus() -> impl IntoView {
 fn BackendDetails(report: BackendReport) -> impl IntoView {
     let chosen = match report.chosen {
         BackendKind::WebGpu => "webgpu",
-        BackendKind::Cpu => "cpu",
+        BackendKind::Cpu | BackendKind::CpuRelaxedSimd => "cpu",
     };
     let adapter = report.adapter.clone().map(|a| {
         view! {

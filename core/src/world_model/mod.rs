@@ -16,6 +16,8 @@ pub mod ensemble;
 pub mod evaluate;
 #[cfg(feature = "eval")]
 pub mod fidelity;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub mod wasm_matmul;
 pub mod mixture;
 pub mod model;
 pub mod simulate;
