@@ -10,6 +10,7 @@ rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 measured = [r for r in rows if "sweep_ms" in r]
 llm = [r for r in rows if r.get("engine", "").startswith("llm-")]
 skipped = [r for r in rows if "skipped" in r]
+kernels = [r for r in rows if "kernel" in r]
 
 
 def cpu_model():
@@ -52,6 +53,14 @@ for r in measured:
     lines.append(f"| {r['engine']} | {r.get('device', r.get('torch', ''))} | {r['threads']} | {r['sweep_ms']:.1f} | {r['patient_steps_per_s']:,.0f} |")
 for r in skipped:
     lines.append(f"| {r['engine']} | {r['skipped']} | | | |")
+
+if kernels:
+    lines += ["", "One projection of the sweep's commonest shape (rows x inputs x outputs, a GRU's recurrent gates) in each",
+              "browser build, best of 100: gemm's simd128 kernel (what candle uses) and ours (`core/src/world_model/wasm_matmul.rs`:",
+              "a multiply and an add in the baseline build, fused in the relaxed-SIMD build).", "",
+              "| build | kernel | shape | best (ms) | G multiply-adds / s |", "|---|---|---|---|---|"]
+    for r in kernels:
+        lines.append(f"| {r['engine']} | {r['kernel']} | {' x '.join(map(str, r['shape']))} | {r['best_ms']:.3f} | {r['multiply_adds_per_s'] / 1e9:.1f} |")
 
 lines += ["", "## Against the targets", ""]
 native1, native2 = find("candle-native-cpu", 1), find("candle-native-cpu", 2)

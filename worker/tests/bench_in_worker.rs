@@ -72,6 +72,41 @@ fn where_the_time_goes(model: &WorldModel, request: &SimulateRequest) {
     console_log!("BENCH {}", serde_json::json!({ "engine": CPU_ENGINE, "split": { "forward_ms": median(forward_ms), "rollout_ms": median(rollout_ms) } }));
 }
 
+/// One projection of the sweep's commonest shape (400 rows x 128 inputs x
+/// 384 outputs: a GRU's recurrent gates), best of 100: gemm's simd128
+/// kernel, which candle uses, and ours (`core/src/world_model/wasm_matmul.rs`)
+/// as this build compiles it.
+fn projection_kernels() {
+    use sepsis_core::world_model::wasm_matmul::PackedWeights;
+    let (rows, inputs, outputs) = (400, 128, 384);
+    let x: Vec<f32> = (0..rows * inputs).map(|i| (i % 13) as f32 * 0.01).collect();
+    let weight_t: Vec<f32> = (0..inputs * outputs).map(|i| (i % 7) as f32 * 0.01).collect();
+    let packed = PackedWeights::pack(&weight_t, inputs, outputs);
+    let best = |run: &dyn Fn(&mut [f32])| {
+        (0..100)
+            .map(|_| {
+                let mut out = vec![0.0f32; rows * outputs];
+                let start = now_ms();
+                run(&mut out);
+                let ms = now_ms() - start;
+                std::hint::black_box(&out);
+                ms
+            })
+            .fold(f64::MAX, f64::min)
+    };
+    // SAFETY: row-major `out` (rows x outputs), `x` (rows x inputs) and
+    // `weight_t` (inputs x outputs), their lengths as allocated above.
+    let gemm_ms = best(&|out: &mut [f32]| unsafe {
+        gemm::gemm(rows, outputs, inputs, out.as_mut_ptr(), 1, outputs as isize, true, x.as_ptr(), 1, inputs as isize,
+            weight_t.as_ptr(), 1, outputs as isize, 1.0, 1.0, false, false, false, gemm::Parallelism::None)
+    });
+    let ours_ms = best(&|out: &mut [f32]| packed.multiply_add(&x, out));
+    for (kernel, ms) in [("gemm (simd128)", gemm_ms), ("ours", ours_ms)] {
+        console_log!("BENCH {}", serde_json::json!({ "engine": CPU_ENGINE, "kernel": kernel, "shape": [rows, inputs, outputs], "best_ms": ms,
+            "multiply_adds_per_s": (rows * inputs * outputs) as f64 / (ms / 1000.0) }));
+    }
+}
+
 #[wasm_bindgen_test]
 async fn full_sweep_in_the_browser() {
     let model = WorldModel::from_bytes(CARD, WEIGHTS.to_vec()).unwrap();
@@ -87,6 +122,7 @@ async fn full_sweep_in_the_browser() {
         .collect();
     report(CPU_ENGINE, CPU_DEVICE, times);
     where_the_time_goes(&model, &request);
+    projection_kernels();
     if cfg!(target_feature = "relaxed-simd") {
         return; // the WebGPU path is the same in both builds: timed once
     }

@@ -2,10 +2,11 @@
 //! worker, on wasm SIMD.
 //!
 //! Why our own kernel: gemm's simd128 kernel ran a 400 x 128 x 384 product
-//! in 1.29 ms; this one takes 1.08 ms with a multiply and an add, and
+//! in 1.27 ms; this one takes 1.07 ms with a multiply and an add, and
 //! 0.89 ms in the worker's relaxed-SIMD build, where `f32x4.relaxed_madd` is
 //! one fused multiply-add instruction (best of 100 in headless Chromium on
-//! the 2-core machine). gemm has no relaxed-SIMD kernel. Relaxed SIMD is its
+//! the 2-core machine: `make bench`, docs/benchmarks.md). gemm has no
+//! relaxed-SIMD kernel. Relaxed SIMD is its
 //! own build (`scripts/build-relaxed-worker.sh`) because a browser without it
 //! refuses the whole module; the worker's loader picks the build
 //! (public/worker_loader.js). "Relaxed": the last bit of a product may differ
