@@ -160,7 +160,14 @@ impl Q8Matrix {
         #[cfg(not(target_arch = "wasm32"))]
         {
             use rayon::prelude::*;
-            by_tile.par_chunks_mut(COLS * rows).enumerate().for_each(tile);
+            // On one thread, no hand-off to rayon's pool: the caller is not
+            // one of its threads, so each product would cost two context
+            // switches (a fifth of single-thread decode time in a profile).
+            if rayon::current_num_threads() > 1 {
+                by_tile.par_chunks_mut(COLS * rows).enumerate().for_each(tile);
+            } else {
+                by_tile.chunks_mut(COLS * rows).enumerate().for_each(tile);
+            }
         }
         #[cfg(target_arch = "wasm32")]
         by_tile.chunks_mut(COLS * rows).enumerate().for_each(tile);
