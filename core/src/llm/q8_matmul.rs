@@ -160,10 +160,12 @@ impl Q8Matrix {
         #[cfg(not(target_arch = "wasm32"))]
         {
             use rayon::prelude::*;
-            // On one thread, no hand-off to rayon's pool: the caller is not
-            // one of its threads, so each product would cost two context
+            // Small products (decode's, one token row, except the output
+            // head) and one thread: no hand-off to rayon's pool. The caller
+            // is not one of its threads, so each hand-off costs two context
             // switches (a fifth of single-thread decode time in a profile).
-            if rayon::current_num_threads() > 1 {
+            const PARALLEL_FROM: usize = 1 << 22; // multiply-adds
+            if rayon::current_num_threads() > 1 && rows * n * k >= PARALLEL_FROM {
                 by_tile.par_chunks_mut(COLS * rows).enumerate().for_each(tile);
             } else {
                 by_tile.chunks_mut(COLS * rows).enumerate().for_each(tile);
