@@ -77,6 +77,7 @@ fn where_the_time_goes(model: &WorldModel, request: &SimulateRequest) {
 /// kernel, which candle uses, and ours (`core/src/world_model/wasm_matmul.rs`)
 /// as this build compiles it.
 fn projection_kernels() {
+    use sepsis_core::world_model::cpu_inference::gemm_multiply_add;
     use sepsis_core::world_model::wasm_matmul::PackedWeights;
     let (rows, inputs, outputs) = (400, 128, 384);
     let x: Vec<f32> = (0..rows * inputs).map(|i| (i % 13) as f32 * 0.01).collect();
@@ -94,12 +95,7 @@ fn projection_kernels() {
             })
             .fold(f64::MAX, f64::min)
     };
-    // SAFETY: row-major `out` (rows x outputs), `x` (rows x inputs) and
-    // `weight_t` (inputs x outputs), their lengths as allocated above.
-    let gemm_ms = best(&|out: &mut [f32]| unsafe {
-        gemm::gemm(rows, outputs, inputs, out.as_mut_ptr(), 1, outputs as isize, true, x.as_ptr(), 1, inputs as isize,
-            weight_t.as_ptr(), 1, outputs as isize, 1.0, 1.0, false, false, false, gemm::Parallelism::None)
-    });
+    let gemm_ms = best(&|out: &mut [f32]| gemm_multiply_add(&weight_t, inputs, outputs, &x, out));
     let ours_ms = best(&|out: &mut [f32]| packed.multiply_add(&x, out));
     for (kernel, ms) in [("gemm (simd128)", gemm_ms), ("ours", ours_ms)] {
         console_log!("BENCH {}", serde_json::json!({ "engine": CPU_ENGINE, "kernel": kernel, "shape": [rows, inputs, outputs], "best_ms": ms,

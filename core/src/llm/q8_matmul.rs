@@ -157,22 +157,18 @@ impl Q8Matrix {
                 }
             }
         };
-        #[cfg(not(target_arch = "wasm32"))]
-        {
+        // On rayon's threads natively, for products of at least 2^22
+        // multiply-adds (prefill's, the output head's). Decode's small
+        // products, one thread, and the browser stay on the calling thread:
+        // it is not one of rayon's, so each hand-off costs two context
+        // switches (a fifth of single-thread decode time in a profile).
+        const PARALLEL_FROM: usize = 1 << 22;
+        if cfg!(not(target_arch = "wasm32")) && rayon::current_num_threads() > 1 && rows * n * k >= PARALLEL_FROM {
             use rayon::prelude::*;
-            // Small products (decode's, one token row, except the output
-            // head) and one thread: no hand-off to rayon's pool. The caller
-            // is not one of its threads, so each hand-off costs two context
-            // switches (a fifth of single-thread decode time in a profile).
-            const PARALLEL_FROM: usize = 1 << 22; // multiply-adds
-            if rayon::current_num_threads() > 1 && rows * n * k >= PARALLEL_FROM {
-                by_tile.par_chunks_mut(COLS * rows).enumerate().for_each(tile);
-            } else {
-                by_tile.chunks_mut(COLS * rows).enumerate().for_each(tile);
-            }
+            by_tile.par_chunks_mut(COLS * rows).enumerate().for_each(tile);
+        } else {
+            by_tile.chunks_mut(COLS * rows).enumerate().for_each(tile);
         }
-        #[cfg(target_arch = "wasm32")]
-        by_tile.chunks_mut(COLS * rows).enumerate().for_each(tile);
         for (t, chunk) in by_tile.chunks_exact(COLS * rows).enumerate() {
             let first = t * COLS;
             let cols = COLS.min(n - first);

@@ -105,35 +105,7 @@ impl Projection {
     /// `out += x W^T` with gemm (AVX2 and fused multiply-add natively).
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     fn multiply_add(&self, x: &[f32], out: &mut [f32]) {
-        let rows = x.len() / self.inputs;
-        let (inputs, outputs) = (self.inputs as isize, self.outputs as isize);
-        // SAFETY: `out` is rows x outputs, `x` rows x inputs and `weight_t`
-        // inputs x outputs, all row-major (column stride 1, row stride the
-        // width), as the lengths checked above and at load guarantee.
-        // out = 1 * out + 1 * x W^T: the bias is already in `out`.
-        unsafe {
-            gemm::gemm(
-                rows,
-                self.outputs,
-                self.inputs,
-                out.as_mut_ptr(),
-                1,
-                outputs,
-                true,
-                x.as_ptr(),
-                1,
-                inputs,
-                self.weight_t.as_ptr(),
-                1,
-                outputs,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
+        gemm_multiply_add(&self.weight_t, self.inputs, self.outputs, x, out)
     }
 
     /// `out += x W^T` in the browser (`wasm_matmul.rs`): about 1.2x gemm's
@@ -141,6 +113,40 @@ impl Projection {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     fn multiply_add(&self, x: &[f32], out: &mut [f32]) {
         self.packed.multiply_add(x, out)
+    }
+}
+
+/// `out += x W^T` with gemm, for `weight_t` of `inputs x outputs`, `x` of
+/// `rows x inputs` and `out` of `rows x outputs`, all row-major. The native
+/// projections' kernel; the browser benchmark also times it against ours.
+pub fn gemm_multiply_add(weight_t: &[f32], inputs: usize, outputs: usize, x: &[f32], out: &mut [f32]) {
+    let rows = x.len() / inputs;
+    assert!(weight_t.len() == inputs * outputs && x.len() == rows * inputs && out.len() == rows * outputs, "weights {inputs} x {outputs}, x rows x {inputs}, out rows x {outputs}");
+    // SAFETY: the three matrices are row-major (column stride 1, row stride
+    // the width) with the lengths checked above.
+    // out = 1 * out + 1 * x W^T.
+    unsafe {
+        gemm::gemm(
+            rows,
+            outputs,
+            inputs,
+            out.as_mut_ptr(),
+            1,
+            outputs as isize,
+            true,
+            x.as_ptr(),
+            1,
+            inputs as isize,
+            weight_t.as_ptr(),
+            1,
+            outputs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
     }
 }
 
