@@ -36,14 +36,14 @@ pub struct CeilingRow {
 
 /// Logged (state, action) -> next-state counts; terminal outcomes as
 /// `STATE_DEATH` / `STATE_SURVIVAL`.
-struct Counts {
+pub(crate) struct Counts {
     next: Vec<HashMap<usize, f64>>,
     /// Logged survival per state visit: (sum, visits).
     survival: Vec<(f64, f64)>,
 }
 
 impl Counts {
-    fn of(cohort: &Cohort) -> Self {
+    pub(crate) fn of(cohort: &Cohort) -> Self {
         let mut counts = Self { next: vec![HashMap::new(); N_PATIENT_STATES * N_ACTIONS], survival: vec![(0.0, 0.0); N_PATIENT_STATES] };
         for patient in &cohort.patients {
             let survived = f64::from(u8::from(patient.outcome == Outcome::Survived));
@@ -62,8 +62,13 @@ impl Counts {
         counts
     }
 
-    fn total(&self, state: usize, action: usize) -> f64 {
+    pub(crate) fn total(&self, state: usize, action: usize) -> f64 {
         self.next[state * N_ACTIONS + action].values().sum()
+    }
+
+    /// The logged next states of (state, action) and their counts.
+    pub(crate) fn next_states(&self, state: usize, action: usize) -> impl Iterator<Item = (usize, f64)> + '_ {
+        self.next[state * N_ACTIONS + action].iter().map(|(&next, &count)| (next, count))
     }
 
     /// The most logged action in a state (the fallback where nothing reaches the threshold).

@@ -8,6 +8,8 @@ pub mod cohort_report;
 pub mod exact;
 pub mod ope;
 #[cfg(feature = "ml")]
+pub mod planner_diagnosis;
+#[cfg(feature = "ml")]
 pub mod planner_sensitivity;
 pub mod policies;
 pub mod results_file;

@@ -23,6 +23,9 @@ pub struct EpochLog {
 pub struct MemberState {
     pub epochs_done: usize,
     pub best_validation_loss: Option<f64>,
+    /// Absent from cards that keep each part's best epoch apart (the git
+    /// branch `experiment/wm-per-part-selection`), which this reads too.
+    #[serde(default)]
     pub best_epoch: usize,
     pub finished: bool,
     pub history: Vec<EpochLog>,
