@@ -58,8 +58,8 @@ pub struct Diagnosis {
     pub outcome_after_candidate_correlation: f64,
 }
 
-/// Survival of each (state, action) row: the next-state distribution of the
-/// row against a value per patient state.
+/// For each (state, action) row, `state * 25 + action`: its next-state
+/// distribution over ICU-Sepsis ids (death and survival included).
 type Transitions = Vec<Vec<(usize, f64)>>;
 
 pub fn diagnose(env: &IcuSepsis, model: &WorldModel, support: &AiClinician, train: &Cohort, min_support: u32) -> Result<Diagnosis, Error> {
@@ -72,6 +72,8 @@ pub fn diagnose(env: &IcuSepsis, model: &WorldModel, support: &AiClinician, trai
     // Next-state distributions over ICU-Sepsis's ids (death and survival included).
     let truth: Transitions =
         (0..n * N_ACTIONS).map(|r| env.mdp.transitions(r / N_ACTIONS, r % N_ACTIONS).iter().map(|t| (t.next, t.probability)).collect()).collect();
+    // A pair never logged in that exact state has no transitions: survival 0,
+    // so the counted planner avoids it (support is counted per cluster).
     let counts = Counts::of(train);
     let counted: Transitions = (0..n * N_ACTIONS)
         .map(|r| {

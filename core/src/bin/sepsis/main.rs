@@ -492,6 +492,15 @@ fn eval_planner_diagnosis(stem: &Path, train: &Path, data_dir: &Path, results: &
     let model = WorldModel::load(stem).with_context(|| format!("loading {}", stem.display()))?;
     let support = load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?;
     let cohort = read_cohort_file(train)?;
+    // Transitions are counted by ICU-Sepsis state id, which only sampled cohorts carry.
+    if let Some((patient, step)) = cohort.patients.iter().find_map(|p| p.steps.iter().find(|s| s.state.is_none()).map(|s| (p, s))) {
+        anyhow::bail!(
+            "{}: patient {} step {}: column icu_sepsis_state is empty; expected the ICU-Sepsis state id that `sepsis data icu-sepsis` writes",
+            train.display(),
+            patient.id,
+            step.index
+        );
+    }
     let started = std::time::Instant::now();
     let min_support = sepsis_core::planner::MpcConfig::default().min_support;
     let diagnosis = diagnose(&env, &model, &support, &cohort, min_support).map_err(|e| anyhow::anyhow!(e))?;
