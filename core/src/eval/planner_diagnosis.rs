@@ -89,12 +89,11 @@ pub fn diagnose(env: &IcuSepsis, model: &WorldModel, support: &AiClinician, trai
         .collect();
 
     let choose = |transitions: &Transitions, value: &[f64]| -> Result<f64, Error> {
-        let survival = |r: usize| transitions[r].iter().map(|&(next, p)| p * value_of(next, value)).sum::<f64>();
         let actions: Vec<usize> = (0..n)
             .map(|s| {
                 let scores: Vec<CandidateScore> = (0..N_ACTIONS)
                     .map(|a| {
-                        let q = survival(s * N_ACTIONS + a);
+                        let q = expected_value(&transitions[s * N_ACTIONS + a], value);
                         let count = logged[s][a];
                         CandidateScore {
                             action: Action::from_index(a).expect("0..25"),
@@ -117,7 +116,7 @@ pub fn diagnose(env: &IcuSepsis, model: &WorldModel, support: &AiClinician, trai
     let (exact_value, model_value) = ("the clinicians' exact value", "the world model's outcome network");
     let mut rows = Vec::new();
     for (dynamics, transitions) in [(true_dynamics, &truth), (counted_dynamics, &counted), (model_dynamics, &modelled)] {
-        for (value, values) in [(exact_value, &exact), (model_value, &outcomes_value(&outputs))] {
+        for (value, values) in [(exact_value, &exact), (model_value, &outputs.value)] {
             rows.push(DiagnosisRow { dynamics, value, exact_value: choose(transitions, values)? });
         }
     }
@@ -138,12 +137,12 @@ pub fn diagnose(env: &IcuSepsis, model: &WorldModel, support: &AiClinician, trai
         for k in 0..states.dims() {
             effects.add_centred(&true_next.iter().map(|z| z[k]).collect::<Vec<_>>(), &model_next.iter().map(|z| z[k]).collect::<Vec<_>>());
         }
-        let q: Vec<f64> = actions.iter().map(|&a| truth[s * N_ACTIONS + a].iter().map(|&(next, p)| p * value_of(next, &exact)).sum()).collect();
+        let q: Vec<f64> = actions.iter().map(|&a| expected_value(&truth[s * N_ACTIONS + a], &exact)).collect();
         let read: Vec<f64> = actions.iter().map(|&a| outputs.survival_after[s * N_ACTIONS + a]).collect();
         after_candidate.add_centred(&q, &read);
     }
     let mut value = Correlation::default();
-    value.add_centred(&exact, &outcomes_value(&outputs));
+    value.add_centred(&exact, &outputs.value);
     Ok(Diagnosis {
         rows,
         action_effect_correlation: effects.value(),
@@ -156,6 +155,12 @@ pub fn diagnose(env: &IcuSepsis, model: &WorldModel, support: &AiClinician, trai
 /// Per-step features in the model's z units (0 where missing).
 fn z_values(model: &WorldModel, values: &[Option<f64>]) -> Vec<f64> {
     model.current_z(values).into_iter().map(|v| v.unwrap_or(0.0)).collect()
+}
+
+/// Survival expected over a next-state distribution, given each patient
+/// state's value.
+fn expected_value(next: &[(usize, f64)], value: &[f64]) -> f64 {
+    next.iter().map(|&(state, p)| p * value_of(state, value)).sum()
 }
 
 fn value_of(next: usize, value: &[f64]) -> f64 {
@@ -173,8 +178,10 @@ struct ModelOutputs {
     /// Mean over members of the survival the outcome network reads after
     /// the candidate.
     survival_after: Vec<f64>,
-    /// Clinicians' logged action weights per state (sum 1).
-    weights: Vec<[f64; N_ACTIONS]>,
+    /// The outcome network's survival in each state under the clinicians'
+    /// logged actions there (each weighted by its share of the state's
+    /// cluster's logged decisions; equal weights where none were logged).
+    value: Vec<f64>,
 }
 
 impl ModelOutputs {
@@ -207,14 +214,16 @@ impl ModelOutputs {
                     .collect()
             })
             .collect();
-        let weights = logged
+        let value = logged
             .iter()
-            .map(|counts| {
+            .enumerate()
+            .map(|(s, counts)| {
                 let total: u32 = counts.iter().sum();
-                std::array::from_fn(|a| if total == 0 { 1.0 / N_ACTIONS as f64 } else { f64::from(counts[a]) / f64::from(total) })
+                let weight = |a: usize| if total == 0 { 1.0 / N_ACTIONS as f64 } else { f64::from(counts[a]) / f64::from(total) };
+                (0..N_ACTIONS).map(|a| weight(a) * survival_after[s * N_ACTIONS + a]).sum()
             })
             .collect();
-        Self { expected_next, survival_after, weights }
+        Self { expected_next, survival_after, value }
     }
 
     /// The ensemble's mean expected next per-step values in z units.
@@ -228,12 +237,6 @@ impl ModelOutputs {
         }
         z
     }
-}
-
-/// The outcome network's survival in each state under the clinicians'
-/// logged actions there.
-fn outcomes_value(outputs: &ModelOutputs) -> Vec<f64> {
-    outputs.weights.iter().enumerate().map(|(s, w)| (0..N_ACTIONS).map(|a| w[a] * outputs.survival_after[s * N_ACTIONS + a]).sum()).collect()
 }
 
 /// ICU-Sepsis's patient states as per-step features in the model's z units.
