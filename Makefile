@@ -40,10 +40,13 @@ LLM := .cache/models/SmolLM2-135M-Instruct.Q8_0.gguf
 data: fetch
 	$(SEPSIS) data icu-sepsis --episodes 20000 --seed 2026 --split --out .cache/data/icu-sepsis.csv
 
-## Retrain the shipped baselines from the training split (public/models/).
+## Retrain the shipped baselines from the training split (public/models/), then the world
+## model's memory of logged transitions, which is counted by the AI Clinician's clusters.
 baselines: data
 	$(SEPSIS) train ai-clinician
 	$(SEPSIS) train ddqn
+	$(SEPSIS) train world-model-memory
+	$(SEPSIS) manifest refresh
 
 ## The scoreboard, the world model's fidelity and curriculum stage 1 (docs/results.md).
 eval: data

@@ -11,6 +11,8 @@ use crate::action::{Action, N_ACTIONS};
 use crate::guideline::{violations, Situation};
 use crate::world_model::ensemble::History;
 use crate::world_model::cpu_inference::FastState;
+use crate::world_model::memory::{Next, TransitionMemory};
+use crate::world_model::simulate::MemberOutput;
 use crate::world_model::WorldModel;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -73,19 +75,22 @@ pub fn score_all(
         let mut state = shared_context(model, m, histories);
         let mut current: Vec<Vec<Option<f64>>> =
             histories.iter().flat_map(|h| std::iter::repeat_n(&h.last().expect("non-empty history").0, N_ACTIONS)).cloned().collect();
+        let mut after_candidate = None;
         for step in 0..config.horizon {
             net.step(&candidate_inputs(model, &current), &mut state);
+            if step == 0 {
+                after_candidate = Some(state.clone());
+            }
             let output = net.heads(&state);
             for (r, logit) in output.outcome_logit.iter().enumerate() {
-                member_survival[r] = 1.0 - 1.0 / (1.0 + (-f64::from(*logit)).exp());
+                member_survival[r] = survival_of(*logit);
             }
             if step + 1 < config.horizon {
-                let dynamic = model.card.layout.dynamic.len();
-                for (r, values) in current.iter_mut().enumerate() {
-                    let row = r * dynamic..(r + 1) * dynamic;
-                    *values = model.expected_next(values, &output.stay_logit[row.clone()], &output.mean[row.clone()], &output.log_sigma[row]);
-                }
+                follow_expected(model, &mut current, &output);
             }
+        }
+        if let (Some(memory), Some(state), true) = (&model.card.memory, after_candidate, config.horizon > 1) {
+            recall_first_transition(model, memory, m, histories, state, config.horizon, member_survival);
         }
     }
     let mut scores = vec![Vec::with_capacity(N_ACTIONS); histories.len()];
@@ -102,6 +107,91 @@ pub fn score_all(
         }
     }
     Ok(scores)
+}
+
+fn survival_of(outcome_logit: f32) -> f64 {
+    1.0 - 1.0 / (1.0 + (-f64::from(outcome_logit)).exp())
+}
+
+/// Move each row's values to the member's expected next values.
+fn follow_expected(model: &WorldModel, current: &mut [Vec<Option<f64>>], output: &MemberOutput) {
+    let dynamic = model.card.layout.dynamic.len();
+    for (r, values) in current.iter_mut().enumerate() {
+        let row = r * dynamic..(r + 1) * dynamic;
+        *values = model.expected_next(values, &output.stay_logit[row.clone()], &output.mean[row.clone()], &output.log_sigma[row]);
+    }
+}
+
+/// Where the world model has a memory of logged transitions (`memory.rs`),
+/// a candidate it holds enough of them for takes its first transition from
+/// them, as a simulation does: member `m`'s survival after the horizon is
+/// its bootstrap average over the logged outcomes, an end of stay counting
+/// as it ended and a logged state as the survival the member predicts after
+/// reading it (and following its expected values for the rest of the
+/// horizon, holding the candidate). `after_candidate`: the member's state
+/// after each row `h * 25 + a` read its candidate; `survival` is overwritten
+/// for the rows the memory holds.
+fn recall_first_transition(
+    model: &WorldModel,
+    memory: &TransitionMemory,
+    m: usize,
+    histories: &[History],
+    after_candidate: FastState,
+    horizon: usize,
+    survival: &mut [f64],
+) {
+    let (layout, normaliser) = (&model.card.layout, &model.card.normaliser);
+    let members = model.members();
+    // (row h * 25 + a, probability) of each logged state reached, and its values.
+    let mut branches: Vec<(usize, f64)> = Vec::new();
+    let mut reached: Vec<Vec<Option<f64>>> = Vec::new();
+    for (h, history) in histories.iter().enumerate() {
+        let now = &history.last().expect("non-empty history").0;
+        let z: Vec<f32> = layout.dynamic.iter().map(|&f| now[f].map_or(0.0, |v| normaliser.z(f, v)) as f32).collect();
+        let cluster = memory.cluster(&z);
+        for a in 0..N_ACTIONS {
+            let Some(row) = memory.row(cluster, a) else { continue };
+            let r = h * N_ACTIONS + a;
+            survival[r] = 0.0;
+            for (entry, &p) in memory.probabilities(members, m, row).iter().enumerate() {
+                match memory.next(row, entry) {
+                    Next::Survived => survival[r] += p,
+                    Next::Died => {}
+                    Next::Cluster(k) => {
+                        let logged = &memory.representatives[k as usize];
+                        let mut values = now.clone();
+                        for (d, &f) in layout.dynamic.iter().enumerate() {
+                            values[f] = logged.observed[d].then(|| normaliser.value(f, f64::from(logged.z[d])));
+                        }
+                        branches.push((r, p));
+                        reached.push(values);
+                    }
+                }
+            }
+        }
+    }
+    if branches.is_empty() {
+        return;
+    }
+    let net = model.fast_member(m);
+    let rows: Vec<u32> = branches.iter().map(|&(r, _)| r as u32).collect();
+    let mut state = FastState::select(&[after_candidate], &rows);
+    let mut output = None;
+    for _ in 1..horizon {
+        if let Some(previous) = &output {
+            follow_expected(model, &mut reached, previous);
+        }
+        let mut x = Vec::with_capacity(reached.len() * layout.input_dim());
+        for (values, &(r, _)) in reached.iter().zip(&branches) {
+            layout.encode(normaliser, values, Action::from_index(r % N_ACTIONS).expect("0..25"), &mut x);
+        }
+        net.step(&x, &mut state);
+        output = Some(net.heads(&state));
+    }
+    let output = output.expect("a horizon above 1 reads at least one step");
+    for (&(r, p), &logit) in branches.iter().zip(&output.outcome_logit) {
+        survival[r] += p * survival_of(logit);
+    }
 }
 
 /// Member `m`'s state after each history's steps before the decision (the
@@ -264,7 +354,7 @@ mod tests {
             .map(|m| train_member(m, &windows, &validation, &config, &checkpoints, |_, _, _, _| {}, |_| {}).unwrap())
             .collect();
         let stem = dir.path().join("world-model");
-        export(&ModelCard { config, layout, normaliser, training }, &checkpoints, &stem).unwrap();
+        export(&ModelCard { config, layout, normaliser, training, memory: None }, &checkpoints, &stem).unwrap();
         let model = WorldModel::load(&stem).unwrap();
         assert_eq!(model.members(), 2);
 
@@ -324,6 +414,43 @@ mod tests {
                 let mean = members.iter().sum::<f64>() / members.len() as f64;
                 assert!((scores[h][a].survival - mean).abs() < 1e-5, "history {h} ({} steps), action {a}: {} vs {mean}", history.len(), scores[h][a].survival);
             }
+        }
+    }
+
+    #[test]
+    fn a_remembered_candidate_is_scored_by_its_logged_outcomes() {
+        use crate::world_model::memory::{two_state_memory, MemoryRow};
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let plain = WorldModel::load(&std::path::Path::new(root).join("public/models/world-model")).unwrap();
+        let mut model = WorldModel::load(&std::path::Path::new(root).join("public/models/world-model")).unwrap();
+        let history: History = crate::simulation::reference_course().into_iter().map(|s| (s.values, s.action)).collect();
+        let now = history.last().unwrap().0.clone();
+        let mut reached = now.clone();
+        reached[idx("map")] = Some(80.0);
+        reached[idx("lactate")] = Some(1.2);
+        let (none, fluid1, fluid4) = (Action::NONE, Action { fluid: 1, vaso: 0 }, Action { fluid: 4, vaso: 0 });
+        let rows = vec![
+            MemoryRow { cluster: 0, action: none.index() as u8, next: vec![(2, 40)] },
+            MemoryRow { cluster: 0, action: fluid1.index() as u8, next: vec![(2, 10), (3, 30)] },
+            MemoryRow { cluster: 0, action: fluid4.index() as u8, next: vec![(1, 25)] },
+        ];
+        model.card.memory = Some(two_state_memory(&model.card, &now, &reached, rows));
+        let config = MpcConfig::default();
+        let score = |model: &WorldModel| score_all(model, std::slice::from_ref(&history), &[situation_of(&history)], &[[50; N_ACTIONS]], &config).unwrap().remove(0);
+        let (remembered, simulated) = (score(&model), score(&plain));
+        assert_eq!(remembered[none.index()].survival, 0.0, "every logged stay ended in death");
+        let f1 = &remembered[fluid1.index()];
+        assert!((0.6..0.9).contains(&f1.survival) && f1.disagreement > 0.0, "30 of 40 survived, bootstrapped per member: {f1:?}");
+        // Fluid 4 reaches the logged state: the members' survival after reading it.
+        let mut own = history.clone();
+        own.last_mut().unwrap().1 = fluid4;
+        own.push((reached, fluid4));
+        let members: Vec<f64> = (0..model.members()).map(|m| survival_by_rereading(&plain, &own, fluid4, m, 1)).collect();
+        let expected = members.iter().sum::<f64>() / members.len() as f64;
+        assert!((remembered[fluid4.index()].survival - expected).abs() < 1e-5, "{} vs {expected}", remembered[fluid4.index()].survival);
+        // Candidates without logged transitions are scored by the GRU alone.
+        for a in (0..N_ACTIONS).filter(|&a| ![none, fluid1, fluid4].contains(&Action::from_index(a).unwrap())) {
+            assert_eq!(remembered[a], simulated[a]);
         }
     }
 

@@ -120,15 +120,17 @@ pub fn load_ai_clinician(path: &Path) -> Result<AiClinician, LookupError> {
 /// A scoreboard row by name. `baselines_dir` holds the DDQN's files;
 /// `world_model` is the stem of the world model that `wm-mpc` and the
 /// simulating agent rows consult (`WORLD_MODEL` unless an experiment says
-/// otherwise). Without the `ml` feature neither is read: the rows they
-/// serve need candle.
+/// otherwise); `support` the AI Clinician's file, whose clusters and counts
+/// are also `wm-mpc`'s support (`AI_CLINICIAN_MODEL` unless an experiment
+/// says otherwise). Without the `ml` feature the first two are not read: the
+/// rows they serve need candle.
 #[cfg_attr(not(feature = "ml"), allow(unused_variables))]
-pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path, world_model: &Path) -> Result<NamedPolicy, LookupError> {
+pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path, world_model: &Path, support: &Path) -> Result<NamedPolicy, LookupError> {
     if let Some(baseline) = Baseline::from_name(name) {
         return Ok(NamedPolicy { name: name.into(), table: baseline.table(env), oracle: baseline == Baseline::Optimal, agent: None });
     }
     match name {
-        AI_CLINICIAN => Ok(NamedPolicy { name: name.into(), table: load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?.policy_table(env), oracle: false, agent: None }),
+        AI_CLINICIAN => Ok(NamedPolicy { name: name.into(), table: load_ai_clinician(support)?.policy_table(env), oracle: false, agent: None }),
         #[cfg(feature = "ml")]
         DDQN => {
             let stem = baselines_dir.join(name);
@@ -141,7 +143,7 @@ pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path, world_mod
             let stem = world_model;
             let model_error = |message: String| LookupError::Model { name: "world-model".into(), path: stem.with_extension("safetensors"), message };
             let model = crate::world_model::WorldModel::load(stem).map_err(|e| model_error(e.to_string()))?;
-            let support = load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?;
+            let support = load_ai_clinician(support)?;
             let table = crate::planner::icu_sepsis::policy_table(&model, &support, env, &crate::planner::MpcConfig::default())
                 .map_err(|e| model_error(e.to_string()))?;
             Ok(NamedPolicy { name: name.into(), table, oracle: false, agent: None })
@@ -192,7 +194,14 @@ fn llm_row(env: &IcuSepsis, row: &AgentRow, world_model_stem: &Path) -> Result<N
         // world model must not reuse the old model's decisions.
         let bytes = std::fs::read(&weights).map_err(|e| wm_error(e.to_string()))?;
         identity = format!("{identity}, world model sha256 {}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
-        Some(crate::world_model::WorldModel::load(stem).map_err(|e| wm_error(e.to_string()))?)
+        let model = crate::world_model::WorldModel::load(stem).map_err(|e| wm_error(e.to_string()))?;
+        // Its memory of logged transitions changes the simulations too (a
+        // model without one keeps the identity it always had).
+        if let Some(memory) = &model.card.memory {
+            let json = serde_json::to_string(memory).map_err(|e| wm_error(e.to_string()))?;
+            identity = format!("{identity}, memory sha256 {}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(json.as_bytes())));
+        }
+        Some(model)
     } else {
         None
     };

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::data::Layout;
+use super::memory::TransitionMemory;
 use super::model::WorldModelConfig;
 use crate::cohort::normaliser::Normaliser;
 
@@ -38,5 +39,10 @@ pub struct ModelCard {
     pub layout: Layout,
     pub normaliser: Normaliser,
     pub training: Vec<MemberState>,
+    /// The logged transitions the first simulated step is drawn from where
+    /// they are plentiful (`memory.rs`); added by `sepsis train
+    /// world-model-memory`. A card without one simulates with the GRU alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<TransitionMemory>,
 }
 

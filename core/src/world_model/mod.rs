@@ -18,6 +18,7 @@ pub mod evaluate;
 pub mod fidelity;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub mod wasm_matmul;
+pub mod memory;
 pub mod mixture;
 pub mod model;
 pub mod simulate;

@@ -32,6 +32,7 @@ use super::card::ModelCard;
 use super::cpu_inference::FastState;
 use super::WorldModel;
 use crate::cohort::schema::{idx, FEATURES};
+use super::memory::{Next, TransitionMemory};
 use super::mixture::{expected_value, stay_probability};
 use crate::simulation::{
     quantile, standard_normal, stay_uniform, CandidateStep, FeatureBand, RequestError, SimulateRequest, Simulation, SimulationStep, KEY_FEATURES, MAX_HORIZON,
@@ -110,7 +111,26 @@ pub struct Rollout<'a> {
     bounds: Vec<(f32, f32)>,
     /// (position among the dynamic features, schema index) of each key feature.
     key: Vec<(usize, usize)>,
+    /// Per candidate: the memory's row of logged transitions for its first
+    /// action from the current state, where the model has a memory and the
+    /// row exists (`memory.rs`).
+    first_from_memory: Vec<Option<usize>>,
+    /// Per member, per row: `Some(survived)` once the rollout's stay has
+    /// ended (a logged transition out of the ICU was drawn).
+    ended: Vec<Vec<Option<bool>>>,
     result: Simulation,
+}
+
+/// One member's transition for all of its rows.
+struct MemberStep {
+    /// `rows x dynamic`, z units: each row's next values.
+    next: Vec<f32>,
+    /// `rows x dynamic`: whether each next value is measured.
+    observed: Vec<bool>,
+    /// `rows x dynamic`: the member's expected next values.
+    expected: Vec<f64>,
+    /// Per row: the stay ends in this transition (`Some(survived)`).
+    ends: Vec<Option<bool>>,
 }
 
 impl<'a> Rollout<'a> {
@@ -147,7 +167,16 @@ impl<'a> Rollout<'a> {
             })
             .collect();
         let members = card.config.members;
-        Ok(Self { card, request, members, earlier, current_steps, simulated: Vec::new(), bounds, key, result: Simulation::default() })
+        let first_from_memory = match &card.memory {
+            Some(memory) => {
+                let dims = layout.dynamic.len();
+                let cluster = memory.cluster(&current_steps[..dims]);
+                (0..request.candidates.len()).map(|c| memory.row(cluster, request.action(c, 0).index())).collect()
+            }
+            None => vec![None; request.candidates.len()],
+        };
+        let ended = vec![vec![None; request.candidates.len() * request.samples]; members];
+        Ok(Self { card, request, members, earlier, current_steps, simulated: Vec::new(), bounds, key, first_from_memory, ended, result: Simulation::default() })
     }
 
     pub fn members(&self) -> usize {
@@ -247,26 +276,70 @@ impl<'a> Rollout<'a> {
     /// together, as they do when a patient's state holds. The expected value
     /// (what the members' disagreement is measured on) reuses the same stay
     /// probability: one pass, one `exp` per value.
-    fn step_member(&self, member: usize, output: &MemberOutput, gaussian: &[f32]) -> (Vec<f32>, Vec<f64>) {
+    ///
+    /// At the first transition, a candidate whose first action the memory
+    /// holds enough logged transitions for takes its row's next state from
+    /// them instead (the same uniform picks it), and its expected values are
+    /// the member's bootstrap average over them.
+    fn step_member(&self, member: usize, output: &MemberOutput, gaussian: &[f32]) -> MemberStep {
         let dims = self.dynamic_dim();
         let base = ((self.steps_done() * self.members + member) * self.rows()) as u32;
-        let (mut next, mut expected) = (Vec::with_capacity(gaussian.len()), Vec::with_capacity(gaussian.len()));
+        let n = gaussian.len();
+        let mut step = MemberStep { next: Vec::with_capacity(n), observed: Vec::with_capacity(n), expected: Vec::with_capacity(n), ends: vec![None; self.rows()] };
+        let memory = self.card.memory.as_ref().filter(|_| self.steps_done() == 0);
         for r in 0..self.rows() {
             let u = stay_uniform(self.request.seed, base + r as u32) as f64;
             let now = self.newest_step(member, r);
+            if let Some((memory, row)) = memory.zip(self.first_from_memory[r / self.request.samples]) {
+                step.ends[r] = match self.recall(memory, member, row, u, now, &output.mean[r * dims..(r + 1) * dims], &mut step) {
+                    Next::Cluster(_) => None,
+                    Next::Died => Some(false),
+                    Next::Survived => Some(true),
+                };
+                continue;
+            }
             for d in 0..dims {
                 let i = r * dims + d;
                 let current = observed(now, dims, d);
                 // A missing value cannot stay.
                 let stay = if current.is_some() { stay_probability(output.stay_logit[i] as f64) } else { 0.0 };
-                next.push(match current {
+                step.next.push(match current {
                     Some(value) if u < stay => value as f32,
                     _ => gaussian[i].clamp(self.bounds[d].0, self.bounds[d].1),
                 });
-                expected.push(expected_value(stay, current, output.mean[i] as f64));
+                step.observed.push(true);
+                step.expected.push(expected_value(stay, current, output.mean[i] as f64));
             }
         }
-        (next, expected)
+        step
+    }
+
+    /// A row's next values drawn from the memory's `row` with uniform `u`:
+    /// a logged step of the drawn cluster, or, where the stay ends, the
+    /// values as they are now (missing ones at the member's mean), which
+    /// the bands then keep. Expected values: the member's bootstrap average
+    /// over the row's outcomes valued the same way. Returns what was drawn.
+    #[allow(clippy::too_many_arguments)]
+    fn recall(&self, memory: &TransitionMemory, member: usize, row: usize, u: f64, now: &[f32], mean: &[f32], step: &mut MemberStep) -> Next {
+        let dims = self.dynamic_dim();
+        let value_of = |next: Next, d: usize| -> (f32, bool) {
+            match next {
+                Next::Cluster(k) => {
+                    let logged = &memory.representatives[k as usize];
+                    (logged.z[d], logged.observed[d])
+                }
+                Next::Died | Next::Survived => (observed(now, dims, d).map_or(mean[d], |v| v as f32), true),
+            }
+        };
+        let drawn = memory.next(row, memory.pick(self.members, member, row, u));
+        let probabilities = memory.probabilities(self.members, member, row);
+        for d in 0..dims {
+            let (value, measured) = value_of(drawn, d);
+            step.next.push(value);
+            step.observed.push(measured);
+            step.expected.push(probabilities.iter().enumerate().map(|(e, p)| p * f64::from(value_of(memory.next(row, e), d).0)).sum());
+        }
+        drawn
     }
 
     /// Take every member's outputs and Gaussian draws for this step, record
@@ -276,7 +349,9 @@ impl<'a> Rollout<'a> {
         assert_eq!((outputs.len(), draws.len()), (self.members, self.members), "one output and one draw set per member");
         let (dims, samples) = (self.dynamic_dim(), self.request.samples);
         let t = self.steps_done();
-        let (draws, expected): (Vec<Vec<f32>>, Vec<Vec<f64>>) = (0..self.members).map(|m| self.step_member(m, &outputs[m], &draws[m])).unzip();
+        let steps: Vec<MemberStep> = (0..self.members).map(|m| self.step_member(m, &outputs[m], &draws[m])).collect();
+        let draws: Vec<&[f32]> = steps.iter().map(|s| s.next.as_slice()).collect();
+        let expected: Vec<&[f64]> = steps.iter().map(|s| s.expected.as_slice()).collect();
         let mut candidates = Vec::with_capacity(self.request.candidates.len());
         for c in 0..self.request.candidates.len() {
             let rows_of = || c * samples..(c + 1) * samples;
@@ -290,7 +365,12 @@ impl<'a> Rollout<'a> {
                     FeatureBand { feature: FEATURES[f].key.to_string(), p10: quantile(&values, 0.1), p50: quantile(&values, 0.5), p90: quantile(&values, 0.9) }
                 })
                 .collect();
-            let deaths: f64 = outputs.iter().flat_map(|o| rows_of().map(move |r| sigmoid(o.outcome_logit[r] as f64))).sum();
+            // A rollout whose stay has ended has its outcome.
+            let death = |m: usize, r: usize| match self.ended[m][r] {
+                Some(survived) => f64::from(u8::from(!survived)),
+                None => sigmoid(outputs[m].outcome_logit[r] as f64),
+            };
+            let deaths: f64 = (0..self.members).flat_map(|m| rows_of().map(move |r| death(m, r))).sum();
             let survival = 1.0 - deaths / (self.members * samples) as f64;
             // SD over members of the expected next value, per row and feature.
             let mut spread = 0.0;
@@ -305,7 +385,12 @@ impl<'a> Rollout<'a> {
             let disagreement = spread / (samples * dims) as f64;
             candidates.push(CandidateStep { candidate: c, action: self.request.action(c, t), bands, survival, disagreement });
         }
-        self.encode_simulated(&draws, t + 1);
+        for (ended, step) in self.ended.iter_mut().zip(&steps) {
+            for (status, ends) in ended.iter_mut().zip(&step.ends) {
+                *status = status.or(*ends);
+            }
+        }
+        self.encode_simulated(&steps, t + 1);
         self.result.steps.push(SimulationStep { step: t + 1, candidates });
         self.result.steps.last().expect("just pushed")
     }
@@ -318,9 +403,9 @@ impl<'a> Rollout<'a> {
     }
 
     /// Encode each rollout's simulated step as the next input: drawn values
-    /// (all observed now), the statics carried over, and the action the
-    /// candidate gives at step `next`.
-    fn encode_simulated(&mut self, draws: &[Vec<f32>], next: usize) {
+    /// (observed, but for a logged step's missing ones), the statics carried
+    /// over, and the action the candidate gives at step `next`.
+    fn encode_simulated(&mut self, steps: &[MemberStep], next: usize) {
         let (rows, dims, width) = (self.rows(), self.dynamic_dim(), self.input_dim());
         let statics = self.card.layout.statics.len();
         let levels = crate::action::LEVELS as usize;
@@ -332,8 +417,11 @@ impl<'a> Rollout<'a> {
                     // Statics: from the newest step this row read.
                     let previous = self.newest_step(member, r);
                     let step = &mut encoded[r * width..(r + 1) * width];
-                    step[..dims].copy_from_slice(&draws[member][r * dims..(r + 1) * dims]);
-                    step[dims..2 * dims].fill(1.0);
+                    let drawn = r * dims..(r + 1) * dims;
+                    step[..dims].copy_from_slice(&steps[member].next[drawn.clone()]);
+                    for (mask, &measured) in step[dims..2 * dims].iter_mut().zip(&steps[member].observed[drawn]) {
+                        *mask = f32::from(u8::from(measured));
+                    }
                     step[2 * dims..2 * dims + statics].copy_from_slice(&previous[2 * dims..2 * dims + statics]);
                     step[2 * dims + statics + action.fluid as usize] = 1.0;
                     step[2 * dims + statics + levels + action.vaso as usize] = 1.0;
@@ -774,6 +862,47 @@ mod tests {
             let p = k as f64 / (members - 1) as f64;
             assert!((share - p).abs() < 0.1, "member {k}: {share} of rows stayed, expected {p}");
         }
+    }
+
+    /// A memory whose only cluster with rows is the reference patient's
+    /// current state: candidate `NONE` always dies there, fluid 4 always goes
+    /// to a logged state of cluster 1 (MAP 80, lactate 1.2: far from now).
+    fn model_with_memory() -> (WorldModel, Vec<Option<f64>>) {
+        use crate::world_model::memory::{two_state_memory, MemoryRow};
+        let mut model = shipped();
+        let now = course().last().unwrap().values.clone();
+        let mut reached = now.clone();
+        reached[idx("map")] = Some(80.0);
+        reached[idx("lactate")] = Some(1.2);
+        let rows = vec![
+            MemoryRow { cluster: 0, action: Action::NONE.index() as u8, next: vec![(2, 40)] },
+            MemoryRow { cluster: 0, action: Action { fluid: 4, vaso: 0 }.index() as u8, next: vec![(1, 25)] },
+        ];
+        model.card.memory = Some(two_state_memory(&model.card, &now, &reached, rows));
+        (model, reached)
+    }
+
+    #[test]
+    fn the_first_transition_comes_from_the_memory_where_it_holds_the_candidate() {
+        let (with_memory, reached) = model_with_memory();
+        let remembered = simulate_on_cpu(&with_memory, request(3), |_| {}).unwrap();
+        let plain = simulate_on_cpu(&shipped(), request(3), |_| {}).unwrap();
+        // Candidate 0 (nothing): its stay ends in death at the first transition.
+        let none: Vec<&CandidateStep> = remembered.course(0).collect();
+        assert!(none[0].survival > 0.0, "step 1 is read before the transition");
+        assert!(none[1..].iter().all(|c| c.survival == 0.0), "{:?}", none.iter().map(|c| c.survival).collect::<Vec<_>>());
+        // Candidate 2 (fluid 4, then nothing): every rollout reaches the logged state.
+        let fluid: Vec<&CandidateStep> = remembered.course(2).collect();
+        for band in &fluid[0].bands {
+            let logged = reached[idx(&band.feature)].unwrap();
+            assert!((band.p10 - logged).abs() < 1e-3 && (band.p90 - logged).abs() < 1e-3, "{band:?} vs {logged}");
+        }
+        assert_eq!(fluid[0].disagreement, 0.0, "one logged outcome: every member's bootstrap agrees");
+        assert_ne!(fluid[1].bands, plain.course(2).nth(1).unwrap().bands, "later steps go on from the logged state");
+        // Candidate 1 has no logged transitions: the GRU simulates it exactly as without a memory.
+        assert_eq!(remembered.course(1).cloned().collect::<Vec<_>>(), plain.course(1).cloned().collect::<Vec<_>>());
+        // Before the first transition, nothing differs.
+        assert_eq!(none[0].survival, plain.course(0).next().unwrap().survival);
     }
 
     #[test]

@@ -98,6 +98,9 @@ struct EnvArgs {
     /// World model (STEM.json + STEM.safetensors) that wm-mpc and the simulating agent rows consult.
     #[arg(long, default_value = WORLD_MODEL)]
     world_model: PathBuf,
+    /// The AI Clinician's clusters and counts: the ai-clinician row, and wm-mpc's support.
+    #[arg(long, default_value = AI_CLINICIAN_MODEL)]
+    support: PathBuf,
 }
 
 #[derive(Args)]
@@ -144,6 +147,9 @@ enum EvalWhat {
     PlannerSensitivity {
         #[arg(long, default_value = WORLD_MODEL)]
         world_model: PathBuf,
+        /// The planner's support clusters (and the memory's, where the model has one).
+        #[arg(long, default_value = AI_CLINICIAN_MODEL)]
+        support: PathBuf,
         #[arg(long, value_delimiter = ',', default_value = "1,2,4,6")]
         horizons: Vec<usize>,
         #[arg(long, value_delimiter = ',', default_value = "20,50,100")]
@@ -161,6 +167,9 @@ enum EvalWhat {
     PlannerDiagnosis {
         #[arg(long, default_value = WORLD_MODEL)]
         world_model: PathBuf,
+        /// The planner's support clusters (and the memory's, where the model has one).
+        #[arg(long, default_value = AI_CLINICIAN_MODEL)]
+        support: PathBuf,
         /// The training split, for transitions counted by state id.
         #[arg(long, default_value = ".cache/data/icu-sepsis.train.csv")]
         train: PathBuf,
@@ -238,6 +247,23 @@ enum TrainCommand {
     Ddqn(DdqnArgs),
     /// The Clinical World Model ensemble (GRU, candle, CPU); resumes from its checkpoints.
     WorldModel(WorldModelArgs),
+    /// The world model's memory of logged transitions (core/src/world_model/memory.rs):
+    /// counted in the training split by the support clusters, written into the model's card.
+    WorldModelMemory {
+        /// Training cohort CSV (the split the world model and the support clusters were trained on).
+        #[arg(long, default_value = ".cache/data/icu-sepsis.train.csv")]
+        cohort: PathBuf,
+        /// The support clusters (`sepsis train ai-clinician`).
+        #[arg(long, default_value = AI_CLINICIAN_MODEL)]
+        support: PathBuf,
+        /// Model stem: STEM.json gains the memory (the model is loaded first, to check it).
+        #[arg(long, default_value = WORLD_MODEL)]
+        model: PathBuf,
+        /// Logged transitions a cluster and action need before they are drawn from
+        /// (20, the planner's support threshold).
+        #[arg(long, default_value_t = 20)]
+        min_count: u32,
+    },
     /// The agent's LoRA adapters, one curriculum stage at a time; resumes from its checkpoints.
     Agent(train_agent::TrainAgentArgs),
 }
@@ -334,6 +360,7 @@ fn main() -> Result<()> {
         }
         Command::Train { command: TrainCommand::Ddqn(args) } => train_ddqn(args),
         Command::Train { command: TrainCommand::WorldModel(args) } => train_world_model(args),
+        Command::Train { command: TrainCommand::WorldModelMemory { cohort, support, model, min_count } } => train_world_model_memory(&cohort, &support, &model, min_count),
         Command::Train { command: TrainCommand::Agent(args) } => train_agent::run(args),
         Command::Data { command: DataCommand::IcuSepsis { data_dir, episodes, seed, out, split } } => {
             sample_data(&data_dir, episodes, seed, &out, split)
@@ -380,10 +407,12 @@ fn eval(args: EvalArgs) -> Result<()> {
         Some(EvalWhat::DataCeiling { episodes, min_counts, seed, data_dir, results }) => {
             return eval_data_ceiling(episodes, min_counts, *seed, data_dir, results)
         }
-        Some(EvalWhat::PlannerSensitivity { world_model, horizons, min_supports, disagreement_penalties, data_dir, results }) => {
-            return eval_planner_sensitivity(world_model, horizons, min_supports, disagreement_penalties, data_dir, results)
+        Some(EvalWhat::PlannerSensitivity { world_model, support, horizons, min_supports, disagreement_penalties, data_dir, results }) => {
+            return eval_planner_sensitivity(world_model, support, horizons, min_supports, disagreement_penalties, data_dir, results)
         }
-        Some(EvalWhat::PlannerDiagnosis { world_model, train, data_dir, results }) => return eval_planner_diagnosis(world_model, train, data_dir, results),
+        Some(EvalWhat::PlannerDiagnosis { world_model, support, train, data_dir, results }) => {
+            return eval_planner_diagnosis(world_model, support, train, data_dir, results)
+        }
         None => {}
     }
     let env = load_env(&args.env)?;
@@ -391,7 +420,7 @@ fn eval(args: EvalArgs) -> Result<()> {
         Some(name) => vec![name.clone()],
         None => POLICY_NAMES.iter().map(|n| n.to_string()).collect(),
     };
-    let policies = names.iter().map(|name| named_policy(&env, name, &args.env.baselines_dir, &args.env.world_model)).collect::<Result<Vec<_>, _>>()?;
+    let policies = names.iter().map(|name| named_policy(&env, name, &args.env.baselines_dir, &args.env.world_model, &args.env.support)).collect::<Result<Vec<_>, _>>()?;
     let board = Scoreboard::new(&env);
     let rows = policies.iter().map(|p| board.score_named(p)).collect::<Result<Vec<_>, _>>()?;
     if args.json {
@@ -459,11 +488,11 @@ fn eval_data_ceiling(episodes: &[usize], min_counts: &[u32], seed: u64, data_dir
     Ok(())
 }
 
-fn eval_planner_sensitivity(stem: &Path, horizons: &[usize], min_supports: &[u32], penalties: &[f64], data_dir: &Path, results: &Path) -> Result<()> {
+fn eval_planner_sensitivity(stem: &Path, support: &Path, horizons: &[usize], min_supports: &[u32], penalties: &[f64], data_dir: &Path, results: &Path) -> Result<()> {
     use sepsis_core::eval::planner_sensitivity::{markdown, sensitivity};
     let env = IcuSepsis::load(data_dir)?;
     let model = WorldModel::load(stem).with_context(|| format!("loading {}", stem.display()))?;
-    let support = load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?;
+    let support = load_ai_clinician(support)?;
     let started = std::time::Instant::now();
     let rows = sensitivity(&env, &model, &support, horizons, min_supports, penalties).map_err(|e| anyhow::anyhow!(e))?;
     let table = markdown(&rows);
@@ -486,11 +515,11 @@ fn eval_planner_sensitivity(stem: &Path, horizons: &[usize], min_supports: &[u32
     Ok(())
 }
 
-fn eval_planner_diagnosis(stem: &Path, train: &Path, data_dir: &Path, results: &Path) -> Result<()> {
+fn eval_planner_diagnosis(stem: &Path, support: &Path, train: &Path, data_dir: &Path, results: &Path) -> Result<()> {
     use sepsis_core::eval::planner_diagnosis::{diagnose, markdown};
     let env = IcuSepsis::load(data_dir)?;
     let model = WorldModel::load(stem).with_context(|| format!("loading {}", stem.display()))?;
-    let support = load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?;
+    let support = load_ai_clinician(support)?;
     let cohort = read_cohort_file(train)?;
     // Transitions are counted by ICU-Sepsis state id, which only sampled cohorts carry.
     if let Some((patient, step)) = cohort.patients.iter().find_map(|p| p.steps.iter().find(|s| s.state.is_none()).map(|s| (p, s))) {
@@ -576,7 +605,7 @@ fn eval_world_model(stem: &Path, cohort_path: &Path, data_dir: &Path, results: &
 
 fn policy_table(args: PolicyTableArgs) -> Result<()> {
     let env = load_env(&args.env)?;
-    let table = named_policy(&env, &args.policy, &args.env.baselines_dir, &args.env.world_model)?.table;
+    let table = named_policy(&env, &args.policy, &args.env.baselines_dir, &args.env.world_model, &args.env.support)?.table;
     let file = std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     table.write_csv(std::io::BufWriter::new(file))?;
     eprintln!("wrote {} ({} states)", args.out.display(), table.rows().len());
@@ -608,6 +637,27 @@ fn train_ai_clinician(cohort_path: &Path, config: AiClinicianConfig, out: &Path)
     }
     std::fs::write(out, serde_json::to_string(&model)?).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("wrote {} ({} clusters with data)", out.display(), model.support.iter().filter(|&&n| n > 0).count());
+    Ok(())
+}
+
+fn train_world_model_memory(cohort_path: &Path, support_path: &Path, stem: &Path, min_count: u32) -> Result<()> {
+    let cohort = read_cohort_file(cohort_path)?;
+    let support = load_ai_clinician(support_path)?;
+    let card_path = stem.with_extension("json");
+    let mut model = WorldModel::load(stem).with_context(|| format!("loading the world model {}", stem.display()))?;
+    let memory = sepsis_core::world_model::memory::fit::fit(&cohort, &support, &model.card, min_count)
+        .with_context(|| format!("{} against {}", support_path.display(), card_path.display()))?;
+    let transitions: u64 = memory.rows.iter().flat_map(|r| &r.next).map(|&(_, n)| u64::from(n)).sum();
+    eprintln!(
+        "memory: {} (cluster, action) pairs with at least {min_count} logged transitions, {transitions} of the {} transitions in {}",
+        memory.rows.len(),
+        cohort.steps(),
+        cohort_path.display()
+    );
+    model.card.memory = Some(memory);
+    // Compact: written out with indentation, the memory's arrays alone would be megabytes.
+    std::fs::write(&card_path, serde_json::to_string(&model.card)? + "\n").with_context(|| format!("writing {}", card_path.display()))?;
+    eprintln!("wrote {}", card_path.display());
     Ok(())
 }
 
@@ -680,7 +730,7 @@ fn train_world_model(args: WorldModelArgs) -> Result<()> {
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    export(&ModelCard { config, layout, normaliser, training }, &checkpoints, &args.out)?;
+    export(&ModelCard { config, layout, normaliser, training, memory: None }, &checkpoints, &args.out)?;
     eprintln!("wrote {}.safetensors and .json", args.out.display());
     Ok(())
 }

@@ -1,0 +1,377 @@
+//! The world model's memory of logged transitions: where patients in a
+//! state like this one went next when clinicians gave this treatment.
+//!
+//! Why it exists (docs/world-model.md, "What the measurements say"): the
+//! GRU learns where a state drifts but shrinks how a treatment changes that
+//! drift (its action effects correlate 0.29 with ICU-Sepsis's within a
+//! state, at a fifth of their size), while the logged transitions of a state
+//! and treatment, counted, carry the effect that decisions need. So the
+//! treatment's first transition from the patient's current state is drawn
+//! from the logged ones wherever the training split holds at least
+//! `min_count` of them for that state and treatment; elsewhere, and for
+//! every later step, the GRU simulates as before.
+//!
+//! States are the AI Clinician's clusters of the training split (the same
+//! clusters the planner's support counts come from, `ai-clinician.json`), so
+//! "supported" means the same thing to the planner and to the memory. A
+//! drawn state is given the clinical values of a logged step of its cluster
+//! (the one nearest the cluster's centre); a drawn end of stay fixes the
+//! rollout's survival at 1 (discharged alive) or 0 (died).
+//!
+//! Each ensemble member reads its own Bayesian bootstrap of the counts
+//! (Dirichlet weights, seeded by the member), so members disagree where a
+//! state and treatment have few logged transitions and agree where they
+//! have many: disagreement keeps measuring how far a question is from the
+//! data.
+
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::action::N_ACTIONS;
+use crate::simulation::uniform_pair;
+
+/// Where a logged transition led.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Still in the ICU, in this cluster.
+    Cluster(u32),
+    Died,
+    Survived,
+}
+
+/// A logged step's per-step features as the model reads them: z units in
+/// the layout's order (0 where missing) and whether each was measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Representative {
+    pub z: Vec<f32>,
+    pub observed: Vec<bool>,
+}
+
+/// The logged transitions of one (cluster, action) with at least
+/// `min_count` of them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemoryRow {
+    pub cluster: u32,
+    pub action: u8,
+    /// `(next, count)`, `next` coded as a cluster index, or `clusters` for
+    /// death and `clusters + 1` for survival (the AI Clinician's coding).
+    pub next: Vec<(u32, u32)>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TransitionMemory {
+    /// Fewest logged transitions a (cluster, action) needs to be drawn from.
+    pub min_count: u32,
+    /// Cluster centres in z units of the layout's per-step features.
+    pub centres: Vec<Vec<f32>>,
+    /// One logged step per cluster (nearest its centre).
+    pub representatives: Vec<Representative>,
+    pub rows: Vec<MemoryRow>,
+    /// `cluster * 25 + action` -> index in `rows`, built on first use.
+    #[serde(skip)]
+    index: OnceLock<Vec<Option<u32>>>,
+    /// Per member, per row: the bootstrap's probabilities of `next`, built on first use.
+    #[serde(skip)]
+    weights: OnceLock<Vec<Vec<Vec<f64>>>>,
+}
+
+/// Equal when what is stored is equal (the lookups are caches).
+impl PartialEq for TransitionMemory {
+    fn eq(&self, other: &Self) -> bool {
+        (self.min_count, &self.centres, &self.representatives, &self.rows) == (other.min_count, &other.centres, &other.representatives, &other.rows)
+    }
+}
+
+/// Seeds the members' bootstrap weights (apart from the simulation's draws).
+const BOOTSTRAP_SEED: u32 = 0xB007_0000;
+
+impl TransitionMemory {
+    pub fn new(min_count: u32, centres: Vec<Vec<f32>>, representatives: Vec<Representative>, rows: Vec<MemoryRow>) -> Self {
+        Self { min_count, centres, representatives, rows, index: OnceLock::new(), weights: OnceLock::new() }
+    }
+
+    pub fn clusters(&self) -> usize {
+        self.centres.len()
+    }
+
+    /// The cluster nearest a step's per-step features (z units, 0 where missing).
+    pub fn cluster(&self, z: &[f32]) -> usize {
+        let distance = |c: &Vec<f32>| c.iter().zip(z).map(|(a, b)| (a - b) * (a - b)).sum::<f32>();
+        self.centres.iter().enumerate().min_by(|a, b| distance(a.1).total_cmp(&distance(b.1))).map(|(i, _)| i).expect("at least one cluster")
+    }
+
+    /// The row of logged transitions for a cluster and action, where there
+    /// are at least `min_count`.
+    pub fn row(&self, cluster: usize, action: usize) -> Option<usize> {
+        let index = self.index.get_or_init(|| {
+            let mut index = vec![None; self.clusters() * N_ACTIONS];
+            for (i, row) in self.rows.iter().enumerate() {
+                index[row.cluster as usize * N_ACTIONS + row.action as usize] = Some(i as u32);
+            }
+            index
+        });
+        index.get(cluster * N_ACTIONS + action).copied().flatten().map(|i| i as usize)
+    }
+
+    pub fn next(&self, row: usize, entry: usize) -> Next {
+        let code = self.rows[row].next[entry].0;
+        let k = self.clusters() as u32;
+        match code {
+            c if c < k => Next::Cluster(c),
+            c if c == k => Next::Died,
+            _ => Next::Survived,
+        }
+    }
+
+    /// Member `member`'s probability of each of `row`'s next outcomes:
+    /// Dirichlet(counts) weights, the same on every machine for the same
+    /// memory (a seeded counter-based stream, as the simulation's draws).
+    pub fn probabilities(&self, members: usize, member: usize, row: usize) -> &[f64] {
+        let weights = self.weights.get_or_init(|| (0..members).map(|m| self.bootstrap(m)).collect());
+        assert_eq!(weights.len(), members, "a memory serves one ensemble size");
+        &weights[member][row]
+    }
+
+    fn bootstrap(&self, member: usize) -> Vec<Vec<f64>> {
+        let seed = BOOTSTRAP_SEED ^ member as u32;
+        let mut counter = 0u32;
+        self.rows
+            .iter()
+            .map(|row| {
+                // Gamma(n, 1) as a sum of n unit exponentials.
+                let gamma: Vec<f64> = row
+                    .next
+                    .iter()
+                    .map(|&(_, n)| {
+                        (0..n)
+                            .map(|_| {
+                                counter = counter.wrapping_add(1);
+                                -f64::from(uniform_pair(seed, counter).0).ln()
+                            })
+                            .sum()
+                    })
+                    .collect();
+                let total: f64 = gamma.iter().sum();
+                gamma.into_iter().map(|g| g / total).collect()
+            })
+            .collect()
+    }
+
+    /// The entry of `row` that a uniform `u` in [0, 1) picks for `member`.
+    pub fn pick(&self, members: usize, member: usize, row: usize, u: f64) -> usize {
+        let probabilities = self.probabilities(members, member, row);
+        let mut left = u;
+        for (entry, p) in probabilities.iter().enumerate() {
+            left -= p;
+            if left < 0.0 {
+                return entry;
+            }
+        }
+        probabilities.len() - 1
+    }
+}
+
+/// Fitting the memory from a training split (native only).
+#[cfg(feature = "eval")]
+pub mod fit {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::baselines::ai_clinician::AiClinician;
+    use crate::cohort::schema::{Kind, FEATURES};
+    use crate::cohort::{Cohort, Outcome};
+    use crate::world_model::card::ModelCard;
+
+    #[derive(Debug, thiserror::Error)]
+    pub enum FitError {
+        #[error("the support clusters were fitted on another normalisation than the world model (feature `{feature}`: mean {support_mean} vs {model_mean}): train both on the same training split")]
+        Normaliser { feature: &'static str, support_mean: f64, model_mean: f64 },
+        #[error("the world model reads per-step features {model:?}, the support clusters {support:?}")]
+        Layout { model: Vec<usize>, support: Vec<usize> },
+    }
+
+    /// Count the training split's transitions by (cluster, action) with the
+    /// support's clusters, keeping those with at least `min_count`.
+    pub fn fit(cohort: &Cohort, support: &AiClinician, card: &ModelCard, min_count: u32) -> Result<TransitionMemory, FitError> {
+        let support_dynamic: Vec<usize> = FEATURES.iter().enumerate().filter(|(_, f)| f.kind == Kind::Dynamic).map(|(i, _)| i).collect();
+        if support_dynamic != card.layout.dynamic {
+            return Err(FitError::Layout { model: card.layout.dynamic.clone(), support: support_dynamic });
+        }
+        for &f in &card.layout.dynamic {
+            let (a, b) = (support.standardiser.mean[f], card.normaliser.mean[f]);
+            let (sa, sb) = (support.standardiser.sd[f], card.normaliser.sd[f]);
+            if (a - b).abs() > 1e-9 * b.abs().max(1.0) || (sa - sb).abs() > 1e-9 * sb.abs().max(1.0) {
+                return Err(FitError::Normaliser { feature: FEATURES[f].key, support_mean: a, model_mean: b });
+            }
+        }
+        let k = support.centres.len();
+        let z_of = |values: &[Option<f64>]| -> Vec<f32> { card.layout.dynamic.iter().map(|&f| values[f].map_or(0.0, |v| card.normaliser.z(f, v)) as f32).collect() };
+        let centres: Vec<Vec<f32>> = support.centres.iter().map(|c| c.iter().map(|&v| v as f32).collect()).collect();
+        // The logged step nearest each centre, and the transitions.
+        let mut nearest: Vec<Option<(f32, Representative)>> = vec![None; k];
+        let mut counts: Vec<BTreeMap<u32, u32>> = vec![BTreeMap::new(); k * N_ACTIONS];
+        for patient in &cohort.patients {
+            let clusters: Vec<usize> = patient.steps.iter().map(|s| support.cluster(&s.values)).collect();
+            for (t, (step, &c)) in patient.steps.iter().zip(&clusters).enumerate() {
+                let z = z_of(&step.values);
+                let distance: f32 = z.iter().zip(&centres[c]).map(|(a, b)| (a - b) * (a - b)).sum();
+                if nearest[c].as_ref().is_none_or(|(d, _)| distance < *d) {
+                    let observed = card.layout.dynamic.iter().map(|&f| step.values[f].is_some()).collect();
+                    nearest[c] = Some((distance, Representative { z, observed }));
+                }
+                let next = match clusters.get(t + 1) {
+                    Some(&n) => n as u32,
+                    None if patient.outcome == Outcome::Survived => k as u32 + 1,
+                    None => k as u32,
+                };
+                *counts[c * N_ACTIONS + step.action.index()].entry(next).or_default() += 1;
+            }
+        }
+        let representatives = nearest
+            .into_iter()
+            .zip(&centres)
+            .map(|(found, centre)| found.map_or_else(|| Representative { z: centre.clone(), observed: vec![true; centre.len()] }, |(_, r)| r))
+            .collect();
+        let rows = counts
+            .into_iter()
+            .enumerate()
+            .filter(|(_, next)| next.values().sum::<u32>() >= min_count)
+            .map(|(i, next)| MemoryRow { cluster: (i / N_ACTIONS) as u32, action: (i % N_ACTIONS) as u8, next: next.into_iter().collect() })
+            .collect();
+        Ok(TransitionMemory::new(min_count, centres, representatives, rows))
+    }
+}
+
+/// A memory of two clusters for tests: cluster 0 at `now`, cluster 1 at
+/// `reached` (each its own logged step), with `rows`.
+#[cfg(test)]
+pub(crate) fn two_state_memory(card: &super::card::ModelCard, now: &[Option<f64>], reached: &[Option<f64>], rows: Vec<MemoryRow>) -> TransitionMemory {
+    let z = |values: &[Option<f64>]| -> Vec<f32> { card.layout.dynamic.iter().map(|&f| values[f].map_or(0.0, |v| card.normaliser.z(f, v)) as f32).collect() };
+    let centres = vec![z(now), z(reached)];
+    let representatives = centres.iter().map(|c| Representative { z: c.clone(), observed: vec![true; c.len()] }).collect();
+    TransitionMemory::new(20, centres, representatives, rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory() -> TransitionMemory {
+        let centres = vec![vec![0.0, 0.0], vec![1.0, 1.0]];
+        let representatives = centres.iter().map(|c| Representative { z: c.clone(), observed: vec![true, true] }).collect();
+        // Cluster 0 with action 0: 30 to cluster 1, 10 died; with action 3: 200 survived, 200 stayed.
+        let rows = vec![
+            MemoryRow { cluster: 0, action: 0, next: vec![(1, 30), (2, 10)] },
+            MemoryRow { cluster: 0, action: 3, next: vec![(0, 200), (3, 200)] },
+        ];
+        TransitionMemory::new(20, centres, representatives, rows)
+    }
+
+    #[test]
+    fn rows_are_found_by_cluster_and_action_and_next_is_decoded() {
+        let m = memory();
+        assert_eq!((m.row(0, 0), m.row(0, 3), m.row(1, 0), m.row(0, 24)), (Some(0), Some(1), None, None));
+        assert_eq!((m.next(0, 0), m.next(0, 1), m.next(1, 1)), (Next::Cluster(1), Next::Died, Next::Survived));
+        assert_eq!((m.cluster(&[0.2, -0.1]), m.cluster(&[0.9, 0.7])), (0, 1));
+    }
+
+    #[test]
+    fn members_bootstrap_the_counts_and_spread_less_where_there_are_more() {
+        let m = memory();
+        let members = 5;
+        let share = |row: usize, entry: usize| -> Vec<f64> { (0..members).map(|k| m.probabilities(members, k, row)[entry]).collect() };
+        let sd = |v: &[f64]| {
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
+        };
+        for k in 0..members {
+            for row in 0..2 {
+                assert!((m.probabilities(members, k, row).iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            }
+        }
+        let (few, many) = (share(0, 0), share(1, 0));
+        assert!(few.windows(2).any(|w| w[0] != w[1]), "members differ: {few:?}");
+        // Around 30/40 and 200/400; the bootstrap's SD is about sqrt(p(1-p)/n).
+        assert!(few.iter().all(|p| (p - 0.75).abs() < 0.25) && many.iter().all(|p| (p - 0.5).abs() < 0.1), "{few:?} {many:?}");
+        assert!(sd(&few) > sd(&many), "40 transitions spread more than 400: {} vs {}", sd(&few), sd(&many));
+        // The same memory gives the same weights (a fresh copy draws them again).
+        assert_eq!(memory().probabilities(members, 2, 0), m.probabilities(members, 2, 0));
+    }
+
+    #[test]
+    fn a_uniform_picks_entries_in_proportion() {
+        let m = memory();
+        let p = m.probabilities(5, 0, 0)[0];
+        assert_eq!(m.pick(5, 0, 0, p * 0.99), 0);
+        assert_eq!(m.pick(5, 0, 0, p + (1.0 - p) * 0.01), 1);
+        assert_eq!(m.pick(5, 0, 0, 0.999_999_999), 1);
+    }
+
+    /// Low-MAP patients: fluid takes them to high MAP (30), nothing kills
+    /// them (25), a vasopressor takes them to high MAP too, but only 5 times;
+    /// high-MAP patients given nothing go home (30).
+    #[cfg(feature = "eval")]
+    fn cohort() -> crate::cohort::Cohort {
+        use crate::action::Action;
+        use crate::cohort::schema::{idx, FEATURES};
+        use crate::cohort::{Cohort, Outcome, Patient, Step};
+        let values = |map: f64| {
+            let mut v = vec![Some(1.0); FEATURES.len()];
+            v[idx("map")] = Some(map);
+            v
+        };
+        let step = |t: u32, map: f64, action: Action| Step { index: t, values: values(map), action, state: None };
+        let (fluid, vaso) = (Action { fluid: 1, vaso: 0 }, Action { fluid: 0, vaso: 2 });
+        let mut patients = Vec::new();
+        let mut add = |steps: Vec<Step>, outcome| patients.push(Patient { id: format!("p{}", patients.len()), steps, outcome });
+        for _ in 0..30 {
+            add(vec![step(0, 55.0, fluid), step(1, 85.0, Action::NONE)], Outcome::Survived);
+        }
+        for _ in 0..25 {
+            add(vec![step(0, 55.0, Action::NONE)], Outcome::Died);
+        }
+        for _ in 0..5 {
+            add(vec![step(0, 55.0, vaso), step(1, 85.0, Action::NONE)], Outcome::Survived);
+        }
+        Cohort { patients }
+    }
+
+    #[cfg(feature = "eval")]
+    #[test]
+    fn fitting_counts_transitions_by_cluster_and_action() {
+        use crate::action::Action;
+        use crate::baselines::ai_clinician::{AiClinician, Config};
+        use crate::cohort::normaliser::Normaliser;
+        use crate::cohort::schema::idx;
+        use crate::world_model::card::ModelCard;
+        use crate::world_model::{Layout, WorldModelConfig};
+        let cohort = cohort();
+        let support = AiClinician::train(&cohort, Config { clusters: 2, ..Config::default() });
+        let card = ModelCard { config: WorldModelConfig::default(), layout: Layout::default(), normaliser: Normaliser::fit(&cohort), training: vec![], memory: None };
+        let memory = fit::fit(&cohort, &support, &card, 20).unwrap();
+        let map = card.layout.dynamic.iter().position(|&f| f == idx("map")).unwrap();
+        let z_of = |map_value: f64| card.normaliser.z(idx("map"), map_value) as f32;
+        let low = memory.cluster(&memory.representatives.iter().find(|r| (r.z[map] - z_of(55.0)).abs() < 1e-4).unwrap().z);
+        let high = 1 - low;
+        let outcomes = |cluster: usize, action: Action| memory.row(cluster, action.index()).map(|r| memory.rows[r].next.clone());
+        assert_eq!(outcomes(low, Action { fluid: 1, vaso: 0 }), Some(vec![(high as u32, 30)]));
+        assert_eq!(outcomes(low, Action::NONE), Some(vec![(2, 25)]), "death is coded as the cluster count");
+        assert_eq!(outcomes(high, Action::NONE), Some(vec![(3, 35)]), "survival as the count + 1");
+        assert_eq!(outcomes(low, Action { fluid: 0, vaso: 2 }), None, "5 transitions are fewer than 20");
+        assert!((memory.representatives[high].z[map] - z_of(85.0)).abs() < 1e-5);
+        // Support clusters fitted on another normalisation are refused.
+        let mut other = card.clone();
+        other.normaliser.mean[idx("map")] += 1.0;
+        let error = fit::fit(&cohort, &support, &other, 20).unwrap_err();
+        assert!(error.to_string().contains("`map`"), "{error}");
+    }
+
+    #[test]
+    fn the_lookups_survive_serialisation() {
+        let m = memory();
+        let back: TransitionMemory = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back.row(0, 3), Some(1));
+        assert_eq!(back.probabilities(5, 1, 1), m.probabilities(5, 1, 1));
+    }
+}
