@@ -8,7 +8,17 @@ use crate::world_model::WorldModel;
 
 use super::decision::{AgentError, Simulator};
 
-/// Answers `simulate` with the world model, 4 h ahead.
+/// Answers `simulate` with the world model, 4 h ahead: each candidate's
+/// values after 4 h, how far that step is from the data, and the survival
+/// predicted once the patient has reached them.
+///
+/// Survival is read one step on (the candidate held while the model reads
+/// the 4-h state), not right after the candidate: read there, before any
+/// transition, it cannot tell actions apart (`sepsis eval
+/// planner-diagnosis`: correlation 0.002 with the candidates' exact values
+/// within states), while after the state the candidate leads to it carries
+/// what the treatment did, as in `wm-mpc`'s horizon-2 score and the MDP
+/// simulator's expected value over next states.
 pub struct WorldModelSimulator<'m> {
     pub model: &'m WorldModel,
     /// Draws per candidate and member.
@@ -16,17 +26,24 @@ pub struct WorldModelSimulator<'m> {
     pub seed: u32,
 }
 
+impl WorldModelSimulator<'_> {
+    /// What this simulator answers, for caches of decisions made with it:
+    /// a change here must not reuse decisions made with the old answers.
+    pub const ANSWERS: &'static str = "values after 4 h; survival read after them (horizon 2, candidate held)";
+}
+
 impl Simulator for WorldModelSimulator<'_> {
     fn simulate(&mut self, course: &[CourseStep], candidates: &[Action]) -> Result<Vec<CandidateStep>, AgentError> {
         let request = SimulateRequest {
             history: course.to_vec(),
             candidates: candidates.iter().map(|&a| vec![a]).collect(),
-            horizon: 1,
+            horizon: 2,
             samples: self.samples,
             seed: self.seed,
         };
         let simulation = simulate_on_cpu(self.model, request, |_| {}).map_err(|e| AgentError(format!("simulation failed: {e}")))?;
-        Ok(simulation.steps.into_iter().next().map(|s| s.candidates).unwrap_or_default())
+        let [after_4h, read_on] = <[_; 2]>::try_from(simulation.steps).map_err(|_| AgentError("a 2-step simulation without 2 steps".into()))?;
+        Ok(after_4h.candidates.into_iter().zip(read_on.candidates).map(|(step, next)| CandidateStep { survival: next.survival, ..step }).collect())
     }
 }
 

@@ -193,10 +193,13 @@ fn llm_row(env: &IcuSepsis, row: &AgentRow, world_model_stem: &Path) -> Result<N
         // What the simulations say is part of every decision: a retrained
         // world model must not reuse the old model's decisions.
         let bytes = std::fs::read(&weights).map_err(|e| wm_error(e.to_string()))?;
-        identity = format!("{identity}, world model sha256 {}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+        identity = format!(
+            "{identity}, world model sha256 {}, simulate answers {}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+            crate::agent::runtime::WorldModelSimulator::ANSWERS
+        );
         let model = crate::world_model::WorldModel::load(stem).map_err(|e| wm_error(e.to_string()))?;
-        // Its memory of logged transitions changes the simulations too (a
-        // model without one keeps the identity it always had).
+        // Its memory of logged transitions changes the simulations too.
         if let Some(memory) = &model.card.memory {
             let json = serde_json::to_string(memory).map_err(|e| wm_error(e.to_string()))?;
             identity = format!("{identity}, memory sha256 {}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(json.as_bytes())));
