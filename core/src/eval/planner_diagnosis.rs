@@ -112,7 +112,7 @@ pub fn diagnose(env: &IcuSepsis, model: &WorldModel, support: &AiClinician, trai
         Ok(table_value(&env.mdp, &PolicyTable::deterministic(&actions)?)?)
     };
     let (true_dynamics, counted_dynamics, model_dynamics) =
-        ("ICU-Sepsis's transitions", "transitions counted in the training split (state ids)", "the world model's expected next values (nearest state)");
+        ("ICU-Sepsis's transitions", "transitions counted in the training split (state ids)", "the world model's GRU: its expected next values (nearest state)");
     let (exact_value, model_value) = ("the clinicians' exact value", "the world model's outcome network");
     let mut rows = Vec::new();
     for (dynamics, transitions) in [(true_dynamics, &truth), (counted_dynamics, &counted), (model_dynamics, &modelled)] {
@@ -121,7 +121,12 @@ pub fn diagnose(env: &IcuSepsis, model: &WorldModel, support: &AiClinician, trai
         }
     }
     let mpc = policy_table(model, support, env, &MpcConfig { min_support, ..MpcConfig::default() })?;
-    rows.push(DiagnosisRow { dynamics: "`wm-mpc` as the scoreboard runs it", value: "the outcome network after the candidate, held 2 steps", exact_value: table_value(&env.mdp, &mpc)? });
+    let dynamics = if model.card.memory.is_some() {
+        "`wm-mpc` as the scoreboard runs it: the first transition from the world model's memory of logged transitions where it holds the candidate, else the GRU"
+    } else {
+        "`wm-mpc` as the scoreboard runs it (the GRU)"
+    };
+    rows.push(DiagnosisRow { dynamics, value: "the outcome network after the state reached, the candidate held 2 steps", exact_value: table_value(&env.mdp, &mpc)? });
 
     // How the model's action effects compare with ICU-Sepsis's.
     let supported = |s: usize| -> Vec<usize> { (0..N_ACTIONS).filter(|&a| logged[s][a] >= min_support).collect() };
