@@ -290,6 +290,16 @@ impl<'a> Rollout<'a> {
         for r in 0..self.rows() {
             let u = stay_uniform(self.request.seed, base + r as u32) as f64;
             let now = self.newest_step(member, r);
+            if self.ended[member][r].is_some() {
+                // A stay that has ended holds its values; its survival is fixed.
+                for d in 0..dims {
+                    let value = observed(now, dims, d).unwrap_or(f64::from(output.mean[r * dims + d]));
+                    step.next.push(value as f32);
+                    step.observed.push(true);
+                    step.expected.push(value);
+                }
+                continue;
+            }
             if let Some((memory, row)) = memory.zip(self.first_from_memory[r / self.request.samples]) {
                 step.ends[r] = match self.recall(memory, member, row, u, now, &output.mean[r * dims..(r + 1) * dims], &mut step) {
                     Next::Cluster(_) => None,
@@ -896,6 +906,7 @@ mod tests {
         let none: Vec<&CandidateStep> = remembered.course(0).collect();
         assert!(none[0].survival > 0.0, "step 1 is read before the transition");
         assert!(none[1..].iter().all(|c| c.survival == 0.0), "{:?}", none.iter().map(|c| c.survival).collect::<Vec<_>>());
+        assert!(none[1..].iter().all(|c| c.bands == none[0].bands), "an ended stay holds its values");
         // Candidate 2 (fluid 4, then nothing): every rollout reaches the logged state.
         let fluid: Vec<&CandidateStep> = remembered.course(2).collect();
         for band in &fluid[0].bands {
