@@ -78,7 +78,8 @@ pub fn score_all(
         let mut after_candidate = None;
         for step in 0..config.horizon {
             net.step(&candidate_inputs(model, &current), &mut state);
-            if step == 0 {
+            // Kept only where the memory will branch from it.
+            if step == 0 && model.card.memory.is_some() && config.horizon > 1 {
                 after_candidate = Some(state.clone());
             }
             let output = net.heads(&state);
@@ -89,7 +90,7 @@ pub fn score_all(
                 follow_expected(model, &mut current, &output);
             }
         }
-        if let (Some(memory), Some(state), true) = (&model.card.memory, after_candidate, config.horizon > 1) {
+        if let (Some(memory), Some(state)) = (&model.card.memory, after_candidate) {
             recall_first_transition(model, memory, m, histories, state, config.horizon, member_survival);
         }
     }
@@ -109,7 +110,8 @@ pub fn score_all(
     Ok(scores)
 }
 
-fn survival_of(outcome_logit: f32) -> f64 {
+/// Probability of surviving the stay from the outcome head's logit of death.
+pub(crate) fn survival_of(outcome_logit: f32) -> f64 {
     1.0 - 1.0 / (1.0 + (-f64::from(outcome_logit)).exp())
 }
 
@@ -147,7 +149,7 @@ fn recall_first_transition(
     let mut reached: Vec<Vec<Option<f64>>> = Vec::new();
     for (h, history) in histories.iter().enumerate() {
         let now = &history.last().expect("non-empty history").0;
-        let z: Vec<f32> = layout.dynamic.iter().map(|&f| now[f].map_or(0.0, |v| normaliser.z(f, v)) as f32).collect();
+        let z: Vec<f32> = layout.dynamic_z(normaliser, now).into_iter().map(|z| z as f32).collect();
         let cluster = memory.cluster(&z);
         for a in 0..N_ACTIONS {
             let Some(row) = memory.row(cluster, a) else { continue };

@@ -209,7 +209,7 @@ impl ModelOutputs {
                 net.step(&x, &mut state);
                 let out = net.heads(&state);
                 for (r, logit) in out.outcome_logit.iter().enumerate() {
-                    survival_after[r] += (1.0 - 1.0 / (1.0 + (-f64::from(*logit)).exp())) / members as f64;
+                    survival_after[r] += crate::planner::survival_of(*logit) / members as f64;
                 }
                 (0..rows)
                     .map(|r| {

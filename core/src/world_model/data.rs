@@ -32,6 +32,12 @@ impl Layout {
         2 * self.dynamic.len() + self.statics.len() + 2 * LEVELS as usize
     }
 
+    /// A step's per-step features in z units, in layout order (0 where
+    /// missing): what `encode` writes first, and what states are compared on.
+    pub fn dynamic_z(&self, normaliser: &Normaliser, values: &[Option<f64>]) -> Vec<f64> {
+        self.dynamic.iter().map(|&i| values[i].map_or(0.0, |v| normaliser.z(i, v))).collect()
+    }
+
     /// Encode one step (with the action given in it).
     pub fn encode(&self, normaliser: &Normaliser, values: &[Option<f64>], action: Action, out: &mut Vec<f32>) {
         for &i in &self.dynamic {

@@ -253,7 +253,7 @@ fn oracle_errors(model: &WorldModel, cohort: &Cohort, env: &IcuSepsis, windows: 
     let features: Vec<Vec<f64>> = (0..n_states)
         .map(|s| {
             let values = crate::env::clinical::state_features(env, s);
-            layout.dynamic.iter().map(|&f| values[f].map_or(0.0, |v| normaliser.z(f, v))).collect()
+            layout.dynamic_z(normaliser, &values)
         })
         .collect();
     let (mut err, mut count) = (vec![0.0f64; dims], vec![0.0f64; dims]);

@@ -26,7 +26,7 @@ impl StateIndex {
         let points = (0..N_PATIENT_STATES)
             .map(|s| {
                 let values = state_features(env, s);
-                card.layout.dynamic.iter().map(|&f| values[f].map_or(0.0, |v| card.normaliser.z(f, v))).collect()
+                card.layout.dynamic_z(&card.normaliser, &values)
             })
             .collect();
         Self { points }
@@ -34,7 +34,7 @@ impl StateIndex {
 
     pub fn nearest(&self, model: &WorldModel, values: &[Option<f64>]) -> usize {
         let card = &model.card;
-        let z: Vec<f64> = card.layout.dynamic.iter().map(|&f| values[f].map_or(0.0, |v| card.normaliser.z(f, v))).collect();
+        let z = card.layout.dynamic_z(&card.normaliser, values);
         let distance = |p: &Vec<f64>| p.iter().zip(&z).map(|(a, b)| (a - b) * (a - b)).sum::<f64>();
         (0..self.points.len()).min_by(|&a, &b| distance(&self.points[a]).total_cmp(&distance(&self.points[b]))).expect("states")
     }

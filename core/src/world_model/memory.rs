@@ -206,7 +206,7 @@ pub mod fit {
             }
         }
         let k = support.centres.len();
-        let z_of = |values: &[Option<f64>]| -> Vec<f32> { card.layout.dynamic.iter().map(|&f| values[f].map_or(0.0, |v| card.normaliser.z(f, v)) as f32).collect() };
+        let z_of = |values: &[Option<f64>]| -> Vec<f32> { card.layout.dynamic_z(&card.normaliser, values).into_iter().map(|z| z as f32).collect() };
         let centres: Vec<Vec<f32>> = support.centres.iter().map(|c| c.iter().map(|&v| v as f32).collect()).collect();
         // The logged step nearest each centre, and the transitions.
         let mut nearest: Vec<Option<(f32, Representative)>> = vec![None; k];
@@ -247,7 +247,7 @@ pub mod fit {
 /// `reached` (each its own logged step), with `rows`.
 #[cfg(test)]
 pub(crate) fn two_state_memory(card: &super::card::ModelCard, now: &[Option<f64>], reached: &[Option<f64>], rows: Vec<MemoryRow>) -> TransitionMemory {
-    let z = |values: &[Option<f64>]| -> Vec<f32> { card.layout.dynamic.iter().map(|&f| values[f].map_or(0.0, |v| card.normaliser.z(f, v)) as f32).collect() };
+    let z = |values: &[Option<f64>]| -> Vec<f32> { card.layout.dynamic_z(&card.normaliser, values).into_iter().map(|z| z as f32).collect() };
     let centres = vec![z(now), z(reached)];
     let representatives = centres.iter().map(|c| Representative { z: c.clone(), observed: vec![true; c.len()] }).collect();
     TransitionMemory::new(20, centres, representatives, rows)
