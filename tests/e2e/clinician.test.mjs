@@ -63,7 +63,7 @@ test('demo cohort to a recommendation with its simulated evidence, flags and the
     assert.match(await page.locator(t('agent-prescription')).innerText(), /^fluid [0-4] \/ vasopressor [0-4]$/);
     assert.match(await page.locator(t('clinician-action')).innerText(), /^fluid [0-4] \/ vasopressor [0-4]$/);
     assert.ok((await page.locator(t('agent-simulation')).count()) >= 1, 'at least one simulation with its evidence');
-    assert.match(await page.locator(t('agent-simulation')).first().innerText(), /^fluid [0-4] \/ vasopressor [0-4] simulated 4 h ahead: survival \d+ %, MAP \d+ \(\d+–\d+\) mmHg, disagreement [\d.]+, flags/);
+    assert.match(await page.locator(t('agent-simulation')).first().innerText(), /^fluid [0-4] \/ vasopressor [0-4] simulated 4 h ahead: survival \d+ % \(± \d+ across the ensemble\), MAP \d+ \(\d+–\d+\) mmHg, flags/);
     assert.match(await page.locator(t('agent-timing')).innerText(), /tool calls, 0 rejected turns/);
     // The prescription's course is drawn next to the clinician's.
     const prescribed = (await page.locator(t('agent-prescription')).innerText()).match(/fluid (\d) \/ vasopressor (\d)/);

@@ -1,27 +1,33 @@
 //! The loop's real parts: the learned world model as the simulator, the LLM
 //! and the `wm-mpc` planner as proposers.
 
-use crate::action::Action;
+use crate::action::{Action, N_ACTIONS};
+use crate::planner::{score_all, situation_of, MpcConfig};
 use crate::simulation::{CandidateStep, CourseStep, SimulateRequest};
+use crate::world_model::ensemble::History;
 use crate::world_model::simulate::simulate_on_cpu;
 use crate::world_model::WorldModel;
 
 use super::decision::{AgentError, Simulator};
 
 /// Answers `simulate` with the world model, 4 h ahead: each candidate's
-/// values after 4 h, how far that step is from the data, and the survival
-/// predicted once the patient has reached them.
+/// sampled values after 4 h, and its survival and spread exactly as `wm-mpc`
+/// scores them.
 ///
-/// Survival is read one step on (the candidate held while the model reads
-/// the 4-h state), not right after the candidate: read there, before any
-/// transition, it cannot tell actions apart (`sepsis eval
-/// planner-diagnosis`: correlation 0.002 with the candidates' exact values
-/// within states), while after the state the candidate leads to it carries
-/// what the treatment did, as in `wm-mpc`'s horizon-2 score and the MDP
-/// simulator's expected value over next states.
+/// Survival is each member's expected survival once the patient has reached
+/// the 4-h state (the candidate held while the model reads it; horizon 2),
+/// averaged over members; the spread is its SD over members. Read right
+/// after the candidate, before any transition, survival cannot tell actions
+/// apart (`sepsis eval planner-diagnosis`: correlation 0.002 with the
+/// candidates' exact values within states). Both are the planner's exact
+/// expectations, not means of the sampled rollouts: the numbers the agent
+/// reads are the ones its teacher ranked by (score = survival - spread -
+/// 0.05 per flag), so a prescription in the curriculum's examples follows
+/// from the evidence shown beside it, without Monte Carlo noise reordering
+/// near-ties.
 pub struct WorldModelSimulator<'m> {
     pub model: &'m WorldModel,
-    /// Draws per candidate and member.
+    /// Draws per candidate and member, for the 4-h values.
     pub samples: usize,
     pub seed: u32,
 }
@@ -29,7 +35,7 @@ pub struct WorldModelSimulator<'m> {
 impl WorldModelSimulator<'_> {
     /// What this simulator answers, for caches of decisions made with it:
     /// a change here must not reuse decisions made with the old answers.
-    pub const ANSWERS: &'static str = "values after 4 h; survival read after them (horizon 2, candidate held)";
+    pub const ANSWERS: &'static str = "values after 4 h (sampled); survival and its SD over members as wm-mpc scores them (horizon 2, candidate held)";
 }
 
 impl Simulator for WorldModelSimulator<'_> {
@@ -37,13 +43,25 @@ impl Simulator for WorldModelSimulator<'_> {
         let request = SimulateRequest {
             history: course.to_vec(),
             candidates: candidates.iter().map(|&a| vec![a]).collect(),
-            horizon: 2,
+            horizon: 1,
             samples: self.samples,
             seed: self.seed,
         };
         let simulation = simulate_on_cpu(self.model, request, |_| {}).map_err(|e| AgentError(format!("simulation failed: {e}")))?;
-        let [after_4h, read_on] = <[_; 2]>::try_from(simulation.steps).map_err(|_| AgentError("a 2-step simulation without 2 steps".into()))?;
-        Ok(after_4h.candidates.into_iter().zip(read_on.candidates).map(|(step, next)| CandidateStep { survival: next.survival, ..step }).collect())
+        let [after_4h] = <[_; 1]>::try_from(simulation.steps).map_err(|_| AgentError("a 1-step simulation without 1 step".into()))?;
+        let history: History = course.iter().map(|s| (s.values.clone(), s.action)).collect();
+        // Support does not enter survival or spread; the planner's choice is not made here.
+        let scores = score_all(self.model, std::slice::from_ref(&history), &[situation_of(&history)], &[[0; N_ACTIONS]], &MpcConfig::default())
+            .map_err(|e| AgentError(format!("scoring failed: {e}")))?
+            .remove(0);
+        Ok(after_4h
+            .candidates
+            .into_iter()
+            .map(|step| {
+                let score = &scores[step.action.index()];
+                CandidateStep { survival: score.survival, disagreement: score.disagreement, ..step }
+            })
+            .collect())
     }
 }
 
@@ -227,13 +245,15 @@ mod planner {
     use crate::agent::observation::flags;
     use crate::baselines::ai_clinician::AiClinician;
     use crate::guideline::Situation;
-    use crate::planner::{best, score_all, situation_of, CandidateScore, MpcConfig};
-    use crate::world_model::ensemble::History;
+    use crate::planner::{best, CandidateScore};
 
     /// `wm-mpc` writing the agent's grammar: it simulates its three best
-    /// supported candidates, then prescribes its best one, each after a
-    /// rationale short enough for the agent's constrained thought (at most
-    /// 16 tokens). The teacher of the curriculum's behaviour cloning.
+    /// supported candidates (in the grid's order), then prescribes its best
+    /// one, each after a rationale short enough for the agent's constrained
+    /// thought (at most 16 tokens). The teacher of the curriculum's
+    /// behaviour cloning. Its best is the simulated candidate with the
+    /// highest survival - spread - 0.05 per flag in the results it was
+    /// answered with ([`WorldModelSimulator`] answers the planner's numbers).
     pub struct PlannerProposer<'m> {
         pub model: &'m WorldModel,
         pub support: &'m AiClinician,
@@ -278,6 +298,10 @@ mod planner {
                 if shortlist.is_empty() {
                     shortlist.push(best(&scores).action);
                 }
+                // Asked in the grid's order, not the planner's: were the best
+                // always asked first, an imitator could prescribe the first
+                // candidate it asked for and never read the results.
+                shortlist.sort_by_key(|a| a.index());
                 let situation = Situation::of_course(course);
                 let map = match situation.map {
                     Some(m) if m < MAP_TARGET => "MAP low",
@@ -300,5 +324,75 @@ mod planner {
                 ToolCall::Prescribe(chosen.action).render()
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::decision::Simulator;
+    use crate::simulation::reference_course;
+
+    const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../public/models/world-model");
+
+    fn shipped() -> WorldModel {
+        WorldModel::load(std::path::Path::new(SHIPPED)).expect("the shipped world model")
+    }
+
+    fn planner_scores(model: &WorldModel, course: &[CourseStep]) -> Vec<crate::planner::CandidateScore> {
+        let history: History = course.iter().map(|s| (s.values.clone(), s.action)).collect();
+        score_all(model, std::slice::from_ref(&history), &[situation_of(&history)], &[[0; N_ACTIONS]], &MpcConfig::default()).unwrap().remove(0)
+    }
+
+    #[test]
+    fn the_simulate_tool_answers_sampled_4h_values_and_the_planners_survival_and_spread() {
+        let model = shipped();
+        let course = reference_course();
+        let candidates = [Action { fluid: 4, vaso: 0 }, Action::NONE, Action { fluid: 2, vaso: 1 }];
+        let answers = WorldModelSimulator { model: &model, samples: 16, seed: 5 }.simulate(&course, &candidates).unwrap();
+        let scores = planner_scores(&model, &course);
+        let sampled = simulate_on_cpu(
+            &model,
+            SimulateRequest { history: course.clone(), candidates: candidates.iter().map(|&a| vec![a]).collect(), horizon: 1, samples: 16, seed: 5 },
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(answers.len(), 3);
+        for ((answer, &action), sampled) in answers.iter().zip(&candidates).zip(&sampled.steps[0].candidates) {
+            assert_eq!(answer.action, action, "answered in the order asked");
+            assert_eq!(answer.survival, scores[action.index()].survival);
+            assert_eq!(answer.disagreement, scores[action.index()].disagreement);
+            assert_eq!(answer.bands, sampled.bands, "the 4-h values are the sampled simulation's");
+        }
+        // The candidates are told apart (what the tool is for).
+        assert!(answers.windows(2).any(|w| (w[0].survival - w[1].survival).abs() > 1e-4), "{answers:?}");
+    }
+
+    #[cfg(feature = "eval")]
+    #[test]
+    fn the_teacher_asks_in_the_grids_order_and_prescribes_the_best_of_what_it_read() {
+        use crate::agent::decision::{Decision, TraceEvent};
+        use crate::guideline::{violations, Situation};
+        let model = shipped();
+        let support_path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../public/models/ai-clinician.json"));
+        let support = crate::eval::policies::load_ai_clinician(support_path).unwrap();
+        let mut asked_out_of_planner_order = false;
+        // The reference course and two variations, so the shortlist is not one case.
+        for map in [58.0, 66.0, 80.0] {
+            let mut course = reference_course();
+            course.last_mut().unwrap().values[crate::cohort::schema::idx("map")] = Some(map);
+            let mut proposer = PlannerProposer::new(&model, &support, MpcConfig::default());
+            let mut simulator = WorldModelSimulator { model: &model, samples: 16, seed: 1 };
+            let trace = Decision::new(&mut proposer, Some(&mut simulator), &course).run(&mut |_| {}).unwrap();
+            let read: Vec<CandidateStep> =
+                trace.events.iter().find_map(|e| if let TraceEvent::Simulated { candidates, .. } = e { Some(candidates.clone()) } else { None }).expect("it simulated");
+            let asked: Vec<usize> = read.iter().map(|c| c.action.index()).collect();
+            assert!(asked.windows(2).all(|w| w[0] < w[1]), "asked in the grid's order: {asked:?}");
+            let shown_score = |c: &CandidateStep| c.survival - c.disagreement - 0.05 * violations(&Situation::of_course(&course), c.action).len() as f64;
+            let best_read = read.iter().max_by(|a, b| shown_score(a).total_cmp(&shown_score(b))).unwrap();
+            assert_eq!(trace.prescription, best_read.action, "the prescription follows from the results it read");
+            asked_out_of_planner_order |= read[0].action != trace.prescription;
+        }
+        assert!(asked_out_of_planner_order, "in some case the best is not the first asked");
     }
 }

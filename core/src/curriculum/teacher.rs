@@ -20,6 +20,11 @@ use crate::world_model::WorldModel;
 
 use super::example::Example;
 
+/// What the teacher does, for caches of its examples: a change here must
+/// not reuse examples of the old teacher (with what the simulator answers,
+/// [`WorldModelSimulator::ANSWERS`]).
+pub const TEACHER: &str = "wm-mpc (default config): its 3 best supported candidates asked in the grid's order, then its best prescribed";
+
 /// Why teacher decisions were kept or set aside.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TeacherReport {

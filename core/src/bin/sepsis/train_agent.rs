@@ -16,7 +16,8 @@ use sepsis_core::curriculum::dynamics::{dynamics_points, example as dynamics_exa
 use sepsis_core::curriculum::example::Example;
 use sepsis_core::curriculum::grpo::{train_grpo, GrpoConfig, RewardedState};
 use sepsis_core::curriculum::lora_training::{train_lora, Checkpoint, LoraTrainingConfig};
-use sepsis_core::curriculum::teacher::{decision_points, teacher_examples, TeacherReport};
+use sepsis_core::agent::runtime::WorldModelSimulator;
+use sepsis_core::curriculum::teacher::{decision_points, teacher_examples, TeacherReport, TEACHER};
 use sepsis_core::eval::policies::{load_adapter, load_ai_clinician, AI_CLINICIAN_MODEL, LLM_MODEL, WORLD_MODEL};
 use sepsis_core::llm::generate::Llm;
 use sepsis_core::llm::model::LoraAdapter;
@@ -259,7 +260,9 @@ fn fit(llm: &Llm, init: Option<&LoraAdapter>, train: &[Example], validation: &[E
 /// the checkpoint folder.
 fn examples(paths: &Paths, llm: &Llm, cohort_path: &Path, name: &str, decisions: usize, seed: u64, first_step_share: Option<f64>) -> Result<Vec<Example>> {
     let share = first_step_share.map(|s| format!("-first{s}")).unwrap_or_default();
-    let cache = paths.checkpoints.join(format!("teacher-{name}-{decisions}-{seed}{share}.json"));
+    // Examples of another teacher, or of the same one reading other answers, are not reused.
+    let teacher = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(format!("{TEACHER}; {}", WorldModelSimulator::ANSWERS)));
+    let cache = paths.checkpoints.join(format!("teacher-{name}-{decisions}-{seed}{share}-{}.json", &teacher[..8]));
     if let Ok(text) = std::fs::read_to_string(&cache) {
         return serde_json::from_str(&text).with_context(|| format!("{} is damaged: delete it to regenerate", cache.display()));
     }
