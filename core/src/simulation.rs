@@ -133,7 +133,15 @@ pub struct CandidateStep {
     pub survival: f64,
     /// SD over ensemble members of their predicted means (z units, averaged
     /// over features and samples): how far this question is from the data.
+    /// (The agent's simulate tool answers the SD over members of their
+    /// survival instead, `agent/runtime.rs`.)
     pub disagreement: f64,
+    /// Where this step's values were drawn from the world model's memory of
+    /// logged transitions (the first step only, where the memory holds the
+    /// patient's state and this action): how many logged transitions the
+    /// draw is from. `None`: the GRU's forecast.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logged_transitions: Option<u32>,
 }
 
 /// Every candidate at one simulated step (what the worker streams).

@@ -63,7 +63,7 @@ test('demo cohort to a recommendation with its simulated evidence, flags and the
     assert.match(await page.locator(t('agent-prescription')).innerText(), /^fluid [0-4] \/ vasopressor [0-4]$/);
     assert.match(await page.locator(t('clinician-action')).innerText(), /^fluid [0-4] \/ vasopressor [0-4]$/);
     assert.ok((await page.locator(t('agent-simulation')).count()) >= 1, 'at least one simulation with its evidence');
-    assert.match(await page.locator(t('agent-simulation')).first().innerText(), /^fluid [0-4] \/ vasopressor [0-4] simulated 4 h ahead: survival \d+ % \(± \d+ across the ensemble\), MAP \d+ \(\d+–\d+\) mmHg, flags/);
+    assert.match(await page.locator(t('agent-simulation')).first().innerText(), /^fluid [0-4] \/ vasopressor [0-4] simulated 4 h ahead: survival \d+ % \(± \d+ across the ensemble\), MAP \d+ \(\d+–\d+\) mmHg, flags [^;]*; 4-h values (drawn from \d+ logged transitions|forecast by the GRU ensemble)$/);
     assert.match(await page.locator(t('agent-timing')).innerText(), /tool calls, 0 rejected turns/);
     // The prescription's course is drawn next to the clinician's.
     const prescribed = (await page.locator(t('agent-prescription')).innerText()).match(/fluid (\d) \/ vasopressor (\d)/);
@@ -159,6 +159,7 @@ test('bedside entry rejects an implausible value inline, then opens the patient 
     assert.match(await plan.locator('h4').innerText(), /Plan \(fluid\/vasopressor per 4 h\): 3\/0 → 2\/1 → 0\/1, then held to 24 h$/);
     assert.equal(await plan.locator('svg').count(), 5, 'a fan chart per key feature');
     assert.match(await plan.locator('p').innerText(), /^Predicted survival [\d.]+ %, ensemble disagreement [\d.]+; (no guideline flags|guideline flags: \d+–\d+ h: .+)\./);
+    assert.match(await plan.locator('p').innerText(), /(First 4 h drawn from \d+ logged transitions of patients in similar states given this treatment|Every step forecast by the GRU ensemble)\.$/, 'says where the course comes from');
     await page.screenshot({ path: join(outputDir, 'bedside-what-if.png'), fullPage: true });
     assert.deepEqual(requestsCarrying(requestDetails, ['bed-12', '118', '4.4']), [], 'nothing entered left the page');
   } finally {

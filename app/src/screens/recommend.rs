@@ -71,7 +71,13 @@ pub fn RecommendPanel(patient: Patient, step: usize) -> impl IntoView {
                                 view! {
                                     <li data-test="agent-simulation">
                                         <strong>{c.action.to_string()}</strong>
-                                        {format!(" simulated 4 h ahead: survival {:.0} % (± {:.0} across the ensemble), {map} mmHg, flags {}", 100.0 * c.survival, 100.0 * c.disagreement, codes(f))}
+                                        {format!(
+                                            " simulated 4 h ahead: survival {:.0} % (± {:.0} across the ensemble), {map} mmHg, flags {}; {}",
+                                            100.0 * c.survival,
+                                            100.0 * c.disagreement,
+                                            codes(f),
+                                            c.logged_transitions.map_or("4-h values forecast by the GRU ensemble".to_string(), |n| format!("4-h values drawn from {n} logged transitions"))
+                                        )}
                                     </li>
                                 }
                             })

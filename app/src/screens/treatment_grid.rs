@@ -272,11 +272,21 @@ pub fn FanRow(patient: Patient, step: usize, done: Simulated, candidate: usize, 
                 {title}
             </h4>
             <p>{format!(
-                "Predicted survival {:.1} %, ensemble disagreement {:.2}; {flag_text}. Shaded: 10–90 % of the simulated values; dashed: median; solid: observed.",
-                100.0 * end.map(|c| c.survival).unwrap_or(0.0), end.map(|c| c.disagreement).unwrap_or(0.0)
+                "Predicted survival {:.1} %, ensemble disagreement {:.2}; {flag_text}. Shaded: 10–90 % of the simulated values; dashed: median; solid: observed. {}",
+                100.0 * end.map(|c| c.survival).unwrap_or(0.0), end.map(|c| c.disagreement).unwrap_or(0.0), provenance(&course)
             )}</p>
             <div class="fan-charts">{charts}</div>
         </div>
+    }
+}
+
+/// Where the simulated course comes from: the world model draws the first
+/// 4 h from logged transitions where it holds enough of them for this state
+/// and treatment, and forecasts with its GRU ensemble otherwise.
+fn provenance(course: &[CandidateStep]) -> String {
+    match course.first().and_then(|c| c.logged_transitions) {
+        Some(n) => format!("First 4 h drawn from {n} logged transitions of patients in similar states given this treatment; later steps forecast by the GRU ensemble."),
+        None => "Every step forecast by the GRU ensemble.".to_string(),
     }
 }
 

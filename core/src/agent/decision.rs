@@ -335,6 +335,7 @@ mod tests {
                     bands: vec![FeatureBand { feature: "map".into(), p10: 60.0, p50: 64.0 + action.fluid as f64, p90: 70.0 }],
                     survival: 0.7 + 0.05 * action.fluid as f64,
                     disagreement: 0.1,
+                    logged_transitions: None,
                 })
                 .collect())
         }

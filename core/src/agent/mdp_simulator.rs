@@ -94,7 +94,7 @@ impl Simulator for MdpSimulator<'_> {
                         Some(FeatureBand { feature: feature.to_string(), p10, p50, p90 })
                     })
                     .collect();
-                CandidateStep { candidate, action, bands, survival, disagreement: 0.0 }
+                CandidateStep { candidate, action, bands, survival, disagreement: 0.0, logged_transitions: None }
             })
             .collect())
     }

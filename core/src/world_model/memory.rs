@@ -114,6 +114,11 @@ impl TransitionMemory {
         index.get(cluster * N_ACTIONS + action).copied().flatten().map(|i| i as usize)
     }
 
+    /// How many logged transitions `row` holds.
+    pub fn transitions(&self, row: usize) -> u32 {
+        self.rows[row].next.iter().map(|&(_, count)| count).sum()
+    }
+
     pub fn next(&self, row: usize, entry: usize) -> Next {
         let code = self.rows[row].next[entry].0;
         let k = self.clusters() as u32;

@@ -393,7 +393,11 @@ impl<'a> Rollout<'a> {
                 }
             }
             let disagreement = spread / (samples * dims) as f64;
-            candidates.push(CandidateStep { candidate: c, action: self.request.action(c, t), bands, survival, disagreement });
+            let logged_transitions = match (&self.card.memory, self.first_from_memory[c]) {
+                (Some(memory), Some(row)) if t == 0 => Some(memory.transitions(row)),
+                _ => None,
+            };
+            candidates.push(CandidateStep { candidate: c, action: self.request.action(c, t), bands, survival, disagreement, logged_transitions });
         }
         for (ended, step) in self.ended.iter_mut().zip(&steps) {
             for (status, ends) in ended.iter_mut().zip(&step.ends) {
@@ -457,6 +461,7 @@ pub fn parity_diff(card: &ModelCard, a: &Simulation, b: &Simulation) -> f64 {
     let mut diff: f64 = 0.0;
     for (x, y) in a.steps.iter().flat_map(|s| &s.candidates).zip(b.steps.iter().flat_map(|s| &s.candidates)) {
         assert_eq!(x.action, y.action, "simulations of different candidates");
+        assert_eq!(x.logged_transitions, y.logged_transitions, "{:?}: drawn from logged transitions in one simulation, not the other", x.action);
         diff = diff.max((x.survival - y.survival).abs()).max((x.disagreement - y.disagreement).abs());
         for (p, q) in x.bands.iter().zip(&y.bands) {
             let sd = card.normaliser.sd[idx(&p.feature)];
@@ -914,6 +919,9 @@ mod tests {
             assert!((band.p10 - logged).abs() < 1e-3 && (band.p90 - logged).abs() < 1e-3, "{band:?} vs {logged}");
         }
         assert_eq!(fluid[0].disagreement, 0.0, "one logged outcome: every member's bootstrap agrees");
+        // Each says what its first step was drawn from.
+        assert_eq!((none[0].logged_transitions, fluid[0].logged_transitions), (Some(40), Some(25)));
+        assert!(none[1..].iter().chain(&fluid[1..]).all(|c| c.logged_transitions.is_none()), "later steps are the GRU's");
         assert_ne!(fluid[1].bands, plain.course(2).nth(1).unwrap().bands, "later steps go on from the logged state");
         // Candidate 1 has no logged transitions: the GRU simulates it exactly as without a memory.
         assert_eq!(remembered.course(1).cloned().collect::<Vec<_>>(), plain.course(1).cloned().collect::<Vec<_>>());
