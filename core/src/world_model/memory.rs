@@ -273,6 +273,32 @@ mod tests {
         TransitionMemory::new(20, centres, representatives, rows)
     }
 
+    /// The planner's support counts come from the AI Clinician's cluster of
+    /// a state and the simulation's memory row from the memory's: the two
+    /// must be the same cluster, or a supported candidate would silently
+    /// fall back to the GRU.
+    #[cfg(feature = "eval")]
+    #[test]
+    fn the_shipped_memory_finds_the_ai_clinicians_cluster_for_every_demo_step() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let model = crate::world_model::WorldModel::load(std::path::Path::new(&format!("{root}/public/models/world-model"))).unwrap();
+        let memory = model.card.memory.as_ref().expect("the shipped model carries its memory");
+        let support = crate::eval::policies::load_ai_clinician(std::path::Path::new(&format!("{root}/public/models/ai-clinician.json"))).unwrap();
+        let path = format!("{root}/public/demo/icu-sepsis-demo.csv");
+        let (cohort, _) = crate::cohort::csv_format::read_cohort("icu-sepsis-demo.csv", std::fs::File::open(&path).unwrap());
+        let steps: Vec<&Vec<Option<f64>>> = cohort.patients.iter().flat_map(|p| p.steps.iter().map(|s| &s.values)).collect();
+        assert!(steps.len() > 100);
+        let differ: Vec<(usize, usize)> = steps
+            .iter()
+            .map(|values| {
+                let z: Vec<f32> = model.card.layout.dynamic_z(&model.card.normaliser, values).into_iter().map(|z| z as f32).collect();
+                (memory.cluster(&z), support.cluster(values))
+            })
+            .filter(|(a, b)| a != b)
+            .collect();
+        assert!(differ.is_empty(), "{} of {} steps in another cluster: {differ:?}", differ.len(), steps.len());
+    }
+
     #[test]
     fn rows_are_found_by_cluster_and_action_and_next_is_decoded() {
         let m = memory();
