@@ -159,7 +159,7 @@ test('bedside entry rejects an implausible value inline, then opens the patient 
     assert.match(await plan.locator('h4').innerText(), /Plan \(fluid\/vasopressor per 4 h\): 3\/0 → 2\/1 → 0\/1, then held to 24 h$/);
     assert.equal(await plan.locator('svg').count(), 5, 'a fan chart per key feature');
     assert.match(await plan.locator('p').innerText(), /^Predicted survival [\d.]+ %, ensemble disagreement [\d.]+; (no guideline flags|guideline flags: \d+–\d+ h: .+)\./);
-    assert.match(await plan.locator('p').innerText(), /(First 4 h drawn from \d+ logged transitions of patients in similar states given this treatment|Every step forecast by the GRU ensemble)\.$/, 'says where the course comes from');
+    assert.match(await plan.locator('p').innerText(), /(First 4 h drawn from \d+ logged transitions of patients in similar states given this treatment; later steps forecast by the GRU ensemble|Every step forecast by the GRU ensemble)\.$/, 'says where the course comes from');
     await page.screenshot({ path: join(outputDir, 'bedside-what-if.png'), fullPage: true });
     assert.deepEqual(requestsCarrying(requestDetails, ['bed-12', '118', '4.4']), [], 'nothing entered left the page');
   } finally {
