@@ -280,6 +280,12 @@ pub fn choose(
     Ok(actions)
 }
 
+/// The history the planner reads for a course: its steps, the newest one's
+/// action being the decision to make.
+pub fn history_of(course: &[crate::simulation::CourseStep]) -> History {
+    course.iter().map(|s| (s.values.clone(), s.action)).collect()
+}
+
 /// The guideline situation of the newest step of a history.
 pub fn situation_of(history: &History) -> Situation {
     let (values, _) = history.last().expect("non-empty history");

@@ -2,9 +2,8 @@
 //! and the `wm-mpc` planner as proposers.
 
 use crate::action::{Action, N_ACTIONS};
-use crate::planner::{score_all, situation_of, MpcConfig};
+use crate::planner::{history_of, score_all, situation_of, MpcConfig};
 use crate::simulation::{CandidateStep, CourseStep, SimulateRequest};
-use crate::world_model::ensemble::History;
 use crate::world_model::simulate::simulate_on_cpu;
 use crate::world_model::WorldModel;
 
@@ -49,7 +48,7 @@ impl Simulator for WorldModelSimulator<'_> {
         };
         let simulation = simulate_on_cpu(self.model, request, |_| {}).map_err(|e| AgentError(format!("simulation failed: {e}")))?;
         let [after_4h] = <[_; 1]>::try_from(simulation.steps).map_err(|_| AgentError("a 1-step simulation without 1 step".into()))?;
-        let history: History = course.iter().map(|s| (s.values.clone(), s.action)).collect();
+        let history = history_of(course);
         // Support does not enter survival or spread; the planner's choice is not made here.
         let scores = score_all(self.model, std::slice::from_ref(&history), &[situation_of(&history)], &[[0; N_ACTIONS]], &MpcConfig::default())
             .map_err(|e| AgentError(format!("scoring failed: {e}")))?
@@ -269,7 +268,7 @@ mod planner {
 
     impl PlannerProposer<'_> {
         fn scores(&self, course: &[CourseStep]) -> Result<Vec<CandidateScore>, AgentError> {
-            let history: History = course.iter().map(|s| (s.values.clone(), s.action)).collect();
+            let history = history_of(course);
             let situation = situation_of(&history);
             let logged = self.support.logged_counts(&course.last().expect("non-empty").values);
             let mut all = score_all(self.model, &[history], &[situation], &[logged], &self.config).map_err(|e| AgentError(e.to_string()))?;
@@ -340,7 +339,7 @@ mod tests {
     }
 
     fn planner_scores(model: &WorldModel, course: &[CourseStep]) -> Vec<crate::planner::CandidateScore> {
-        let history: History = course.iter().map(|s| (s.values.clone(), s.action)).collect();
+        let history = history_of(course);
         score_all(model, std::slice::from_ref(&history), &[situation_of(&history)], &[[0; N_ACTIONS]], &MpcConfig::default()).unwrap().remove(0)
     }
 

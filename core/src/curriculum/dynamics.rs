@@ -132,7 +132,7 @@ pub fn evaluate(
     use crate::llm::generate::{Flow, Sampling};
     let started = std::time::Instant::now();
     // The world model: one batch, the ensemble's median of every value.
-    let histories: Vec<crate::world_model::History> = points.iter().map(|p| p.course.iter().map(|s| (s.values.clone(), s.action)).collect()).collect();
+    let histories: Vec<crate::world_model::History> = points.iter().map(|p| crate::planner::history_of(&p.course)).collect();
     let inputs = model.encode(&histories)?;
     let summary = crate::world_model::ensemble::summarise(&model.predict(&inputs)?, &inputs)?;
     let layout = &model.card.layout;
