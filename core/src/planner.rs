@@ -149,7 +149,7 @@ fn recall_first_transition(
     let mut reached: Vec<Vec<Option<f64>>> = Vec::new();
     for (h, history) in histories.iter().enumerate() {
         let now = &history.last().expect("non-empty history").0;
-        let z: Vec<f32> = layout.dynamic_z(normaliser, now).into_iter().map(|z| z as f32).collect();
+        let z = TransitionMemory::state_z(layout, normaliser, now);
         let cluster = memory.cluster(&z);
         for a in 0..N_ACTIONS {
             let Some(row) = memory.row(cluster, a) else { continue };

@@ -114,6 +114,12 @@ impl TransitionMemory {
         index.get(cluster * N_ACTIONS + action).copied().flatten().map(|i| i as usize)
     }
 
+    /// A step's values as the memory compares them with its centres: the
+    /// layout's per-step z values, in f32 like the centres.
+    pub fn state_z(layout: &super::data::Layout, normaliser: &crate::cohort::normaliser::Normaliser, values: &[Option<f64>]) -> Vec<f32> {
+        layout.dynamic_z(normaliser, values).into_iter().map(|z| z as f32).collect()
+    }
+
     /// How many logged transitions `row` holds.
     pub fn transitions(&self, row: usize) -> u32 {
         self.rows[row].next.iter().map(|&(_, count)| count).sum()
@@ -211,7 +217,7 @@ pub mod fit {
             }
         }
         let k = support.centres.len();
-        let z_of = |values: &[Option<f64>]| -> Vec<f32> { card.layout.dynamic_z(&card.normaliser, values).into_iter().map(|z| z as f32).collect() };
+        let z_of = |values: &[Option<f64>]| TransitionMemory::state_z(&card.layout, &card.normaliser, values);
         let centres: Vec<Vec<f32>> = support.centres.iter().map(|c| c.iter().map(|&v| v as f32).collect()).collect();
         // The logged step nearest each centre, and the transitions.
         let mut nearest: Vec<Option<(f32, Representative)>> = vec![None; k];
@@ -252,7 +258,7 @@ pub mod fit {
 /// `reached` (each its own logged step), with `rows`.
 #[cfg(test)]
 pub(crate) fn two_state_memory(card: &super::card::ModelCard, now: &[Option<f64>], reached: &[Option<f64>], rows: Vec<MemoryRow>) -> TransitionMemory {
-    let z = |values: &[Option<f64>]| -> Vec<f32> { card.layout.dynamic_z(&card.normaliser, values).into_iter().map(|z| z as f32).collect() };
+    let z = |values: &[Option<f64>]| TransitionMemory::state_z(&card.layout, &card.normaliser, values);
     let centres = vec![z(now), z(reached)];
     let representatives = centres.iter().map(|c| Representative { z: c.clone(), observed: vec![true; c.len()] }).collect();
     TransitionMemory::new(20, centres, representatives, rows)
@@ -291,7 +297,7 @@ mod tests {
         let differ: Vec<(usize, usize)> = steps
             .iter()
             .map(|values| {
-                let z: Vec<f32> = model.card.layout.dynamic_z(&model.card.normaliser, values).into_iter().map(|z| z as f32).collect();
+                let z = TransitionMemory::state_z(&model.card.layout, &model.card.normaliser, values);
                 (memory.cluster(&z), support.cluster(values))
             })
             .filter(|(a, b)| a != b)
