@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sepsis_core::agent::decision::decide;
-use sepsis_core::agent::observation::{render_observation, system_prompt};
+use sepsis_core::agent::observation::{render_observation, system_prompt, ObservationFormat};
 use sepsis_core::agent::runtime::{system_session, Decoding, LlmProposer, WorldModelSimulator};
 use sepsis_core::llm::generate::{Generator, Llm, Sampling};
 use sepsis_core::llm::tokenizer::user_turn;
@@ -24,9 +24,9 @@ fn llm(c: &mut Criterion) {
     let llm = Arc::new(Llm::from_gguf(&mut std::io::BufReader::new(file)).expect("GGUF"));
     let world_model = WorldModel::load(std::path::Path::new(&format!("{ROOT}/public/models/world-model"))).expect("the shipped world model");
     let threads = candle_core::utils::get_num_threads();
-    let system = system_session(&llm, &system_prompt(true)).unwrap();
+    let system = system_session(&llm, &system_prompt(true, ObservationFormat::Course)).unwrap();
     let course = reference_course();
-    let prompt = user_turn(&render_observation(&course, true));
+    let prompt = user_turn(&render_observation(&course, true, None));
     let prompt_tokens = llm.tokenizer.encode(&prompt).len();
 
     let mut group = c.benchmark_group("llm");
@@ -50,7 +50,7 @@ fn llm(c: &mut Criterion) {
         b.iter(|| {
             let mut proposer = LlmProposer::new(system.clone(), Sampling::GREEDY, Decoding::DEFAULT);
             let mut simulator = WorldModelSimulator { model: &world_model, samples: 16, seed: 1 };
-            decide(&mut proposer, Some(&mut simulator), &course, &mut |_| {}).unwrap()
+            decide(&mut proposer, Some(&mut simulator), &course, None, &mut |_| {}).unwrap()
         })
     });
     group.finish();

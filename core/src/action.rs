@@ -10,6 +10,12 @@ use serde::{Deserialize, Serialize};
 pub const LEVELS: u8 = 5;
 pub const N_ACTIONS: usize = 25;
 
+/// An action is in support in a state when clinicians gave it at least this
+/// often in logged states like it (the AI Clinician's threshold and
+/// ICU-Sepsis's for admissible actions): the planner's default, and what the
+/// agent is shown as logged practice.
+pub const MIN_SUPPORT: u32 = 20;
+
 /// Upper edges of fluid levels 1-3 in mL per 4 h (level 4 is above the last).
 pub const FLUID_EDGES_ML_4H: [f64; 3] = [50.0, 180.0, 530.0];
 /// Upper edges of vasopressor levels 1-3 in µg/kg/min norepinephrine-equivalent.

@@ -33,7 +33,7 @@ pub struct MpcConfig {
 
 impl Default for MpcConfig {
     fn default() -> Self {
-        Self { horizon: 2, disagreement_penalty: 1.0, guideline_penalty: 0.05, min_support: 20 }
+        Self { horizon: 2, disagreement_penalty: 1.0, guideline_penalty: 0.05, min_support: crate::action::MIN_SUPPORT }
     }
 }
 

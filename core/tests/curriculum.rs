@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use sepsis_core::agent::observation::ObservationFormat;
 use sepsis_core::cohort::csv_format::read_cohort;
 use sepsis_core::action::{Action, N_ACTIONS};
 use sepsis_core::curriculum::example::Example;
@@ -23,13 +24,13 @@ fn llm() -> Llm {
     Llm::from_gguf(&mut std::io::BufReader::new(file)).unwrap()
 }
 
-fn teacher(llm: &Llm, decisions: usize) -> Vec<Example> {
+fn teacher(llm: &Llm, decisions: usize, format: ObservationFormat) -> Vec<Example> {
     let path = format!("{ROOT}/public/demo/icu-sepsis-demo.csv");
     let (cohort, _) = read_cohort("demo", std::fs::File::open(&path).unwrap());
     let model = WorldModel::load(Path::new(&format!("{ROOT}/public/models/world-model"))).unwrap();
     let support = load_ai_clinician(Path::new(&format!("{ROOT}/{AI_CLINICIAN_MODEL}"))).unwrap();
     let courses = decision_points(&cohort, decisions, 7, None);
-    let (examples, report) = teacher_examples(&courses, &model, &support, &llm.tokenizer, |_| {}).unwrap();
+    let (examples, report) = teacher_examples(&courses, &model, &support, &llm.tokenizer, format, |_| {}).unwrap();
     assert_eq!(report.decisions, decisions);
     assert_eq!(report.kept + report.unsafe_prescription + report.unsupported + report.fallback, decisions);
     examples
@@ -38,7 +39,7 @@ fn teacher(llm: &Llm, decisions: usize) -> Vec<Example> {
 #[test]
 fn teacher_examples_are_the_conversation_the_agent_reads_with_its_turns_as_targets() {
     let llm = llm();
-    let examples = teacher(&llm, 6);
+    let examples = teacher(&llm, 6, ObservationFormat::CourseAndLoggedPractice);
     assert!(!examples.is_empty(), "some teacher decisions are kept");
     for example in &examples {
         let text = llm.tokenizer.decode(&example.tokens);
@@ -48,13 +49,22 @@ fn teacher_examples_are_the_conversation_the_agent_reads_with_its_turns_as_targe
         // Two turns: a rationale and a simulate, then a rationale and a prescription.
         assert!(written.contains("<simulate>vaso=") && written.ends_with("</prescribe>"), "{written}");
         assert!(!written.contains("<result>") && !written.contains("<|im_start|>"), "answers are read, not written: {written}");
+        // Every candidate the teacher asks for is one the student was shown as logged practice.
+        let practice = text.lines().find(|l| l.starts_with("Clinicians gave: ")).unwrap_or_else(|| panic!("the user turn shows the practice: {text}"));
+        let asked = written.split("<simulate>").nth(1).and_then(|rest| rest.split("</simulate>").next()).expect("a simulate call");
+        for candidate in asked.split(';').map(str::trim) {
+            assert!(practice.contains(&format!("{candidate} x")), "{candidate} is in {practice}");
+        }
     }
+    // The course alone: no practice line.
+    let plain = teacher(&llm, 2, ObservationFormat::Course);
+    assert!(plain.iter().all(|e| !llm.tokenizer.decode(&e.tokens).contains("Clinicians gave")));
 }
 
 #[test]
 fn lora_training_lowers_the_loss_checkpoints_and_resumes() {
     let llm = llm();
-    let examples = teacher(&llm, 2);
+    let examples = teacher(&llm, 2, ObservationFormat::Course);
     let train = &examples[..1];
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = Checkpoint::new(dir.path()).unwrap();
@@ -158,7 +168,9 @@ fn the_stage3_reward_is_the_world_models_survival_with_shaping_and_penalties() {
 fn grpo_updates_the_adapter_from_groups_with_signal_logs_and_resumes() {
     let llm = llm();
     let model = WorldModel::load(Path::new(&format!("{ROOT}/public/models/world-model"))).unwrap();
-    let init = sepsis_core::llm::model::LoraAdapter::from_safetensors(&std::fs::read(format!("{ROOT}/public/models/agent-bc.safetensors")).unwrap()).unwrap();
+    let shipped = sepsis_core::llm::model::LoraAdapter::from_safetensors(&std::fs::read(format!("{ROOT}/public/models/agent-bc.safetensors")).unwrap()).unwrap();
+    // The policy reads (and its checkpoints keep) the stage-2 adapter's observation format.
+    let init = sepsis_core::llm::model::LoraAdapter { observation: ObservationFormat::CourseAndLoggedPractice, ..shipped };
     let reward = RewardConfig { horizon: 1, samples: 4, guideline_penalty: 1.0, support_penalty: 3.0, min_support: 20 };
     // Every action its own reward, so any two different prescriptions in a
     // group carry signal; a hot temperature makes them differ.
@@ -186,6 +198,7 @@ fn grpo_updates_the_adapter_from_groups_with_signal_logs_and_resumes() {
     let last = sepsis_core::llm::model::LoraAdapter::from_safetensors(&std::fs::read(checkpoint.adapter()).unwrap()).unwrap();
     let moved = init.tensors.iter().any(|(name, t)| (t - &last.tensors[name]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
     assert!(moved, "a group with signal changes the adapter");
+    assert_eq!((last.observation, trained.observation), (init.observation, init.observation));
     assert!(trained.tensors.len() == init.tensors.len() && init.tensors.keys().all(|name| trained.tensors.contains_key(name)));
     // A second step with the same folder continues at step 2 and moves away from the start (KL > 0).
     let mut resumed = Vec::new();

@@ -141,7 +141,7 @@ fn the_true_mdp_simulates_for_the_loop() {
             Ok(TurnProgress::Done(self.0.take().unwrap()))
         }
     }
-    let trace = decide(&mut BestOfTwo(None), Some(&mut simulator), &course, &mut |_| {}).unwrap();
+    let trace = decide(&mut BestOfTwo(None), Some(&mut simulator), &course, None, &mut |_| {}).unwrap();
     let best = results.iter().filter(|r| r.action.vaso == 0 && (r.action.fluid == 0 || r.action.fluid == 3)).max_by(|a, b| a.survival.total_cmp(&b.survival)).unwrap();
     assert_eq!(trace.prescription, best.action);
 }

@@ -111,9 +111,13 @@ fn lora_adapters_apply_on_top_of_the_quantized_base() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("adapter.safetensors");
+    // An adapter keeps the observation format it was trained to read.
+    use sepsis_core::agent::observation::ObservationFormat;
+    assert_eq!(zero.observation, ObservationFormat::Course);
+    changed.observation = ObservationFormat::CourseAndLoggedPractice;
     changed.save(&path).unwrap();
     let loaded = LoraAdapter::from_safetensors(&std::fs::read(&path).unwrap()).unwrap();
-    assert_eq!((loaded.rank, loaded.alpha), (8, 16.0));
+    assert_eq!((loaded.rank, loaded.alpha, loaded.observation), (8, 16.0, ObservationFormat::CourseAndLoggedPractice));
     llm.model.set_adapter(&loaded).unwrap();
     let adapted = llm.model.forward(&prompt, &mut KvCache::default()).unwrap();
     assert!(max_abs_diff(&adapted, &base).unwrap() > 0.1, "a non-zero adapter moves the logits");

@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use sepsis_core::agent::decision::{Decision, Progress, Simulator, Trace};
-use sepsis_core::agent::observation::system_prompt;
+use sepsis_core::agent::observation::{system_prompt, LoggedPractice, ObservationFormat};
 use sepsis_core::agent::runtime::{system_session, Decoding, LlmProposer, WorldModelSimulator};
 use sepsis_core::llm::generate::{Llm, Sampling, Session};
 use sepsis_core::llm::model::LoraAdapter;
@@ -34,6 +34,8 @@ pub const ADAPTER_FILE: &str = "agent-bc.safetensors";
 pub(crate) struct LoadedLlm {
     base: Arc<Llm>,
     trained: Option<Arc<Llm>>,
+    /// What the adapter was trained to read.
+    trained_format: ObservationFormat,
     /// Keyed by (trained, simulate tool offered).
     systems: Vec<((bool, bool), Session)>,
 }
@@ -53,10 +55,14 @@ pub(crate) async fn handle(state: &Rc<RefCell<WorkerState>>, id: RequestId, requ
         Ok(proposer) => proposer,
         Err((kind, message)) => return fail(kind, message),
     };
+    let logged = match logged_practice(state, request.agent, &request.course) {
+        Ok(logged) => logged,
+        Err((kind, message)) => return fail(kind, message),
+    };
     let mut world_model = WorldModelSimulator { model: &simulator.cpu, samples: 16, seed: request.seed };
     let tool: Option<&mut dyn Simulator> = if can_simulate { Some(&mut world_model) } else { None };
     let mut events = Vec::new();
-    let streamed = drive(state, id, Decision::new(&mut proposer, tool, &request.course), |progress| match progress {
+    let streamed = drive(state, id, Decision::new(&mut proposer, tool, &request.course, logged.as_ref()), |progress| match progress {
         Progress::Text(text) => post(&Event::reply(id, EventBody::AgentToken { text })),
         Progress::Event(event) => {
             post(&Event::reply(id, EventBody::AgentStep(event.clone())));
@@ -96,6 +102,28 @@ pub(crate) fn proposer(state: &Rc<RefCell<WorkerState>>, agent: AgentKind) -> Re
     Ok(LlmProposer::new(system(state, agent)?, Sampling::GREEDY, Decoding::DEFAULT))
 }
 
+/// What `agent` is shown of the clinicians' logged practice in states like
+/// the course's newest: the support clusters' counts where its adapter was
+/// trained to read them, else nothing. After [`proposer`] (which loads the LLM).
+pub(crate) fn logged_practice(state: &Rc<RefCell<WorkerState>>, agent: AgentKind, course: &[sepsis_core::simulation::CourseStep]) -> Result<Option<LoggedPractice>, (ErrorKind, String)> {
+    match observation_format(state, agent) {
+        ObservationFormat::Course => Ok(None),
+        ObservationFormat::CourseAndLoggedPractice => {
+            let newest = course.last().ok_or_else(|| (ErrorKind::InvalidRequest, "an empty course".to_string()))?;
+            Ok(Some(crate::report::support(state)?.logged_counts(&newest.values)))
+        }
+    }
+}
+
+/// What `agent`'s LLM reads: the adapter's format for the trained agent,
+/// the course alone for the base model.
+fn observation_format(state: &Rc<RefCell<WorkerState>>, agent: AgentKind) -> ObservationFormat {
+    match &state.borrow().llm {
+        Some(loaded) if agent.trained() => loaded.trained_format,
+        _ => ObservationFormat::Course,
+    }
+}
+
 /// `MeasureLlm`: prefill and decode timings on this device.
 pub(crate) fn measure(state: &Rc<RefCell<WorkerState>>, id: RequestId, decode_tokens: usize) {
     let fail = |kind: ErrorKind, message: String| post(&Event { id: Some(id), body: EventBody::Error(WorkerError { kind, message }) });
@@ -107,12 +135,12 @@ pub(crate) fn measure(state: &Rc<RefCell<WorkerState>>, id: RequestId, decode_to
     let clock = js_sys::Date::now;
     let mut session = llm.session();
     let start = clock();
-    let system_prompt_tokens = match session.read(&system_turn(&system_prompt(true))) {
+    let system_prompt_tokens = match session.read(&system_turn(&system_prompt(true, ObservationFormat::Course))) {
         Ok(n) => n,
         Err(e) => return llm_error(e),
     };
     let system_prompt_ms = clock() - start;
-    let observation = sepsis_core::agent::observation::render_observation(&sepsis_core::simulation::reference_course(), true);
+    let observation = sepsis_core::agent::observation::render_observation(&sepsis_core::simulation::reference_course(), true, None);
     let start = clock();
     let prompt_tokens = match session.read(&user_turn(&observation)) {
         Ok(n) => n,
@@ -172,14 +200,14 @@ fn system(state: &Rc<RefCell<WorkerState>>, agent: AgentKind) -> Result<Session,
             let state = state.borrow();
             let file = state.models.iter().find(|m| m.file.name == LLM_FILE).ok_or_else(|| (ErrorKind::ModelsNotLoaded, format!("the LLM ({LLM_FILE}) is not loaded: load the models first")))?;
             let base = Llm::from_gguf(&mut std::io::Cursor::new(&file.bytes)).map_err(|e| (ErrorKind::Internal, format!("{LLM_FILE}: {e}")))?;
-            let trained = match state.models.iter().find(|m| m.file.name == ADAPTER_FILE) {
+            let (trained, trained_format) = match state.models.iter().find(|m| m.file.name == ADAPTER_FILE) {
                 Some(file) => {
                     let adapter = LoraAdapter::from_safetensors(&file.bytes).map_err(|e| (ErrorKind::Internal, format!("{ADAPTER_FILE}: {e}")))?;
-                    Some(Arc::new(base.with_adapter(&adapter).map_err(|e| (ErrorKind::Internal, format!("{ADAPTER_FILE}: {e}")))?))
+                    (Some(Arc::new(base.with_adapter(&adapter).map_err(|e| (ErrorKind::Internal, format!("{ADAPTER_FILE}: {e}")))?)), adapter.observation)
                 }
-                None => None,
+                None => (None, ObservationFormat::Course),
             };
-            LoadedLlm { base: Arc::new(base), trained, systems: Vec::new() }
+            LoadedLlm { base: Arc::new(base), trained, trained_format, systems: Vec::new() }
         };
         state.borrow_mut().llm = Some(loaded);
     }
@@ -189,12 +217,12 @@ fn system(state: &Rc<RefCell<WorkerState>>, agent: AgentKind) -> Result<Session,
     if let Some((_, session)) = loaded.systems.iter().find(|(k, _)| *k == key) {
         return Ok(session.clone());
     }
-    let llm = if agent.trained() {
-        loaded.trained.clone().ok_or_else(|| (ErrorKind::ModelsNotLoaded, format!("the trained agent's adapter ({ADAPTER_FILE}) is not in the model manifest")))?
+    let (llm, format) = if agent.trained() {
+        (loaded.trained.clone().ok_or_else(|| (ErrorKind::ModelsNotLoaded, format!("the trained agent's adapter ({ADAPTER_FILE}) is not in the model manifest")))?, loaded.trained_format)
     } else {
-        loaded.base.clone()
+        (loaded.base.clone(), ObservationFormat::Course)
     };
-    let session = system_session(&llm, &system_prompt(agent.can_simulate())).map_err(|e| (ErrorKind::Internal, e.to_string()))?;
+    let session = system_session(&llm, &system_prompt(agent.can_simulate(), format)).map_err(|e| (ErrorKind::Internal, e.to_string()))?;
     loaded.systems.push((key, session.clone()));
     Ok(session)
 }

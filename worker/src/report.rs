@@ -16,7 +16,7 @@ use sepsis_core::planner::{choose, situation_of, step_histories, MpcConfig};
 use sepsis_core::protocol::{AgentKind, CohortReportRequest, ErrorKind, Event, EventBody, ReportDecider, RequestId, WorkerError};
 use sepsis_core::simulation::CourseStep;
 
-use crate::agent::{cancelled, drive, proposer, yield_now};
+use crate::agent::{cancelled, drive, logged_practice, proposer, yield_now};
 use crate::{post, WorkerState};
 
 /// The manifest's AI Clinician: its clusters are the report's states and the
@@ -99,9 +99,10 @@ async fn agent_decisions(
         let course: Vec<CourseStep> = patient.steps.iter().map(|s| CourseStep { values: s.values.clone(), action: s.action }).collect();
         for end in 1..=course.len() {
             let mut proposer = proposer(state, agent).map_err(|(_, message)| message)?;
+            let logged = logged_practice(state, agent, &course[..end]).map_err(|(_, message)| message)?;
             let mut world_model = WorldModelSimulator { model, samples: 16, seed };
             let tool: Option<&mut dyn Simulator> = if agent.can_simulate() { Some(&mut world_model) } else { None };
-            match drive(state, id, Decision::new(&mut proposer, tool, &course[..end]), |_| {}).await? {
+            match drive(state, id, Decision::new(&mut proposer, tool, &course[..end], logged.as_ref()), |_| {}).await? {
                 Some(trace) => actions.push(trace.prescription),
                 None => return Ok(None),
             }
@@ -112,7 +113,7 @@ async fn agent_decisions(
 }
 
 /// The AI Clinician from the verified model files, parsed on first use.
-fn support(state: &Rc<RefCell<WorkerState>>) -> Result<Rc<AiClinician>, (ErrorKind, String)> {
+pub(crate) fn support(state: &Rc<RefCell<WorkerState>>) -> Result<Rc<AiClinician>, (ErrorKind, String)> {
     if let Some(support) = state.borrow().support.clone() {
         return Ok(support);
     }

@@ -22,7 +22,7 @@ use crate::guideline::{violations, Rule, Situation, LACTATE_RAISED, MAP_TARGET};
 use crate::simulation::{CandidateStep, CourseStep};
 
 use super::grammar::{self, render_action, ToolCall};
-use super::observation::{flags, render_observation};
+use super::observation::{flags, render_observation, LoggedPractice};
 
 /// Turns without a prescription before the loop falls back (the paper's 10).
 pub const MAX_TURNS: usize = 10;
@@ -150,9 +150,11 @@ pub struct Decision<'a> {
 }
 
 impl<'a> Decision<'a> {
-    pub fn new(proposer: &'a mut dyn Proposer, simulator: Option<&'a mut dyn Simulator>, course: &'a [CourseStep]) -> Self {
+    /// `logged`: the clinicians' practice in states like this one, where
+    /// the proposer's observation format shows it (None where it does not).
+    pub fn new(proposer: &'a mut dyn Proposer, simulator: Option<&'a mut dyn Simulator>, course: &'a [CourseStep], logged: Option<&LoggedPractice>) -> Self {
         let can_simulate = simulator.is_some();
-        let observation = render_observation(course, can_simulate);
+        let observation = render_observation(course, can_simulate, logged);
         Decision {
             proposer,
             simulator,
@@ -274,15 +276,16 @@ impl<'a> Decision<'a> {
     }
 }
 
-/// Run one decision for the newest step of `course` to the end; `on_event`
-/// sees each trace event as it happens.
+/// Run one decision for the newest step of `course` to the end ([`Decision::new`]
+/// says what `logged` is); `on_event` sees each trace event as it happens.
 pub fn decide<'a>(
     proposer: &'a mut dyn Proposer,
     simulator: Option<&'a mut dyn Simulator>,
     course: &'a [CourseStep],
+    logged: Option<&LoggedPractice>,
     on_event: &mut dyn FnMut(&TraceEvent),
 ) -> Result<Trace, AgentError> {
-    Decision::new(proposer, simulator, course).run(on_event)
+    Decision::new(proposer, simulator, course, logged).run(on_event)
 }
 
 #[cfg(test)]
@@ -346,7 +349,7 @@ mod tests {
         let mut proposer = Scripted::new(vec!["Low MAP.\n<simulate>vaso=0 fluid=1; vaso=0 fluid=3</simulate>", "Fluid 3 is best.\n<prescribe>vaso=0 fluid=3</prescribe>"]);
         let mut simulator = ByFluid(Vec::new());
         let mut streamed = Vec::new();
-        let trace = decide(&mut proposer, Some(&mut simulator), &reference_course(), &mut |e| streamed.push(e.clone())).unwrap();
+        let trace = decide(&mut proposer, Some(&mut simulator), &reference_course(), None, &mut |e| streamed.push(e.clone())).unwrap();
         assert_eq!(streamed, trace.events, "every event is streamed as it happens");
         assert_eq!(trace.prescription, Action { fluid: 3, vaso: 0 });
         assert_eq!((trace.tool_calls, trace.malformed, trace.fallback.as_deref()), (2, 0, None));
@@ -360,7 +363,7 @@ mod tests {
         let turn = "Fluid.\n<prescribe>vaso=0 fluid=2</prescribe>";
         let mut proposer = Scripted::new(vec![turn]);
         let course = reference_course();
-        let mut decision = Decision::new(&mut proposer, None, &course);
+        let mut decision = Decision::new(&mut proposer, None, &course, None);
         assert!(matches!(decision.advance().unwrap(), Progress::Text(t) if turn.starts_with(&t) && t.len() < turn.len()));
         assert_eq!(decision.advance().unwrap(), Progress::Event(TraceEvent::Turn { text: turn.into() }));
         assert!(matches!(decision.advance().unwrap(), Progress::Event(TraceEvent::Prescribed { .. })));
@@ -384,7 +387,7 @@ mod tests {
     #[test]
     fn malformed_turns_are_counted_and_answered_then_the_safe_default_is_given() {
         let mut proposer = Scripted::new(vec!["I think fluids.", "<simulate>vaso=9 fluid=1</simulate>", "<prescribe>vaso=1"]);
-        let trace = decide(&mut proposer, Some(&mut ByFluid(Vec::new())), &reference_course(), &mut |_| {}).unwrap();
+        let trace = decide(&mut proposer, Some(&mut ByFluid(Vec::new())), &reference_course(), None, &mut |_| {}).unwrap();
         assert_eq!(trace.malformed, MAX_TURNS);
         assert_eq!(trace.fallback.as_deref(), Some("no valid prescription after 10 turns"));
         // MAP 58 after fluid 2 with no vasopressor: fluids again, nothing raised.
@@ -396,7 +399,7 @@ mod tests {
     #[test]
     fn without_a_simulator_a_simulate_call_is_refused_and_the_agent_must_prescribe() {
         let mut proposer = Scripted::new(vec!["<simulate>vaso=0 fluid=1</simulate>", "<prescribe>vaso=0 fluid=1</prescribe>"]);
-        let trace = decide(&mut proposer, None, &reference_course(), &mut |_| {}).unwrap();
+        let trace = decide(&mut proposer, None, &reference_course(), None, &mut |_| {}).unwrap();
         assert_eq!((trace.prescription, trace.malformed, trace.tool_calls), (Action { fluid: 1, vaso: 0 }, 1, 2));
     }
 

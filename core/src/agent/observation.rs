@@ -3,7 +3,9 @@
 //! results. Compact and deterministic: the same course always renders to the
 //! same text, so decisions can be cached by prompt.
 
-use crate::action::Action;
+use serde::{Deserialize, Serialize};
+
+use crate::action::{Action, MIN_SUPPORT, N_ACTIONS};
 use crate::cohort::schema::idx;
 use crate::guideline::{violations, Rule, Situation};
 use crate::simulation::CourseStep;
@@ -18,17 +20,67 @@ const ROLE_AND_RULES: &str = "You treat sepsis in the ICU, one decision every 4 
 Rules, with their flags: G1 if lactate > 2 mmol/L or MAP < 65 mmHg, never give nothing. G2 do not raise the vasopressor when MAP is already >= 65. R1 at admission with lactate >= 4 or MAP < 65, give fluid. R2 avoid the highest fluid level when the balance is over 10 L and MAP >= 75. R3 avoid the highest vasopressor level when MAP > 95.
 Each patient: age, sex, weight, ventilation, hours in ICU, then one line per 4 h, oldest first: time, MAP mmHg, HR /min, lactate mmol/L, urine mL/4h, SOFA, fluid balance L, treatment given (? = to decide now).";
 
+/// What the agent's user turn shows. An adapter is served the format it
+/// was trained on (it records it, [`crate::llm::model::LoraAdapter`]); the
+/// base model reads the course alone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObservationFormat {
+    /// The patient's recent course.
+    #[default]
+    Course,
+    /// The course, then the treatments clinicians gave often in logged
+    /// states like the patient's now (the planner's support). Why: the
+    /// teacher proposes only such treatments, and which ones they are is
+    /// barely visible in the course (docs/training.md, "The run on the new
+    /// teacher": an imitator that could not see them proposed nothing).
+    CourseAndLoggedPractice,
+}
+
+impl ObservationFormat {
+    /// How the adapter file stores it (a one-element tensor, like its alpha).
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Course => 0,
+            Self::CourseAndLoggedPractice => 1,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        [Self::Course, Self::CourseAndLoggedPractice].into_iter().find(|f| f.code() == code)
+    }
+
+    /// What [`render_observation`] is given: the practice where this
+    /// format shows it.
+    pub fn shown(self, logged: &LoggedPractice) -> Option<&LoggedPractice> {
+        (self == Self::CourseAndLoggedPractice).then_some(logged)
+    }
+}
+
+/// Times clinicians gave each action (by [`Action::index`]) in logged
+/// states like the patient's now: the AI Clinician's cluster counts.
+pub type LoggedPractice = [u32; N_ACTIONS];
+
 /// The role, the protocol rules and how a patient's course is written: the
 /// start of every system prompt the agent's LLM reads.
 pub fn role_and_rules() -> &'static str {
     ROLE_AND_RULES
 }
 
-/// The system prompt: role, protocol rules, and the tools offered.
-pub fn system_prompt(can_simulate: bool) -> String {
+/// The system prompt: role, protocol rules, what the user turn shows, and
+/// the tools offered.
+pub fn system_prompt(can_simulate: bool, format: ObservationFormat) -> String {
+    let rules = match format {
+        ObservationFormat::Course => ROLE_AND_RULES.to_string(),
+        ObservationFormat::CourseAndLoggedPractice => format!(
+            "{ROLE_AND_RULES}
+Then the treatments clinicians gave at least {} times in similar logged states, most often first (times given); others are out of support.",
+            MIN_SUPPORT
+        ),
+    };
     if can_simulate {
         format!(
-            "{ROLE_AND_RULES}
+            "{rules}
 Simulate your candidates first, then prescribe. Tools, one per turn, after one short thought:
 <simulate>vaso=V fluid=F; ...</simulate> predicts 4 h ahead for up to 3 candidates: median (10-90% range) of MAP, lactate and SOFA, survival, model spread, flags of broken rules.
 <prescribe>vaso=V fluid=F</prescribe> gives the treatment and ends the decision.
@@ -36,7 +88,7 @@ Distrust a simulated recovery without treatment and perfect results at maximum d
         )
     } else {
         format!(
-            "{ROLE_AND_RULES}
+            "{rules}
 After one short thought, give the treatment:
 <prescribe>vaso=V fluid=F</prescribe>"
         )
@@ -55,10 +107,25 @@ fn value(values: &[Option<f64>], key: &str) -> String {
     }
 }
 
-/// The user turn for a decision: who the patient is, the last steps, and
-/// what is asked.
-pub fn render_observation(course: &[CourseStep], can_simulate: bool) -> String {
-    render_course(course, None) + if can_simulate { "Simulate, then prescribe." } else { "Prescribe." }
+/// The user turn for a decision: who the patient is, the last steps, the
+/// logged practice where the format shows it (`logged`: Some exactly then),
+/// and what is asked.
+pub fn render_observation(course: &[CourseStep], can_simulate: bool, logged: Option<&LoggedPractice>) -> String {
+    let practice = logged.map(practice_line).unwrap_or_default();
+    render_course(course, None) + &practice + if can_simulate { "Simulate, then prescribe." } else { "Prescribe." }
+}
+
+/// "Clinicians gave: vaso=0 fluid=4 x31, vaso=0 fluid=0 x25.": the
+/// treatments given at least [`MIN_SUPPORT`] times (in support), most often first (ties in
+/// the grid's order).
+pub fn practice_line(logged: &LoggedPractice) -> String {
+    let mut shown: Vec<(Action, u32)> = Action::all().map(|a| (a, logged[a.index()])).filter(|&(_, times)| times >= MIN_SUPPORT).collect();
+    shown.sort_by_key(|&(action, times)| (std::cmp::Reverse(times), action.index()));
+    if shown.is_empty() {
+        return format!("Clinicians gave each treatment fewer than {} times.\n", MIN_SUPPORT);
+    }
+    let list: Vec<String> = shown.iter().map(|&(action, times)| format!("{} x{times}", render_action(action))).collect();
+    format!("Clinicians gave: {}.\n", list.join(", "))
 }
 
 /// Who the patient is and the last steps, one line each; the newest step's
@@ -138,19 +205,40 @@ mod tests {
     #[test]
     fn the_observation_is_compact_deterministic_and_in_clinical_units() {
         let course = reference_course();
-        let text = render_observation(&course, true);
-        assert_eq!(text, render_observation(&course, true));
+        let text = render_observation(&course, true, None);
+        assert_eq!(text, render_observation(&course, true, None));
         assert!(text.starts_with("67 y, male, "), "{text}");
         assert!(text.contains("\n-4h 58 "), "{text}");
         assert!(text.contains(" 4.1 "), "{text}");
         assert!(text.contains(" vaso=0 fluid=2\nnow 58 "), "{text}");
         assert!(text.ends_with("Simulate, then prescribe."));
         assert!(text.len() < 200, "{} characters", text.len());
-        assert!(render_observation(&course, false).ends_with("\nPrescribe."));
-        assert!(system_prompt(true).contains("<simulate>") && !system_prompt(false).contains("<simulate>"));
+        assert!(render_observation(&course, false, None).ends_with("\nPrescribe."));
+        assert!(system_prompt(true, ObservationFormat::Course).contains("<simulate>") && !system_prompt(false, ObservationFormat::Course).contains("<simulate>"));
         // Only the last steps are shown.
         let long: Vec<CourseStep> = (0..5).flat_map(|_| reference_course()).collect();
-        assert_eq!(render_observation(&long, true).matches('\n').count(), 1 + SHOWN_STEPS);
+        assert_eq!(render_observation(&long, true, None).matches('\n').count(), 1 + SHOWN_STEPS);
+    }
+
+    #[test]
+    fn logged_practice_lists_the_supported_treatments_most_often_first() {
+        let course = reference_course();
+        let mut logged = [0; N_ACTIONS];
+        logged[Action::NONE.index()] = 25;
+        logged[Action { fluid: 4, vaso: 0 }.index()] = 31;
+        logged[Action { fluid: 1, vaso: 1 }.index()] = 25;
+        logged[Action { fluid: 2, vaso: 2 }.index()] = MIN_SUPPORT - 1;
+        let text = render_observation(&course, true, Some(&logged));
+        // Between the course and the question; below the threshold is not shown; ties in the grid's order.
+        assert!(text.ends_with(" ?\nClinicians gave: vaso=0 fluid=4 x31, vaso=0 fluid=0 x25, vaso=1 fluid=1 x25.\nSimulate, then prescribe."), "{text}");
+        assert_eq!(practice_line(&[0; N_ACTIONS]), format!("Clinicians gave each treatment fewer than {} times.\n", MIN_SUPPORT));
+        // Only a format that shows it explains it.
+        let explains = |format| system_prompt(true, format).contains("similar logged states");
+        assert!(explains(ObservationFormat::CourseAndLoggedPractice) && !explains(ObservationFormat::Course));
+        assert!(system_prompt(false, ObservationFormat::CourseAndLoggedPractice).starts_with(&system_prompt(false, ObservationFormat::Course)[..ROLE_AND_RULES.len()]));
+        for format in [ObservationFormat::Course, ObservationFormat::CourseAndLoggedPractice] {
+            assert_eq!(ObservationFormat::from_code(format.code()), Some(format));
+        }
     }
 
     #[test]
@@ -160,7 +248,7 @@ mod tests {
         assert_eq!(flags(&situation, Action::NONE), "G1");
         assert_eq!(flags(&situation, Action { fluid: 2, vaso: 0 }), "none");
         for rule in Rule::ALL {
-            assert!(system_prompt(true).contains(&format!("{} ", rule_code(rule))), "the system prompt explains {}", rule_code(rule));
+            assert!(system_prompt(true, ObservationFormat::Course).contains(&format!("{} ", rule_code(rule))), "the system prompt explains {}", rule_code(rule));
         }
     }
 }

@@ -382,7 +382,7 @@ mod tests {
             course.last_mut().unwrap().values[crate::cohort::schema::idx("map")] = Some(map);
             let mut proposer = PlannerProposer::new(&model, &support, MpcConfig::default());
             let mut simulator = WorldModelSimulator { model: &model, samples: 16, seed: 1 };
-            let trace = Decision::new(&mut proposer, Some(&mut simulator), &course).run(&mut |_| {}).unwrap();
+            let trace = Decision::new(&mut proposer, Some(&mut simulator), &course, None).run(&mut |_| {}).unwrap();
             let read: Vec<CandidateStep> =
                 trace.events.iter().find_map(|e| if let TraceEvent::Simulated { candidates, .. } = e { Some(candidates.clone()) } else { None }).expect("it simulated");
             let asked: Vec<usize> = read.iter().map(|c| c.action.index()).collect();

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::action::Action;
 use crate::agent::decision::{AgentError, Decision, Trace};
-use crate::agent::observation::system_prompt;
+use crate::agent::observation::{system_prompt, LoggedPractice, ObservationFormat};
 use crate::agent::runtime::{system_session, Decoding, LlmProposer, WorldModelSimulator};
 use crate::baselines::ai_clinician::AiClinician;
 use crate::llm::generate::{Llm, Sampling, Session};
@@ -118,6 +118,9 @@ pub fn group_advantages(rewards: &[f64]) -> Vec<f64> {
 /// A state the agent decides in, with every action's reward.
 pub struct RewardedState {
     pub course: Vec<CourseStep>,
+    /// What clinicians gave in states like its newest (shown to adapters
+    /// whose observation format shows it).
+    pub logged: LoggedPractice,
     pub rewards: Vec<Reward>,
 }
 
@@ -125,15 +128,16 @@ impl RewardedState {
     pub fn new(model: &WorldModel, support: &AiClinician, course: Vec<CourseStep>, config: &RewardConfig, seed: u32) -> candle_core::Result<Self> {
         let logged = support.logged_counts(&course.last().expect("a course has at least one step").values);
         let rewards = reward_table(model, &course, &logged, config, seed)?;
-        Ok(Self { course, rewards })
+        Ok(Self { course, logged, rewards })
     }
 }
 
-/// One decision through the real loop with the world model as simulator.
-pub fn decide_once(system: &Session, model: &WorldModel, course: &[CourseStep], sampling: Sampling) -> Result<(Trace, crate::agent::decision::Conversation), AgentError> {
+/// One decision in `state` through the real loop with the world model as
+/// simulator, the observation in `format`.
+pub fn decide_once(system: &Session, model: &WorldModel, state: &RewardedState, format: ObservationFormat, sampling: Sampling) -> Result<(Trace, crate::agent::decision::Conversation), AgentError> {
     let mut proposer = LlmProposer::new(system.clone(), sampling, Decoding::DEFAULT);
     let mut simulator = WorldModelSimulator { model, samples: 16, seed: sampling.seed as u32 };
-    let mut decision = Decision::new(&mut proposer, Some(&mut simulator), course);
+    let mut decision = Decision::new(&mut proposer, Some(&mut simulator), &state.course, format.shown(&state.logged));
     let trace = decision.run(&mut |_| {})?;
     Ok((trace, decision.conversation().clone()))
 }
@@ -172,7 +176,8 @@ pub fn train_grpo(
         Decoding::Constrained { thought_tokens, .. } => thought_tokens,
         Decoding::Free { .. } => unreachable!("the default is constrained"),
     };
-    let prompt = system_prompt(true);
+    // The policy reads what its stage-2 adapter learnt to read.
+    let prompt = system_prompt(true, init.observation);
     let state_path = checkpoint.file(STATE_FILE);
     let mut state: GrpoState = std::fs::read_to_string(&state_path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
     let start = if state.step > 0 && checkpoint.adapter().exists() {
@@ -182,7 +187,7 @@ pub fn train_grpo(
         init.clone()
     };
     let vars = variables(&start)?;
-    let lora = |vars: &HashMap<String, Var>| adapter_of(vars, init.rank, init.alpha);
+    let lora = |vars: &HashMap<String, Var>| LoraAdapter { observation: init.observation, ..adapter_of(vars, init.rank, init.alpha) };
     let mut trained = llm.model.for_training()?;
     trained.set_adapter(&lora(&vars))?;
     let mut reference = llm.model.for_training()?;
@@ -192,7 +197,7 @@ pub fn train_grpo(
     // The system prompt read by the quantized model with the current adapter.
     let policy = |vars: &HashMap<String, Var>| -> Result<Session, GrpoError> {
         // A detached copy: the optimiser updates the variables in place.
-        let adapter = LoraAdapter { rank: init.rank, alpha: init.alpha, tensors: lora(vars).tensors.iter().map(|(n, t)| Ok((n.clone(), t.copy()?))).collect::<candle_core::Result<_>>()? };
+        let adapter = LoraAdapter { rank: init.rank, alpha: init.alpha, observation: init.observation, tensors: lora(vars).tensors.iter().map(|(n, t)| Ok((n.clone(), t.copy()?))).collect::<candle_core::Result<_>>()? };
         Ok(system_session(&Arc::new(llm.with_adapter(&adapter)?), &prompt)?)
     };
     let save = |vars: &HashMap<String, Var>, state: &GrpoState, best: bool| -> Result<(), GrpoError> {
@@ -209,7 +214,7 @@ pub fn train_grpo(
         let mut prescriptions = vec![0usize; crate::action::N_ACTIONS];
         let (mut reward, mut survival, mut unsupported, mut violating) = (0.0, 0.0, 0.0, 0.0);
         for rewarded in validation {
-            let (trace, _) = decide_once(&system, model, &rewarded.course, Sampling::GREEDY)?;
+            let (trace, _) = decide_once(&system, model, rewarded, init.observation, Sampling::GREEDY)?;
             let r = &rewarded.rewards[trace.prescription.index()];
             prescriptions[trace.prescription.index()] += 1;
             reward += r.total;
@@ -245,7 +250,7 @@ pub fn train_grpo(
             let mut group = Vec::with_capacity(config.group);
             for member in 0..config.group {
                 let seed = config.seed ^ ((state.step as u64) << 32) ^ ((g as u64) << 16) ^ member as u64;
-                let (trace, conversation) = decide_once(&system, model, &rewarded.course, Sampling { temperature: config.temperature, top_p: 1.0, seed })?;
+                let (trace, conversation) = decide_once(&system, model, rewarded, init.observation, Sampling { temperature: config.temperature, top_p: 1.0, seed })?;
                 // A decision that fell back to the safe default wrote no
                 // prescription to learn from (constrained decoding makes it
                 // rare). The thought is tokenized again from its text, which

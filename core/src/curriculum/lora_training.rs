@@ -122,7 +122,7 @@ fn read_adapter(path: &Path) -> candle_core::Result<LoraAdapter> {
 }
 
 pub(crate) fn adapter_of(vars: &HashMap<String, Var>, rank: usize, alpha: f64) -> LoraAdapter {
-    LoraAdapter { rank, alpha, tensors: vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect() }
+    LoraAdapter { rank, alpha, observation: Default::default(), tensors: vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect() }
 }
 
 /// The prompt tokens that all examples of a set begin with (the system turn):

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::decision::Decision;
-use crate::agent::observation::system_prompt;
+use crate::agent::observation::{system_prompt, ObservationFormat};
 use crate::agent::runtime::{Decoding, PlannerProposer, WorldModelSimulator};
 use crate::baselines::ai_clinician::AiClinician;
 use crate::cohort::Cohort;
@@ -71,26 +71,28 @@ pub fn decision_points(cohort: &Cohort, decisions: usize, seed: u64, first_step_
         .collect()
 }
 
-/// The teacher's examples for these decision points.
+/// The teacher's examples for these decision points, their observations
+/// in `format` (what the student will read).
 pub fn teacher_examples(
     courses: &[Vec<CourseStep>],
     model: &WorldModel,
     support: &AiClinician,
     tokenizer: &ChatTokenizer,
+    format: ObservationFormat,
     mut on_decision: impl FnMut(usize),
 ) -> Result<(Vec<Example>, TeacherReport), crate::agent::decision::AgentError> {
     let Decoding::Constrained { thought_tokens, .. } = Decoding::DEFAULT else { unreachable!("the default is constrained") };
-    let prompt = system_prompt(true);
+    let prompt = system_prompt(true, format);
     let mut report = TeacherReport::default();
     let mut examples = Vec::new();
     for (i, course) in courses.iter().enumerate() {
+        let logged = support.logged_counts(&course.last().expect("non-empty").values);
         let mut proposer = PlannerProposer::new(model, support, MpcConfig::default());
         let mut simulator = WorldModelSimulator { model, samples: 16, seed: i as u32 };
-        let mut decision = Decision::new(&mut proposer, Some(&mut simulator), course);
+        let mut decision = Decision::new(&mut proposer, Some(&mut simulator), course, format.shown(&logged));
         let trace = decision.run(&mut |_| {})?;
         report.decisions += 1;
         on_decision(i);
-        let logged = support.logged_counts(&course.last().expect("non-empty").values);
         if trace.fallback.is_some() {
             report.fallback += 1;
         } else if trace.flags.iter().any(|r| r.is_safety_check()) {

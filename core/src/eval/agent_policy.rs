@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 
 use crate::action::Action;
 use crate::agent::decision::{decide, Simulator};
-use crate::agent::observation::{render_observation, system_prompt};
+use crate::agent::observation::{render_observation, system_prompt, ObservationFormat};
+use crate::baselines::ai_clinician::AiClinician;
 use crate::agent::runtime::{system_session, Decoding, LlmProposer, WorldModelSimulator};
 use crate::env::clinical::state_features;
 use crate::eval::scoreboard::AgentStats;
@@ -93,17 +94,21 @@ pub enum AgentEvalError {
 
 /// The agent's policy table over every patient state, and its behaviour.
 /// `model_identity` names the LLM (and adapters) so a changed model never
-/// reuses another's decisions; `world_model`: the simulate tool, if offered.
+/// reuses another's decisions; `world_model`: the simulate tool, if offered;
+/// `practice`: the clinicians' logged practice, for an adapter whose
+/// observation format shows it (None: the course alone).
 pub fn llm_policy_table(
     env: &IcuSepsis,
     llm: &Arc<Llm>,
     model_identity: &str,
     world_model: Option<&WorldModel>,
+    practice: Option<&AiClinician>,
     decoding: Decoding,
     cache_path: &Path,
 ) -> Result<(PolicyTable, AgentStats), AgentEvalError> {
     let can_simulate = world_model.is_some();
-    let prompt = system_prompt(can_simulate);
+    let format = if practice.is_some() { ObservationFormat::CourseAndLoggedPractice } else { ObservationFormat::Course };
+    let prompt = system_prompt(can_simulate, format);
     let system = system_session(llm, &prompt)?;
     let mut cache = DecisionCache::open(cache_path)?;
     let (mut actions, mut made) = (Vec::with_capacity(N_PATIENT_STATES), Vec::new());
@@ -111,7 +116,8 @@ pub fn llm_policy_table(
     let started = Instant::now();
     for state in 0..N_PATIENT_STATES {
         let course = vec![CourseStep { values: state_features(env, state), action: Action::NONE }];
-        let observation = render_observation(&course, can_simulate);
+        let logged = practice.map(|support| support.logged_counts(&course[0].values));
+        let observation = render_observation(&course, can_simulate, logged.as_ref());
         let key = decision_key(&[model_identity, &prompt, &observation, &serde_json::to_string(&decoding).expect("plain data")]);
         let decision = match cache.known.get(&key) {
             Some(d) => d.clone(),
@@ -120,7 +126,7 @@ pub fn llm_policy_table(
                 let mut proposer = LlmProposer::new(system.clone(), Sampling::GREEDY, decoding);
                 let mut simulator = world_model.map(|model| WorldModelSimulator { model, samples: 16, seed: state as u32 });
                 let tool = simulator.as_mut().map(|s| s as &mut dyn Simulator);
-                let trace = decide(&mut proposer, tool, &course, &mut |_| {})?;
+                let trace = decide(&mut proposer, tool, &course, logged.as_ref(), &mut |_| {})?;
                 let simulate_calls = trace.events.iter().filter(|e| matches!(e, crate::agent::decision::TraceEvent::Simulated { .. })).count();
                 let d = CachedDecision {
                     key,

@@ -180,8 +180,10 @@ fn llm_row(env: &IcuSepsis, row: &AgentRow, world_model_stem: &Path) -> Result<N
     let size = file.metadata().map_err(|e| llm_error(e.to_string()))?.len();
     let mut llm = crate::llm::generate::Llm::from_gguf(&mut std::io::BufReader::new(file)).map_err(|e| llm_error(e.to_string()))?;
     let mut identity = format!("{LLM_MODEL} {size} bytes, no adapter");
+    let mut observation = crate::agent::observation::ObservationFormat::Course;
     if let Some((path, stage)) = row.adapter {
         let (adapter, sha256) = load_adapter(path, stage)?;
+        observation = adapter.observation;
         llm = llm.with_adapter(&adapter).map_err(|e| LookupError::Model { name: format!("agent --stage {stage}"), path: path.into(), message: e.to_string() })?;
         // The decision cache is keyed by the adapter's contents.
         identity = format!("{LLM_MODEL} {size} bytes, adapter sha256 {sha256}");
@@ -208,9 +210,13 @@ fn llm_row(env: &IcuSepsis, row: &AgentRow, world_model_stem: &Path) -> Result<N
     } else {
         None
     };
+    let practice = match observation {
+        crate::agent::observation::ObservationFormat::Course => None,
+        crate::agent::observation::ObservationFormat::CourseAndLoggedPractice => Some(load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?),
+    };
     let cache = Path::new(DECISIONS_DIR).join(format!("{name}.jsonl"));
     eprintln!("{name}: one decision per state, cached in {}", cache.display());
-    let (table, stats) = crate::eval::agent_policy::llm_policy_table(env, &std::sync::Arc::new(llm), &identity, world_model.as_ref(), Decoding::DEFAULT, &cache)
+    let (table, stats) = crate::eval::agent_policy::llm_policy_table(env, &std::sync::Arc::new(llm), &identity, world_model.as_ref(), practice.as_ref(), Decoding::DEFAULT, &cache)
         .map_err(|e| llm_error(e.to_string()))?;
     Ok(NamedPolicy { name: name.into(), table, oracle: false, agent: Some(stats) })
 }

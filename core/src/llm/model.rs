@@ -18,6 +18,7 @@ use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 
 use super::frozen_linear::FrozenLinear;
+use crate::agent::observation::ObservationFormat;
 use super::q8_matmul::Q8Matrix;
 
 /// The projections an adapter may change, by their GGUF names.
@@ -191,6 +192,8 @@ pub enum AdapterError {
     Unpaired(String, String),
     #[error("adapter: {0}")]
     Candle(#[from] candle_core::Error),
+    #[error("adapter tensor {0}")]
+    Invalid(String),
 }
 
 impl Llama {
@@ -420,17 +423,21 @@ fn rope_tables(head_dim: usize, base: f32, device: &Device) -> Result<(Tensor, T
 }
 
 /// LoRA adapters for the projections in [`ADAPTED`], as safetensors:
-/// `blk.N.PROJ.lora_a` (rank, in) and `blk.N.PROJ.lora_b` (out, rank), and a
-/// one-element `lora_alpha`; the update is scaled by alpha / rank.
+/// `blk.N.PROJ.lora_a` (rank, in) and `blk.N.PROJ.lora_b` (out, rank), a
+/// one-element `lora_alpha` (the update is scaled by alpha / rank), and a
+/// one-element `observation_format`, the user turn the adapter was trained
+/// to read (absent in adapters older than it: the course alone).
 #[derive(Clone, Debug)]
 pub struct LoraAdapter {
     pub rank: usize,
     pub alpha: f64,
+    pub observation: ObservationFormat,
     pub tensors: HashMap<String, Tensor>,
 }
 
 impl LoraAdapter {
     pub const ALPHA: &'static str = "lora_alpha";
+    pub const OBSERVATION_FORMAT: &'static str = "observation_format";
 
     pub fn scale(&self) -> f64 {
         self.alpha / self.rank as f64
@@ -459,7 +466,7 @@ impl LoraAdapter {
                 tensors.insert(format!("blk.{layer}.{name}.lora_b"), Tensor::zeros((out, rank), DType::F32, &Device::Cpu)?);
             }
         }
-        Ok(Self { rank, alpha, tensors })
+        Ok(Self { rank, alpha, observation: ObservationFormat::Course, tensors })
     }
 
     pub fn from_safetensors(bytes: &[u8]) -> std::result::Result<Self, AdapterError> {
@@ -476,12 +483,22 @@ impl LoraAdapter {
             .map(|(_, t)| t.dim(0))
             .transpose()?
             .ok_or_else(|| AdapterError::Unknown("(no lora_a tensor)".into()))?;
-        Ok(Self { rank, alpha: alpha.first().copied().unwrap_or(rank as f64), tensors })
+        let observation = match tensors.remove(Self::OBSERVATION_FORMAT) {
+            None => ObservationFormat::Course,
+            Some(code) => {
+                let code = code.flatten_all()?.to_vec1::<u8>()?;
+                code.first()
+                    .and_then(|&c| ObservationFormat::from_code(c))
+                    .ok_or_else(|| AdapterError::Invalid(format!("{} holds {code:?}, expected one byte, 0 (course) or 1 (course and logged practice)", Self::OBSERVATION_FORMAT)))?
+            }
+        };
+        Ok(Self { rank, alpha: alpha.first().copied().unwrap_or(rank as f64), observation, tensors })
     }
 
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
         let mut all = self.tensors.clone();
         all.insert(Self::ALPHA.into(), Tensor::new(&[self.alpha as f32], &Device::Cpu)?);
+        all.insert(Self::OBSERVATION_FORMAT.into(), Tensor::new(&[self.observation.code()], &Device::Cpu)?);
         candle_core::safetensors::save(&all, path)
     }
 }

@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
 use sepsis_core::agent::decision::{decide, Proposer, Simulator, Trace, TraceEvent};
 use sepsis_core::agent::grammar::render_action;
-use sepsis_core::agent::observation::{rule_flag, system_prompt};
+use sepsis_core::agent::observation::{rule_flag, system_prompt, ObservationFormat};
 use sepsis_core::agent::mdp_simulator::MdpSimulator;
 use sepsis_core::agent::runtime::{system_session, Decoding, LlmProposer, PlannerProposer, WorldModelSimulator};
 use sepsis_core::env::icu_sepsis::{IcuSepsis, DEFAULT_DIR};
@@ -138,14 +138,21 @@ pub fn run(args: RecommendArgs) -> Result<()> {
         AgentName::WmMpc => {
             let support = load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?;
             let mut proposer = PlannerProposer::new(&world_model, &support, MpcConfig::default());
-            (decide(&mut proposer, Some(simulator), &course, &mut |_| {})?, None)
+            (decide(&mut proposer, Some(simulator), &course, None, &mut |_| {})?, None)
         }
         AgentName::LlmZeroShot | AgentName::LlmZeroShotWm | AgentName::AgentBc | AgentName::AgentBcNoSim => {
             let mut reader = std::io::BufReader::new(std::fs::File::open(&args.llm).with_context(|| format!("opening {} (run `make fetch`)", args.llm.display()))?);
             let mut llm = Llm::from_gguf(&mut reader)?;
+            let mut format = ObservationFormat::Course;
             if matches!(args.agent, AgentName::AgentBc | AgentName::AgentBcNoSim) {
-                llm = llm.with_adapter(&load_adapter(AGENT_BC_ADAPTER, "bc")?.0)?;
+                let adapter = load_adapter(AGENT_BC_ADAPTER, "bc")?.0;
+                format = adapter.observation;
+                llm = llm.with_adapter(&adapter)?;
             }
+            let logged = match format {
+                ObservationFormat::Course => None,
+                ObservationFormat::CourseAndLoggedPractice => Some(load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?.logged_counts(&course[course.len() - 1].values)),
+            };
             let llm = std::sync::Arc::new(llm);
             let sampling = Sampling { temperature: args.temperature, top_p: 0.95, seed: args.seed };
             let decoding = match args.decoding {
@@ -159,9 +166,9 @@ pub fn run(args: RecommendArgs) -> Result<()> {
                 DecodingName::Free => Decoding::Free { max_tokens: args.max_tokens },
             };
             let with_simulator = matches!(args.agent, AgentName::LlmZeroShotWm | AgentName::AgentBc);
-            let mut proposer = LlmProposer::new(system_session(&llm, &system_prompt(with_simulator))?, sampling, decoding);
+            let mut proposer = LlmProposer::new(system_session(&llm, &system_prompt(with_simulator, format))?, sampling, decoding);
             let simulator: Option<&mut dyn Simulator> = if with_simulator { Some(simulator) } else { None };
-            let trace = decide(&mut proposer as &mut dyn Proposer, simulator, &course, &mut |_| {})?;
+            let trace = decide(&mut proposer as &mut dyn Proposer, simulator, &course, logged.as_ref(), &mut |_| {})?;
             (trace, Some(proposer.generated_tokens))
         }
     };

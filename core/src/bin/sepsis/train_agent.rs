@@ -16,6 +16,7 @@ use sepsis_core::curriculum::dynamics::{dynamics_points, example as dynamics_exa
 use sepsis_core::curriculum::example::Example;
 use sepsis_core::curriculum::grpo::{train_grpo, GrpoConfig, RewardedState};
 use sepsis_core::curriculum::lora_training::{train_lora, Checkpoint, LoraTrainingConfig};
+use sepsis_core::agent::observation::ObservationFormat;
 use sepsis_core::agent::runtime::WorldModelSimulator;
 use sepsis_core::curriculum::teacher::{decision_points, teacher_examples, TeacherReport, TEACHER};
 use sepsis_core::eval::policies::{load_adapter, load_ai_clinician, AI_CLINICIAN_MODEL, LLM_MODEL, WORLD_MODEL};
@@ -106,6 +107,10 @@ struct BcConfig {
     /// Start from this adapter (a previous run's) instead of fresh adapters.
     #[serde(default)]
     init: Option<PathBuf>,
+    /// What the agent reads ("course", the default, or
+    /// "course-and-logged-practice"); the adapter records it.
+    #[serde(default)]
+    observation: ObservationFormat,
     #[serde(flatten)]
     training: LoraTrainingConfig,
 }
@@ -152,7 +157,7 @@ fn dynamics(args: &TrainAgentArgs) -> Result<()> {
     let tokens: usize = train.iter().map(|e| e.tokens.len()).sum();
     let targets: usize = train.iter().map(Example::target_count).sum();
     eprintln!("stage 1 (dynamics): {} training examples ({tokens} tokens, {targets} written), {} validation; {:?}", train.len(), validation.len(), config.training);
-    fit(&llm, None, &train, &validation, &config.training, &paths)
+    fit(&llm, None, &train, &validation, &config.training, ObservationFormat::Course, &paths)
 }
 
 fn behaviour_cloning(args: &TrainAgentArgs) -> Result<()> {
@@ -162,12 +167,13 @@ fn behaviour_cloning(args: &TrainAgentArgs) -> Result<()> {
     let llm = load_llm()?;
     std::fs::create_dir_all(&paths.checkpoints)?;
     let share = config.first_step_share;
-    let train = examples(&paths, &llm, &args.train, "train", config.teacher_decisions, config.training.seed, share)?;
-    let validation = examples(&paths, &llm, &args.validation, "validation", config.validation_decisions, config.training.seed ^ 1, share)?;
+    let format = config.observation;
+    let train = examples(&paths, &llm, &args.train, "train", config.teacher_decisions, config.training.seed, share, format)?;
+    let validation = examples(&paths, &llm, &args.validation, "validation", config.validation_decisions, config.training.seed ^ 1, share, format)?;
     let init = config.init.as_deref().map(|path| load_adapter(path, "dynamics").map(|(adapter, _)| adapter)).transpose()?;
     let tokens: usize = train.iter().map(|e| e.tokens.len()).sum();
-    eprintln!("behaviour cloning: {} training examples ({tokens} tokens), {} validation; {:?}", train.len(), validation.len(), config.training);
-    fit(&llm, init.as_ref(), &train, &validation, &config.training, &paths)
+    eprintln!("behaviour cloning: {} training examples ({tokens} tokens), {} validation, observation {format:?}; {:?}", train.len(), validation.len(), config.training);
+    fit(&llm, init.as_ref(), &train, &validation, &config.training, format, &paths)
 }
 
 fn reinforcement(args: &TrainAgentArgs) -> Result<()> {
@@ -226,7 +232,8 @@ fn append_json_line(path: &Path, record: &impl Serialize) {
 
 /// Train (or resume) the adapters with a progress bar, log every validation
 /// to `log.jsonl` in the checkpoint folder, and write the best adapter.
-fn fit(llm: &Llm, init: Option<&LoraAdapter>, train: &[Example], validation: &[Example], training: &LoraTrainingConfig, paths: &Paths) -> Result<()> {
+/// `observation`: what the examples' user turns show, recorded in the adapter.
+fn fit(llm: &Llm, init: Option<&LoraAdapter>, train: &[Example], validation: &[Example], training: &LoraTrainingConfig, observation: ObservationFormat, paths: &Paths) -> Result<()> {
     let checkpoint = Checkpoint::new(&paths.checkpoints)?;
     let bar = ProgressBar::new(0).with_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps, eta {eta} {msg}").expect("valid template"));
     let log_path = paths.checkpoints.join("log.jsonl");
@@ -247,6 +254,7 @@ fn fit(llm: &Llm, init: Option<&LoraAdapter>, train: &[Example], validation: &[E
             append_json_line(&log_path, log);
         },
     )?;
+    let adapter = LoraAdapter { observation, ..adapter };
     bar.finish_and_clear();
     if let Some(parent) = paths.out.parent() {
         std::fs::create_dir_all(parent)?;
@@ -258,10 +266,12 @@ fn fit(llm: &Llm, init: Option<&LoraAdapter>, train: &[Example], validation: &[E
 
 /// The teacher's examples from `cohort_path`, generated once and kept in
 /// the checkpoint folder.
-fn examples(paths: &Paths, llm: &Llm, cohort_path: &Path, name: &str, decisions: usize, seed: u64, first_step_share: Option<f64>) -> Result<Vec<Example>> {
+#[allow(clippy::too_many_arguments)]
+fn examples(paths: &Paths, llm: &Llm, cohort_path: &Path, name: &str, decisions: usize, seed: u64, first_step_share: Option<f64>, format: ObservationFormat) -> Result<Vec<Example>> {
     let share = first_step_share.map(|s| format!("-first{s}")).unwrap_or_default();
-    // Examples of another teacher, or of the same one reading other answers, are not reused.
-    let teacher = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(format!("{TEACHER}; {}", WorldModelSimulator::ANSWERS)));
+    // Examples of another teacher, of the same one reading other answers, or
+    // written for another observation format, are not reused.
+    let teacher = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(format!("{TEACHER}; {}; observation {format:?}", WorldModelSimulator::ANSWERS)));
     let cache = paths.checkpoints.join(format!("teacher-{name}-{decisions}-{seed}{share}-{}.json", &teacher[..8]));
     if let Ok(text) = std::fs::read_to_string(&cache) {
         return serde_json::from_str(&text).with_context(|| format!("{} is damaged: delete it to regenerate", cache.display()));
@@ -272,7 +282,7 @@ fn examples(paths: &Paths, llm: &Llm, cohort_path: &Path, name: &str, decisions:
     let courses = decision_points(&cohort, decisions, seed, first_step_share);
     let bar = ProgressBar::new(courses.len() as u64).with_style(ProgressStyle::with_template("teacher ({prefix}) {bar:30} {pos}/{len} decisions, eta {eta}").expect("valid template"));
     bar.set_prefix(name.to_string());
-    let (examples, teacher): (Vec<Example>, TeacherReport) = teacher_examples(&courses, &model, &support, &llm.tokenizer, |_| bar.inc(1))?;
+    let (examples, teacher): (Vec<Example>, TeacherReport) = teacher_examples(&courses, &model, &support, &llm.tokenizer, format, |_| bar.inc(1))?;
     bar.finish_and_clear();
     eprintln!("teacher ({name}): {teacher:?}");
     std::fs::write(&cache, serde_json::to_string(&examples)?)?;
