@@ -93,6 +93,12 @@ fn lora_training_lowers_the_loss_checkpoints_and_resumes() {
     train_lora(&llm.model, None, train, train, &LoraTrainingConfig { epochs: 3, ..config }, &checkpoint, |step, _, _| resumed.push(step), |_| {}).unwrap();
     assert_eq!(resumed, vec![3]);
     assert_eq!(checkpoint.state().log.iter().map(|l| l.step).collect::<Vec<_>>(), vec![1, 2, 3]);
+    // Another run (another seed, or other examples) does not resume this folder.
+    let other = train_lora(&llm.model, None, train, train, &LoraTrainingConfig { seed: 2, epochs: 4, ..config }, &checkpoint, |_, _, _| {}, |_| {}).unwrap_err().to_string();
+    assert!(other.contains("holds another run") && other.contains("seed 1") && other.contains("seed 2"), "{other}");
+    let other = train_lora(&llm.model, None, &train[..0], train, &LoraTrainingConfig { epochs: 4, ..config }, &checkpoint, |_, _, _| {}, |_| {}).unwrap_err().to_string();
+    assert!(other.contains("holds another run"), "{other}");
+    assert_eq!(checkpoint.state().step, 3, "and leaves it as it was");
     // A new run may start from a trained adapter (a warm start): with no steps to take, it is returned as given.
     let fresh = tempfile::tempdir().unwrap();
     let warm = train_lora(&llm.model, Some(&adapter), train, train, &LoraTrainingConfig { epochs: 0, ..config }, &Checkpoint::new(fresh.path()).unwrap(), |_, _, _| {}, |_| {}).unwrap();

@@ -65,6 +65,11 @@ test('demo cohort to a recommendation with its simulated evidence, flags and the
     assert.ok((await page.locator(t('agent-simulation')).count()) >= 1, 'at least one simulation with its evidence');
     assert.match(await page.locator(t('agent-simulation')).first().innerText(), /^fluid [0-4] \/ vasopressor [0-4] simulated 4 h ahead: survival \d+ % \(± \d+ across the ensemble\), MAP \d+ \(\d+–\d+\) mmHg, flags [^;]*; 4-h values (drawn from \d+ logged transitions|forecast by the GRU ensemble)$/);
     assert.match(await page.locator(t('agent-timing')).innerText(), /tool calls, 0 rejected turns/);
+    // What the agent read: the patient's course up to now, the clinicians' logged
+    // practice (the shipped adapter reads it; computed in the worker), and what it was asked.
+    const read = await page.locator(`${t('agent-observation')} pre`).textContent();
+    assert.match(read, /\nnow \S+ .* \?\nClinicians gave(: vaso=\d fluid=\d x\d+(, vaso=\d fluid=\d x\d+)*| each treatment fewer than 20 times)\.\n/);
+    assert.ok(read.endsWith('Simulate, then prescribe.'), read);
     // The prescription's course is drawn next to the clinician's.
     const prescribed = (await page.locator(t('agent-prescription')).innerText()).match(/fluid (\d) \/ vasopressor (\d)/);
     await page.locator(`${t('fan-row')}[data-action="${prescribed[1]}-${prescribed[2]}"]`).waitFor();

@@ -42,6 +42,19 @@ pub struct TrainingState {
     pub step: usize,
     pub best_validation_loss: Option<f64>,
     pub log: Vec<StepLog>,
+    /// The configuration and data the run trains on ([`run_of`]): a folder
+    /// is resumed only by the same run (absent in states older than it).
+    #[serde(default)]
+    pub run: Option<String>,
+}
+
+/// What identifies a run: what shapes its steps (not how many epochs it
+/// runs or how often it checkpoints, which a resumed run may change) and how
+/// many examples and tokens it trains on.
+pub fn run_of(config: &LoraTrainingConfig, train: &[Example]) -> String {
+    let LoraTrainingConfig { rank, alpha, learning_rate, weight_decay, batch, seed, .. } = config;
+    let tokens: usize = train.iter().map(|e| e.tokens.len()).sum();
+    format!("rank {rank}, alpha {alpha}, learning rate {learning_rate}, weight decay {weight_decay}, batch {batch}, seed {seed}; {} examples, {tokens} tokens", train.len())
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -209,10 +222,19 @@ pub fn train_lora(
 ) -> candle_core::Result<LoraAdapter> {
     let mut model = base.for_training()?;
     let mut state = checkpoint.state();
+    let run = run_of(config, train);
+    if state.step > 0 && state.run.as_ref().is_some_and(|saved| *saved != run) {
+        return Err(candle_core::Error::Msg(format!(
+            "{} holds another run (step {}: {}), not this one ({run}): give this run its own --checkpoints folder",
+            checkpoint.dir.display(),
+            state.step,
+            state.run.as_deref().unwrap_or_default()
+        )));
+    }
     let start = if state.step > 0 && checkpoint.adapter().exists() {
         checkpoint.saved_adapter()?
     } else {
-        state = TrainingState::default();
+        state = TrainingState { run: Some(run), ..TrainingState::default() };
         match init {
             Some(adapter) if adapter.rank != config.rank || adapter.alpha != config.alpha => {
                 return Err(candle_core::Error::Msg(format!("the initial adapter has rank {} and alpha {}; the configuration says {} and {}", adapter.rank, adapter.alpha, config.rank, config.alpha)));
