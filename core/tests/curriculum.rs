@@ -68,7 +68,7 @@ fn lora_training_lowers_the_loss_checkpoints_and_resumes() {
     let train = &examples[..1];
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = Checkpoint::new(dir.path()).unwrap();
-    let config = LoraTrainingConfig { rank: 4, alpha: 8.0, learning_rate: 2e-3, weight_decay: 0.0, epochs: 2, batch: 1, checkpoint_every: 1, seed: 1 };
+    let config = LoraTrainingConfig { rank: 4, alpha: 8.0, learning_rate: 2e-3, weight_decay: 0.0, epochs: 2, batch: 1, checkpoint_every: 1, seed: 1, observation: ObservationFormat::Course };
     let training_copy = llm.model.for_training().unwrap();
     let before = mean_loss(&training_copy, train).unwrap();
     // Reading the shared system prompt once changes no loss.
@@ -101,7 +101,9 @@ fn lora_training_lowers_the_loss_checkpoints_and_resumes() {
     assert_eq!(checkpoint.state().step, 3, "and leaves it as it was");
     // A new run may start from a trained adapter (a warm start): with no steps to take, it is returned as given.
     let fresh = tempfile::tempdir().unwrap();
-    let warm = train_lora(&llm.model, Some(&adapter), train, train, &LoraTrainingConfig { epochs: 0, ..config }, &Checkpoint::new(fresh.path()).unwrap(), |_, _, _| {}, |_| {}).unwrap();
+    let practice = LoraTrainingConfig { epochs: 0, observation: ObservationFormat::CourseAndLoggedPractice, ..config };
+    let warm = train_lora(&llm.model, Some(&adapter), train, train, &practice, &Checkpoint::new(fresh.path()).unwrap(), |_, _, _| {}, |_| {}).unwrap();
+    assert_eq!(warm.observation, ObservationFormat::CourseAndLoggedPractice, "the adapter records what its examples show");
     let mut started = llm.model.for_training().unwrap();
     started.set_adapter(&warm).unwrap();
     assert_eq!(mean_loss(&started, train).unwrap(), after);

@@ -187,7 +187,7 @@ pub fn train_grpo(
         init.clone()
     };
     let vars = variables(&start)?;
-    let lora = |vars: &HashMap<String, Var>| LoraAdapter { observation: init.observation, ..adapter_of(vars, init.rank, init.alpha) };
+    let lora = |vars: &HashMap<String, Var>| adapter_of(vars, init.rank, init.alpha, init.observation);
     let mut trained = llm.model.for_training()?;
     trained.set_adapter(&lora(&vars))?;
     let mut reference = llm.model.for_training()?;
@@ -197,7 +197,8 @@ pub fn train_grpo(
     // The system prompt read by the quantized model with the current adapter.
     let policy = |vars: &HashMap<String, Var>| -> Result<Session, GrpoError> {
         // A detached copy: the optimiser updates the variables in place.
-        let adapter = LoraAdapter { rank: init.rank, alpha: init.alpha, observation: init.observation, tensors: lora(vars).tensors.iter().map(|(n, t)| Ok((n.clone(), t.copy()?))).collect::<candle_core::Result<_>>()? };
+        let adapter = lora(vars);
+        let adapter = LoraAdapter { tensors: adapter.tensors.iter().map(|(n, t)| Ok((n.clone(), t.copy()?))).collect::<candle_core::Result<_>>()?, ..adapter };
         Ok(system_session(&Arc::new(llm.with_adapter(&adapter)?), &prompt)?)
     };
     let save = |vars: &HashMap<String, Var>, state: &GrpoState, best: bool| -> Result<(), GrpoError> {

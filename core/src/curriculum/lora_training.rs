@@ -17,6 +17,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::agent::observation::ObservationFormat;
 use crate::llm::model::{KvCache, Llama, LoraAdapter};
 
 use super::example::Example;
@@ -34,6 +35,10 @@ pub struct LoraTrainingConfig {
     /// Checkpoint (and validate) every this many steps.
     pub checkpoint_every: usize,
     pub seed: u64,
+    /// What the examples' user turns show; every adapter the run writes
+    /// records it (absent: the course alone).
+    #[serde(default)]
+    pub observation: ObservationFormat,
 }
 
 /// Where a run is, saved beside the adapter.
@@ -115,7 +120,7 @@ impl Checkpoint {
     }
 
     fn save(&self, vars: &HashMap<String, Var>, config: &LoraTrainingConfig, state: &TrainingState, best: bool) -> candle_core::Result<()> {
-        let adapter = adapter_of(vars, config.rank, config.alpha);
+        let adapter = adapter_of(vars, config.rank, config.alpha, config.observation);
         adapter.save(&self.adapter())?;
         if best {
             adapter.save(&self.best_adapter())?;
@@ -134,8 +139,8 @@ fn read_adapter(path: &Path) -> candle_core::Result<LoraAdapter> {
     LoraAdapter::from_safetensors(&std::fs::read(path)?).map_err(candle_core::Error::wrap)
 }
 
-pub(crate) fn adapter_of(vars: &HashMap<String, Var>, rank: usize, alpha: f64) -> LoraAdapter {
-    LoraAdapter { rank, alpha, observation: Default::default(), tensors: vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect() }
+pub(crate) fn adapter_of(vars: &HashMap<String, Var>, rank: usize, alpha: f64, observation: ObservationFormat) -> LoraAdapter {
+    LoraAdapter { rank, alpha, observation, tensors: vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect() }
 }
 
 /// The prompt tokens that all examples of a set begin with (the system turn):
@@ -244,7 +249,7 @@ pub fn train_lora(
         }
     };
     let vars = variables(&start)?;
-    model.set_adapter(&adapter_of(&vars, config.rank, config.alpha)).map_err(candle_core::Error::wrap)?;
+    model.set_adapter(&adapter_of(&vars, config.rank, config.alpha, config.observation)).map_err(candle_core::Error::wrap)?;
     let mut optimiser = AdamW::new(vars.values().cloned().collect(), ParamsAdamW { lr: config.learning_rate, weight_decay: config.weight_decay, ..Default::default() })?;
 
     let prefix_len = SharedPrefix::common_len(train);
@@ -295,5 +300,7 @@ pub fn train_lora(
             (recent_loss, recent_tokens, training_seconds) = (Vec::new(), 0, 0.0);
         }
     }
-    checkpoint.best_or(adapter_of(&vars, config.rank, config.alpha))
+    // The run's format, also where a folder's adapters predate recording it.
+    let best = checkpoint.best_or(adapter_of(&vars, config.rank, config.alpha, config.observation))?;
+    Ok(LoraAdapter { observation: config.observation, ..best })
 }

@@ -107,10 +107,6 @@ struct BcConfig {
     /// Start from this adapter (a previous run's) instead of fresh adapters.
     #[serde(default)]
     init: Option<PathBuf>,
-    /// What the agent reads ("course", the default, or
-    /// "course-and-logged-practice"); the adapter records it.
-    #[serde(default)]
-    observation: ObservationFormat,
     #[serde(flatten)]
     training: LoraTrainingConfig,
 }
@@ -157,7 +153,7 @@ fn dynamics(args: &TrainAgentArgs) -> Result<()> {
     let tokens: usize = train.iter().map(|e| e.tokens.len()).sum();
     let targets: usize = train.iter().map(Example::target_count).sum();
     eprintln!("stage 1 (dynamics): {} training examples ({tokens} tokens, {targets} written), {} validation; {:?}", train.len(), validation.len(), config.training);
-    fit(&llm, None, &train, &validation, &config.training, ObservationFormat::Course, &paths)
+    fit(&llm, None, &train, &validation, &config.training, &paths)
 }
 
 fn behaviour_cloning(args: &TrainAgentArgs) -> Result<()> {
@@ -167,13 +163,13 @@ fn behaviour_cloning(args: &TrainAgentArgs) -> Result<()> {
     let llm = load_llm()?;
     std::fs::create_dir_all(&paths.checkpoints)?;
     let share = config.first_step_share;
-    let format = config.observation;
+    let format = config.training.observation;
     let train = examples(&paths, &llm, &args.train, "train", config.teacher_decisions, config.training.seed, share, format)?;
     let validation = examples(&paths, &llm, &args.validation, "validation", config.validation_decisions, config.training.seed ^ 1, share, format)?;
     let init = config.init.as_deref().map(|path| load_adapter(path, "dynamics").map(|(adapter, _)| adapter)).transpose()?;
     let tokens: usize = train.iter().map(|e| e.tokens.len()).sum();
-    eprintln!("behaviour cloning: {} training examples ({tokens} tokens), {} validation, observation {format:?}; {:?}", train.len(), validation.len(), config.training);
-    fit(&llm, init.as_ref(), &train, &validation, &config.training, format, &paths)
+    eprintln!("behaviour cloning: {} training examples ({tokens} tokens), {} validation; {:?}", train.len(), validation.len(), config.training);
+    fit(&llm, init.as_ref(), &train, &validation, &config.training, &paths)
 }
 
 fn reinforcement(args: &TrainAgentArgs) -> Result<()> {
@@ -232,8 +228,7 @@ fn append_json_line(path: &Path, record: &impl Serialize) {
 
 /// Train (or resume) the adapters with a progress bar, log every validation
 /// to `log.jsonl` in the checkpoint folder, and write the best adapter.
-/// `observation`: what the examples' user turns show, recorded in the adapter.
-fn fit(llm: &Llm, init: Option<&LoraAdapter>, train: &[Example], validation: &[Example], training: &LoraTrainingConfig, observation: ObservationFormat, paths: &Paths) -> Result<()> {
+fn fit(llm: &Llm, init: Option<&LoraAdapter>, train: &[Example], validation: &[Example], training: &LoraTrainingConfig, paths: &Paths) -> Result<()> {
     let checkpoint = Checkpoint::new(&paths.checkpoints)?;
     let bar = ProgressBar::new(0).with_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps, eta {eta} {msg}").expect("valid template"));
     let log_path = paths.checkpoints.join("log.jsonl");
@@ -254,7 +249,6 @@ fn fit(llm: &Llm, init: Option<&LoraAdapter>, train: &[Example], validation: &[E
             append_json_line(&log_path, log);
         },
     )?;
-    let adapter = LoraAdapter { observation, ..adapter };
     bar.finish_and_clear();
     if let Some(parent) = paths.out.parent() {
         std::fs::create_dir_all(parent)?;
