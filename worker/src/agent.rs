@@ -40,6 +40,18 @@ pub(crate) struct LoadedLlm {
     systems: Vec<((bool, bool), Session)>,
 }
 
+impl LoadedLlm {
+    /// What `agent`'s LLM reads: the adapter's format for the trained
+    /// agent, the course alone for the base model.
+    fn format(&self, agent: AgentKind) -> ObservationFormat {
+        if agent.trained() {
+            self.trained_format
+        } else {
+            ObservationFormat::Course
+        }
+    }
+}
+
 pub(crate) async fn handle(state: &Rc<RefCell<WorkerState>>, id: RequestId, request: RecommendRequest) {
     let fail = |kind: ErrorKind, message: String| post(&Event { id: Some(id), body: EventBody::Error(WorkerError { kind, message }) });
     if request.course.is_empty() || request.course.iter().any(|s| s.values.len() != sepsis_core::cohort::schema::FEATURES.len()) {
@@ -115,13 +127,9 @@ pub(crate) fn logged_practice(state: &Rc<RefCell<WorkerState>>, agent: AgentKind
     }
 }
 
-/// What `agent`'s LLM reads: the adapter's format for the trained agent,
-/// the course alone for the base model.
+/// [`LoadedLlm::format`], the course alone before the LLM is loaded.
 fn observation_format(state: &Rc<RefCell<WorkerState>>, agent: AgentKind) -> ObservationFormat {
-    match &state.borrow().llm {
-        Some(loaded) if agent.trained() => loaded.trained_format,
-        _ => ObservationFormat::Course,
-    }
+    state.borrow().llm.as_ref().map_or(ObservationFormat::Course, |loaded| loaded.format(agent))
 }
 
 /// `MeasureLlm`: prefill and decode timings on this device.
@@ -217,12 +225,12 @@ fn system(state: &Rc<RefCell<WorkerState>>, agent: AgentKind) -> Result<Session,
     if let Some((_, session)) = loaded.systems.iter().find(|(k, _)| *k == key) {
         return Ok(session.clone());
     }
-    let (llm, format) = if agent.trained() {
-        (loaded.trained.clone().ok_or_else(|| (ErrorKind::ModelsNotLoaded, format!("the trained agent's adapter ({ADAPTER_FILE}) is not in the model manifest")))?, loaded.trained_format)
+    let llm = if agent.trained() {
+        loaded.trained.clone().ok_or_else(|| (ErrorKind::ModelsNotLoaded, format!("the trained agent's adapter ({ADAPTER_FILE}) is not in the model manifest")))?
     } else {
-        (loaded.base.clone(), ObservationFormat::Course)
+        loaded.base.clone()
     };
-    let session = system_session(&llm, &system_prompt(agent.can_simulate(), format)).map_err(|e| (ErrorKind::Internal, e.to_string()))?;
+    let session = system_session(&llm, &system_prompt(agent.can_simulate(), loaded.format(agent))).map_err(|e| (ErrorKind::Internal, e.to_string()))?;
     loaded.systems.push((key, session.clone()));
     Ok(session)
 }
