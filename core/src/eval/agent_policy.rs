@@ -3,9 +3,11 @@
 //! one-step course, as `wm-mpc` does) and the decisions form a policy table.
 //!
 //! One decision costs seconds on this machine, so every decision is appended
-//! to a cache file as it is made, keyed by everything that determines it
+//! to a record file as it is made, keyed by everything that determines it
 //! (model, system prompt, observation, decoding); an interrupted evaluation
 //! resumes where it stopped and a finished one is read back in moments.
+//! A finished table drops the records no current key asks for, so the file
+//! holds exactly the decisions behind the row.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -80,6 +82,26 @@ impl DecisionCache {
         self.known.insert(decision.key.clone(), decision);
         Ok(())
     }
+
+    /// Keep only `current` (in its order) when the file holds anything
+    /// else: the records of an older model or prompt, which no key of this
+    /// table can reach again. Written beside the file and renamed, so an
+    /// interruption loses nothing.
+    fn keep_only(&mut self, current: &[CachedDecision]) -> std::io::Result<()> {
+        if self.known.len() == current.len() && current.iter().all(|d| self.known.contains_key(&d.key)) {
+            return Ok(());
+        }
+        let partial = self.path.with_extension("jsonl.part");
+        let mut text = String::new();
+        for decision in current {
+            text.push_str(&serde_json::to_string(decision).map_err(std::io::Error::other)?);
+            text.push('\n');
+        }
+        std::fs::write(&partial, text)?;
+        std::fs::rename(&partial, &self.path)?;
+        self.known = current.iter().map(|d| (d.key.clone(), d.clone())).collect();
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +172,7 @@ pub fn llm_policy_table(
         actions.push(decision.action);
         decided.push(decision);
     }
+    cache.keep_only(&decided)?;
     let n = decided.len() as f64;
     let mean = |f: &dyn Fn(&CachedDecision) -> f64| decided.iter().map(f).sum::<f64>() / n;
     let stats = AgentStats {
@@ -194,5 +217,27 @@ mod tests {
         assert_eq!(DecisionCache::open(&path).unwrap().known.len(), 3, "the next record is not glued to the cut line");
         assert_ne!(decision_key(&["m", "p", "o"]), decision_key(&["m", "p", "o2"]));
         assert_ne!(decision_key(&["ab", "c"]), decision_key(&["a", "bc"]), "parts are delimited");
+    }
+
+    #[test]
+    fn a_finished_table_keeps_exactly_its_own_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.jsonl");
+        let decision = |key: &str, state| CachedDecision { key: key.into(), state, action: 3, fallback: false, malformed: 0, tool_calls: 2, simulate_calls: 1, seconds: 1.5 };
+        let mut cache = DecisionCache::open(&path).unwrap();
+        for (key, state) in [("old-0", 0), ("new-1", 1), ("old-1", 1), ("new-0", 0)] {
+            cache.record(decision(key, state)).unwrap();
+        }
+        let current = [decision("new-0", 0), decision("new-1", 1)];
+        cache.keep_only(&current).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let keys: Vec<String> = text.lines().map(|l| serde_json::from_str::<CachedDecision>(l).unwrap().key).collect();
+        assert_eq!(keys, ["new-0", "new-1"], "stale records dropped, the rest in state order");
+        assert_eq!(DecisionCache::open(&path).unwrap().known.len(), 2);
+        assert!(!path.with_extension("jsonl.part").exists());
+        // Nothing stale: the file is left as it is.
+        let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+        cache.keep_only(&current).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), before);
     }
 }

@@ -65,8 +65,11 @@ const AGENT_ROWS: [AgentRow; 8] = [
 
 /// The agent's LLM (`make fetch` converts it), relative to the repository root.
 pub const LLM_MODEL: &str = ".cache/models/SmolLM2-135M-Instruct.Q8_0.gguf";
-/// Where the agent rows keep their decisions (resumable).
-pub const DECISIONS_DIR: &str = ".cache/agent-decisions";
+/// Where the agent rows keep their decisions: resumable, and tracked in the
+/// repository, because the eight LLM rows take about three hours of this
+/// machine's CPU to decide; with the records `make eval` re-decides only
+/// what a changed model, prompt or world model asks for, on any machine.
+pub const DECISIONS_DIR: &str = "docs/agent-decisions";
 /// The world model the planner consults, relative to the repository root.
 pub const WORLD_MODEL: &str = "public/models/world-model";
 

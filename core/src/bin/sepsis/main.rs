@@ -449,7 +449,7 @@ fn eval(args: EvalArgs) -> Result<()> {
              protocol*: the agent's own prescription with no malformed turn and no fallback; constrained \
              decoding makes a malformed call impossible, so only fallbacks can lower it (what the base model \
              writes when free: `docs/agent.md`). Decisions are \
-             cached in `.cache/agent-decisions/` so an interrupted run resumes.\n\n{}\n\
+             recorded in `docs/agent-decisions/` (one file per row, keyed by everything that determines a decision) so an interrupted run resumes and an unchanged row is read back, not decided again.\n\n{}\n\
              ## Off-policy estimators against the truth\n\n\
              Signed error of each estimate against the exact value; *covered* when the 95% interval \
              contains the exact value.\n\n{}",
