@@ -199,11 +199,15 @@ fn decision_key(parts: &[&str]) -> String {
 mod tests {
     use super::*;
 
+    /// A record that differs from another only by its key and state.
+    fn decision(key: &str, state: usize) -> CachedDecision {
+        CachedDecision { key: key.into(), state, action: 3, fallback: false, malformed: 0, tool_calls: 2, simulate_calls: 1, seconds: 1.5 }
+    }
+
     #[test]
     fn the_cache_survives_a_cut_line_and_keys_depend_on_every_part() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("decisions.jsonl");
-        let decision = |key: &str, state| CachedDecision { key: key.into(), state, action: 3, fallback: false, malformed: 0, tool_calls: 2, simulate_calls: 1, seconds: 1.5 };
         let mut cache = DecisionCache::open(&path).unwrap();
         cache.record(decision("a", 0)).unwrap();
         cache.record(decision("b", 1)).unwrap();
@@ -223,7 +227,6 @@ mod tests {
     fn a_finished_table_keeps_exactly_its_own_records() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("decisions.jsonl");
-        let decision = |key: &str, state| CachedDecision { key: key.into(), state, action: 3, fallback: false, malformed: 0, tool_calls: 2, simulate_calls: 1, seconds: 1.5 };
         let mut cache = DecisionCache::open(&path).unwrap();
         for (key, state) in [("old-0", 0), ("new-1", 1), ("old-1", 1), ("new-0", 0)] {
             cache.record(decision(key, state)).unwrap();
