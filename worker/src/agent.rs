@@ -27,7 +27,7 @@ use crate::{post, WorkerState};
 /// The manifest's LLM file.
 pub const LLM_FILE: &str = "SmolLM2-135M-Instruct.Q8_0.gguf";
 /// The manifest's trained agent adapter (LoRA on the LLM).
-pub const ADAPTER_FILE: &str = "agent-bc.safetensors";
+pub const ADAPTER_FILE: &str = "agent.safetensors";
 
 /// The LLM (base, and with the trained adapter) and their system prompts,
 /// each read once.

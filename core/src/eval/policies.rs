@@ -36,9 +36,11 @@ pub const AGENT_NO_SIM: &str = "agent-no-sim";
 pub const AGENT_STAGE1_ADAPTER: &str = "public/models/agent-stage1.safetensors";
 /// Stages 1 then 2 (`sepsis train agent --stage bc --config configs/agent-stage12.json`).
 pub const AGENT_STAGE12_ADAPTER: &str = "public/models/agent-stage12.safetensors";
-/// The stage-3 adapter (`sepsis train agent --stage rl`).
+/// The stage-3 adapter (`sepsis train agent --stage rl`), the one the app
+/// recommends with (the manifest lists it; `worker/src/agent.rs`).
 pub const AGENT_ADAPTER: &str = "public/models/agent.safetensors";
-/// The stage-2 adapter, shipped with the app (`sepsis train agent --stage bc`).
+/// Stage 2 alone (`sepsis train agent --stage bc`): the app's adapter until
+/// 2026-11-28, kept for its scoreboard rows.
 pub const AGENT_BC_ADAPTER: &str = "public/models/agent-bc.safetensors";
 
 /// An LLM row of the scoreboard: the adapter on the base model (none: the

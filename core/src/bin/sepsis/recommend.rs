@@ -19,7 +19,7 @@ use sepsis_core::eval::policies::{load_ai_clinician, AI_CLINICIAN_MODEL, WORLD_M
 use sepsis_core::llm::generate::{Llm, Sampling};
 use sepsis_core::planner::MpcConfig;
 use sepsis_core::simulation::CourseStep;
-use sepsis_core::eval::policies::{load_adapter, AGENT_BC_ADAPTER};
+use sepsis_core::eval::policies::{load_adapter, AGENT_ADAPTER, AGENT_BC_ADAPTER};
 use sepsis_core::world_model::WorldModel;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -30,10 +30,26 @@ pub enum AgentName {
     LlmZeroShotWm,
     /// The wm-mpc planner writing the same tool calls, with the world model.
     WmMpc,
-    /// The trained agent (the LLM with the behaviour-cloned adapter) with the world model.
+    /// The trained agent after all three stages (the app's) with the world model.
+    Agent,
+    /// The same without the simulator.
+    AgentNoSim,
+    /// The agent after stage 2 alone (the behaviour-cloned adapter) with the world model.
     AgentBc,
-    /// The trained agent without the simulator.
+    /// The same without the simulator.
     AgentBcNoSim,
+}
+
+impl AgentName {
+    /// The adapter file and the stage that trains it; none for the base LLM
+    /// and the planner.
+    fn adapter(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            AgentName::Agent | AgentName::AgentNoSim => Some((AGENT_ADAPTER, "rl")),
+            AgentName::AgentBc | AgentName::AgentBcNoSim => Some((AGENT_BC_ADAPTER, "bc")),
+            AgentName::LlmZeroShot | AgentName::LlmZeroShotWm | AgentName::WmMpc => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -140,12 +156,12 @@ pub fn run(args: RecommendArgs) -> Result<()> {
             let mut proposer = PlannerProposer::new(&world_model, &support, MpcConfig::default());
             (decide(&mut proposer, Some(simulator), &course, None, &mut |_| {})?, None)
         }
-        AgentName::LlmZeroShot | AgentName::LlmZeroShotWm | AgentName::AgentBc | AgentName::AgentBcNoSim => {
+        AgentName::LlmZeroShot | AgentName::LlmZeroShotWm | AgentName::Agent | AgentName::AgentNoSim | AgentName::AgentBc | AgentName::AgentBcNoSim => {
             let mut reader = std::io::BufReader::new(std::fs::File::open(&args.llm).with_context(|| format!("opening {} (run `make fetch`)", args.llm.display()))?);
             let mut llm = Llm::from_gguf(&mut reader)?;
             let mut format = ObservationFormat::Course;
-            if matches!(args.agent, AgentName::AgentBc | AgentName::AgentBcNoSim) {
-                let adapter = load_adapter(AGENT_BC_ADAPTER, "bc")?.0;
+            if let Some((file, stage)) = args.agent.adapter() {
+                let adapter = load_adapter(file, stage)?.0;
                 format = adapter.observation;
                 llm = llm.with_adapter(&adapter)?;
             }
@@ -165,7 +181,7 @@ pub fn run(args: RecommendArgs) -> Result<()> {
                 }
                 DecodingName::Free => Decoding::Free { max_tokens: args.max_tokens },
             };
-            let with_simulator = matches!(args.agent, AgentName::LlmZeroShotWm | AgentName::AgentBc);
+            let with_simulator = matches!(args.agent, AgentName::LlmZeroShotWm | AgentName::Agent | AgentName::AgentBc);
             let mut proposer = LlmProposer::new(system_session(&llm, &system_prompt(with_simulator, format))?, sampling, decoding);
             let simulator: Option<&mut dyn Simulator> = if with_simulator { Some(simulator) } else { None };
             let trace = decide(&mut proposer as &mut dyn Proposer, simulator, &course, logged.as_ref(), &mut |_| {})?;
