@@ -127,6 +127,25 @@ pub fn render_results(situation: &Situation, results: &[CandidateStep]) -> Strin
     text + "</result>"
 }
 
+/// Each candidate of a simulate answer ([`render_results`]) with the
+/// survival it shows, in whole percent: what the agent read, so faithful
+/// decoding can hold a prescription to the survival its thought states.
+pub fn shown_survivals(answer: &str) -> Vec<(Action, u32)> {
+    answer
+        .lines()
+        .filter_map(|line| {
+            let (action, rest) = line.split_once(": MAP ")?;
+            let survival = rest.split_once("survival ")?.1.split_once('%')?.0.parse().ok()?;
+            Some((grammar::parse_candidate(action).ok()?, survival))
+        })
+        .collect()
+}
+
+/// The survival a thought states ("Best: survival 79%, ..."), if any.
+pub fn stated_survival(thought: &str) -> Option<u32> {
+    thought.split_once("survival ")?.1.split_once('%')?.0.trim().parse().ok()
+}
+
 /// What one step of a [`Decision`] produced.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Progress {
@@ -416,5 +435,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_survival_each_candidate_showed_and_the_one_a_thought_states_are_read_back() {
+        let results = ByFluid(Vec::new()).simulate(&reference_course(), &[Action { fluid: 1, vaso: 0 }, Action { fluid: 4, vaso: 2 }]).unwrap();
+        let answer = render_results(&Situation::of_course(&reference_course()), &results);
+        assert_eq!(shown_survivals(&answer), vec![(Action { fluid: 1, vaso: 0 }, 75), (Action { fluid: 4, vaso: 2 }, 90)], "{answer}");
+        assert_eq!(shown_survivals("Error: no such tool"), vec![]);
+        assert_eq!(stated_survival("Best: survival 79%, flags none.\n"), Some(79));
+        assert_eq!(stated_survival("Best: survival high."), None);
+        assert_eq!(stated_survival("MAP low, lactate high: compare."), None);
     }
 }

@@ -76,7 +76,7 @@ pub fn parse(turn: &str) -> Result<ToolCall, ParseError> {
 }
 
 /// `vaso=V fluid=F` (either order, any spacing).
-fn parse_candidate(text: &str) -> Result<Action, ParseError> {
+pub fn parse_candidate(text: &str) -> Result<Action, ParseError> {
     let bad = || ParseError::Candidate(text.to_string());
     let (mut vaso, mut fluid) = (None, None);
     for part in text.split_whitespace() {
@@ -139,6 +139,8 @@ pub struct CallWriter {
     tool: SimulateTool,
     /// Candidates simulated earlier in this decision.
     simulated_before: Vec<Action>,
+    /// What a prescribe call may name; `None`: any action.
+    prescribable: Option<Vec<Action>>,
     simulate: bool,
     listed: Vec<Action>,
     vaso: u8,
@@ -156,11 +158,23 @@ enum CallPart {
 
 impl CallWriter {
     pub fn new(tool: SimulateTool, simulated_before: Vec<Action>) -> Self {
-        let mut writer = Self { tool, simulated_before, simulate: false, listed: Vec::new(), vaso: 0, next: CallPart::Open };
+        let mut writer = Self { tool, simulated_before, prescribable: None, simulate: false, listed: Vec::new(), vaso: 0, next: CallPart::Open };
         if !writer.any_new() {
             writer.tool = SimulateTool::Unavailable;
         }
         writer
+    }
+
+    /// A prescribe call may name only these (at least one; faithful
+    /// decoding, `runtime::Decoding`).
+    pub fn prescribing_only(mut self, actions: Vec<Action>) -> Self {
+        assert!(!actions.is_empty(), "something must be prescribable");
+        self.prescribable = Some(actions);
+        self
+    }
+
+    fn may_prescribe(&self, action: Action) -> bool {
+        self.prescribable.as_ref().is_none_or(|allowed| allowed.contains(&action))
     }
 
     fn is_new(&self, action: Action) -> bool {
@@ -174,8 +188,9 @@ impl CallWriter {
     /// The texts the call may continue with, or `None` once it is complete.
     pub fn options(&self) -> Option<Vec<String>> {
         let simulating = self.simulate;
-        let vaso_ok = |v: u8| !simulating || (0..LEVELS).any(|f| self.is_new(Action { fluid: f, vaso: v }));
-        let fluid_ok = |f: u8| !simulating || self.is_new(Action { fluid: f, vaso: self.vaso });
+        let allowed = |a: Action| if simulating { self.is_new(a) } else { self.may_prescribe(a) };
+        let vaso_ok = |v: u8| (0..LEVELS).any(|f| allowed(Action { fluid: f, vaso: v }));
+        let fluid_ok = |f: u8| allowed(Action { fluid: f, vaso: self.vaso });
         Some(match self.next {
             CallPart::Open => match self.tool {
                 SimulateTool::Required => vec!["<simulate>vaso=".into()],
@@ -257,6 +272,32 @@ mod tests {
         assert_eq!(writer.options(), Some(vec!["</simulate>".to_string()]), "at most three candidates");
         let everything: Vec<Action> = Action::all().collect();
         assert_eq!(CallWriter::new(SimulateTool::Required, everything).options(), Some(vec!["<prescribe>vaso=".to_string()]), "nothing new to simulate");
+    }
+
+    #[test]
+    fn a_prescription_can_be_held_to_given_actions_and_a_simulation_is_not() {
+        let allowed = vec![Action { fluid: 2, vaso: 0 }, Action { fluid: 4, vaso: 1 }];
+        let writer = CallWriter::new(SimulateTool::Unavailable, Vec::new()).prescribing_only(allowed.clone());
+        // Every complete path names an allowed action.
+        let mut stack = vec![(writer, String::new())];
+        let mut written = Vec::new();
+        while let Some((writer, text)) = stack.pop() {
+            let Some(options) = writer.options() else {
+                written.push(parse(&text).unwrap());
+                continue;
+            };
+            for (i, option) in options.iter().enumerate() {
+                let mut next = writer.clone();
+                next.choose(i);
+                stack.push((next, text.clone() + option));
+            }
+        }
+        written.sort_by_key(|c| c.render());
+        assert_eq!(written, vec![ToolCall::Prescribe(allowed[0]), ToolCall::Prescribe(allowed[1])]);
+        // A simulate call still lists any new candidate.
+        let mut writer = CallWriter::new(SimulateTool::Required, Vec::new()).prescribing_only(allowed);
+        writer.choose(0);
+        assert_eq!(writer.options().unwrap().len(), LEVELS as usize);
     }
 
     #[test]

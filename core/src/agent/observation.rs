@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, MIN_SUPPORT, N_ACTIONS};
 use crate::cohort::schema::idx;
-use crate::guideline::{violations, Rule, Situation};
+use crate::guideline::{violations, Rule, Situation, LACTATE_RAISED, MAP_TARGET};
 use crate::simulation::CourseStep;
 
 use super::grammar::render_action;
@@ -163,6 +163,23 @@ pub fn render_course(course: &[CourseStep], now_given: Option<Action>) -> String
 /// One step's shown values, space-separated, in the system prompt's order.
 pub fn step_cells(values: &[Option<f64>]) -> String {
     COLUMNS.iter().map(|key| value(values, key)).collect::<Vec<_>>().join(" ")
+}
+
+/// How a first thought names the patient's state ("MAP low, lactate
+/// high"): the teacher's words, and the words faithful decoding writes for
+/// the agent (`runtime::Decoding`), so neither can misstate the values.
+pub fn situation_words(situation: &Situation) -> String {
+    let map = match situation.map {
+        Some(m) if m < MAP_TARGET => "MAP low",
+        Some(_) => "MAP at target",
+        None => "MAP unknown",
+    };
+    let lactate = match situation.lactate {
+        Some(l) if l > LACTATE_RAISED => "lactate high",
+        Some(_) => "lactate normal",
+        None => "lactate unknown",
+    };
+    format!("{map}, {lactate}")
 }
 
 /// The guideline rules a candidate breaks now, as the system prompt's flag

@@ -72,8 +72,10 @@ mod llm {
     use serde::{Deserialize, Serialize};
 
     use super::*;
-    use crate::agent::decision::{Conversation, Proposer, TurnProgress};
+    use crate::agent::decision::{shown_survivals, stated_survival, Conversation, Proposer, TurnProgress};
     use crate::agent::grammar::{parse, CallWriter, SimulateTool, ToolCall, CALL_ENDS};
+    use crate::agent::observation::situation_words;
+    use crate::guideline::Situation;
     use crate::llm::generate::{Generator, Sampling, Session};
     use crate::llm::tokenizer::{answer_turn, system_turn, user_turn};
 
@@ -90,12 +92,29 @@ mod llm {
         /// simulator, the first call is a simulate (propose, simulate, then
         /// refine), each candidate is simulated at most once, and after
         /// `max_simulate_calls` simulate calls only `prescribe` is offered.
-        Constrained { thought_tokens: usize, max_simulate_calls: usize },
+        ///
+        /// `faithful`: the agent may not contradict what it was shown. Its
+        /// first thought begins with the patient's state in the teacher's
+        /// words, written from the values (`situation_words`; the model
+        /// writes the rest), and a prescription names a simulated candidate
+        /// (when any was simulated): one whose shown survival is the one the
+        /// thought states ("Best: survival 79%"), when any is. Why: without
+        /// it the trained agent wrote "MAP at target" at a MAP of 61, and in
+        /// 7 of 40 demo decisions stated the best candidate's survival and
+        /// then prescribed another candidate (docs/agent.md).
+        Constrained {
+            thought_tokens: usize,
+            max_simulate_calls: usize,
+            // Left out when false, so decisions recorded before the field
+            // existed keep their keys (`eval::agent_policy`).
+            #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+            faithful: bool,
+        },
     }
 
     impl Decoding {
         /// What the app and the scoreboard use.
-        pub const DEFAULT: Decoding = Decoding::Constrained { thought_tokens: 16, max_simulate_calls: 1 };
+        pub const DEFAULT: Decoding = Decoding::Constrained { thought_tokens: 16, max_simulate_calls: 1, faithful: true };
     }
 
     /// The system prompt read once; clone it for every decision.
@@ -108,7 +127,9 @@ mod llm {
     enum Turn {
         Idle,
         Free(Generator),
-        Thought(Generator),
+        /// `stated`: text written for the model at the start of its thought
+        /// (faithful decoding), streamed before the model's own tokens.
+        Thought { stated: String, streamed: bool, generator: Generator },
         Call { text: String, writer: CallWriter, chooser: Generator },
     }
 
@@ -122,6 +143,8 @@ mod llm {
         /// What the next constrained call may do.
         tool: SimulateTool,
         simulated_before: Vec<Action>,
+        /// Each simulated candidate with the survival its answer showed.
+        shown: Vec<(Action, u32)>,
         turn: Turn,
         pub sampling: Sampling,
         pub decoding: Decoding,
@@ -134,11 +157,23 @@ mod llm {
     impl LlmProposer {
         /// `system`: a session that has read the system prompt ([`system_session`]).
         pub fn new(system: Session, sampling: Sampling, decoding: Decoding) -> Self {
-            Self { system, current: None, read_turns: 0, tool: SimulateTool::Unavailable, simulated_before: Vec::new(), turn: Turn::Idle, sampling, decoding, generated_tokens: 0, prompt_tokens: 0 }
+            Self { system, current: None, read_turns: 0, tool: SimulateTool::Unavailable, simulated_before: Vec::new(), shown: Vec::new(), turn: Turn::Idle, sampling, decoding, generated_tokens: 0, prompt_tokens: 0 }
         }
 
         fn session(&mut self) -> &mut Session {
             self.current.as_mut().expect("a turn was begun")
+        }
+
+        /// What a prescription may name after `thought` (faithful decoding):
+        /// the simulated candidates whose shown survival the thought states,
+        /// else every simulated candidate; `None` when nothing was simulated.
+        fn faithful_prescriptions(&self, thought: &str) -> Option<Vec<Action>> {
+            let simulated: Vec<Action> = self.shown.iter().map(|(a, _)| *a).collect();
+            if simulated.is_empty() {
+                return None;
+            }
+            let stated: Vec<Action> = stated_survival(thought).map(|s| self.shown.iter().filter(|(_, shown)| *shown == s).map(|(a, _)| *a).collect()).unwrap_or_default();
+            Some(if stated.is_empty() { simulated } else { stated })
         }
     }
 
@@ -147,7 +182,7 @@ mod llm {
     }
 
     impl Proposer for LlmProposer {
-        fn begin_turn(&mut self, _: &[CourseStep], conversation: &Conversation) -> Result<(), AgentError> {
+        fn begin_turn(&mut self, course: &[CourseStep], conversation: &Conversation) -> Result<(), AgentError> {
             if conversation.turns.is_empty() || self.current.is_none() {
                 let mut session = self.system.clone();
                 self.prompt_tokens += session.read(&user_turn(&conversation.observation)).map_err(llm_error)?;
@@ -179,11 +214,17 @@ mod llm {
                 SimulateTool::Optional
             };
             self.simulated_before = simulate_calls.concat();
+            self.shown = conversation.turns.iter().flat_map(|(_, answer)| shown_survivals(answer)).collect();
             // A new seed per turn, so a sampled turn does not repeat the last.
             let sampling = Sampling { seed: self.sampling.seed.wrapping_add(conversation.turns.len() as u64), ..self.sampling };
             self.turn = match self.decoding {
                 Decoding::Free { max_tokens } => Turn::Free(Generator::new(sampling, max_tokens, &CALL_ENDS)),
-                Decoding::Constrained { thought_tokens, .. } => Turn::Thought(self.session().tag_free(Generator::new(sampling, thought_tokens, &["\n"])).map_err(llm_error)?),
+                Decoding::Constrained { thought_tokens, faithful, .. } => {
+                    let stated = if faithful && conversation.turns.is_empty() { format!("{}:", situation_words(&Situation::of_course(course))) } else { String::new() };
+                    self.prompt_tokens += self.session().read(&stated).map_err(llm_error)?;
+                    let generator = self.session().tag_free(Generator::new(sampling, thought_tokens, &["\n"])).map_err(llm_error)?;
+                    Turn::Thought { stated, streamed: false, generator }
+                }
             };
             Ok(())
         }
@@ -199,22 +240,33 @@ mod llm {
                     }
                     None => Ok(TurnProgress::Done(generator.into_generation(false).text)),
                 },
-                Turn::Thought(mut generator) => match self.session().next_token(&mut generator).map_err(llm_error)? {
+                Turn::Thought { stated, streamed: false, generator } if !stated.is_empty() => {
+                    let piece = stated.clone();
+                    self.turn = Turn::Thought { stated, streamed: true, generator };
+                    Ok(TurnProgress::Piece(piece))
+                }
+                Turn::Thought { stated, mut generator, .. } => match self.session().next_token(&mut generator).map_err(llm_error)? {
                     Some(piece) => {
                         self.generated_tokens += 1;
-                        self.turn = Turn::Thought(generator);
+                        self.turn = Turn::Thought { stated, streamed: true, generator };
                         Ok(TurnProgress::Piece(piece))
                     }
                     None => {
-                        let mut text = generator.text().to_string();
+                        let mut text = stated + generator.text();
                         let mut piece = String::new();
                         if !text.trim().is_empty() && !text.ends_with('\n') {
                             self.prompt_tokens += self.session().read("\n").map_err(llm_error)?;
                             piece.push('\n');
                             text.push('\n');
                         }
+                        let mut writer = CallWriter::new(self.tool, self.simulated_before.clone());
+                        if let Decoding::Constrained { faithful: true, .. } = self.decoding {
+                            if let Some(allowed) = self.faithful_prescriptions(&text) {
+                                writer = writer.prescribing_only(allowed);
+                            }
+                        }
                         let chooser = Generator::new(self.sampling, 0, &[]);
-                        self.turn = Turn::Call { text, writer: CallWriter::new(self.tool, self.simulated_before.clone()), chooser };
+                        self.turn = Turn::Call { text, writer, chooser };
                         Ok(TurnProgress::Piece(piece))
                     }
                 },
@@ -240,8 +292,7 @@ mod planner {
     use super::*;
     use crate::agent::decision::{Conversation, Proposer, TurnProgress};
     use crate::agent::grammar::{ToolCall, MAX_SIMULATED};
-    use crate::guideline::{LACTATE_RAISED, MAP_TARGET};
-    use crate::agent::observation::flags;
+    use crate::agent::observation::{flags, situation_words};
     use crate::baselines::ai_clinician::AiClinician;
     use crate::guideline::Situation;
     use crate::planner::{best, CandidateScore};
@@ -301,18 +352,8 @@ mod planner {
                 // always asked first, an imitator could prescribe the first
                 // candidate it asked for and never read the results.
                 shortlist.sort_by_key(|a| a.index());
-                let situation = Situation::of_course(course);
-                let map = match situation.map {
-                    Some(m) if m < MAP_TARGET => "MAP low",
-                    Some(_) => "MAP at target",
-                    None => "MAP unknown",
-                };
-                let lactate = match situation.lactate {
-                    Some(l) if l > LACTATE_RAISED => "lactate high",
-                    Some(_) => "lactate normal",
-                    None => "lactate unknown",
-                };
-                return Ok(format!("{map}, {lactate}: compare.\n{}", ToolCall::Simulate(shortlist).render()));
+                let words = situation_words(&Situation::of_course(course));
+                return Ok(format!("{words}: compare.\n{}", ToolCall::Simulate(shortlist).render()));
             }
             let chosen = best(&scores);
             let situation = Situation::of_course(course);

@@ -54,6 +54,10 @@ impl AgentName {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DecodingName {
+    /// Constrained and faithful: what the app and the scoreboard use.
+    Faithful,
+    /// Constrained to the grammar only: the thought may misstate the
+    /// patient's state, the prescription any action.
     Constrained,
     Free,
 }
@@ -92,9 +96,12 @@ pub struct RecommendArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// `constrained`: a short thought, then the tool call written to the
-    /// grammar (the model picks tool, levels and candidates); `free`: free
-    /// text parsed afterwards.
-    #[arg(long, value_enum, default_value = "constrained")]
+    /// grammar (the model picks tool, levels and candidates); `faithful`:
+    /// the same, and the thought begins with the patient's state written
+    /// from the values, the prescription names a simulated candidate with
+    /// the survival the thought states (docs/agent.md); `free`: free text
+    /// parsed afterwards.
+    #[arg(long, value_enum, default_value = "faithful")]
     decoding: DecodingName,
     /// Longest thought before a constrained call (tokens); default: the app's.
     #[arg(long)]
@@ -172,11 +179,12 @@ pub fn run(args: RecommendArgs) -> Result<()> {
             let llm = std::sync::Arc::new(llm);
             let sampling = Sampling { temperature: args.temperature, top_p: 0.95, seed: args.seed };
             let decoding = match args.decoding {
-                DecodingName::Constrained => {
-                    let Decoding::Constrained { thought_tokens, max_simulate_calls } = Decoding::DEFAULT else { unreachable!("the default is constrained") };
+                DecodingName::Faithful | DecodingName::Constrained => {
+                    let Decoding::Constrained { thought_tokens, max_simulate_calls, .. } = Decoding::DEFAULT else { unreachable!("the default is constrained") };
                     Decoding::Constrained {
                         thought_tokens: args.thought_tokens.unwrap_or(thought_tokens),
                         max_simulate_calls: args.max_simulate_calls.unwrap_or(max_simulate_calls),
+                        faithful: args.decoding == DecodingName::Faithful,
                     }
                 }
                 DecodingName::Free => Decoding::Free { max_tokens: args.max_tokens },
