@@ -46,11 +46,11 @@ pub const AGENT_BC_ADAPTER: &str = "public/models/agent-bc.safetensors";
 /// An LLM row of the scoreboard: the adapter on the base model (none: the
 /// untrained model) and whether the world model answers its simulate calls.
 #[cfg(all(feature = "llm", feature = "eval"))]
-struct AgentRow {
-    name: &'static str,
+pub struct AgentRow {
+    pub name: &'static str,
     /// The adapter's file and the stage that trains it.
-    adapter: Option<(&'static str, &'static str)>,
-    simulates: bool,
+    pub adapter: Option<(&'static str, &'static str)>,
+    pub simulates: bool,
 }
 
 #[cfg(all(feature = "llm", feature = "eval"))]
@@ -64,6 +64,13 @@ const AGENT_ROWS: [AgentRow; 8] = [
     AgentRow { name: AGENT_NO_SIM, adapter: Some((AGENT_ADAPTER, "rl")), simulates: false },
     AgentRow { name: AGENT, adapter: Some((AGENT_ADAPTER, "rl")), simulates: true },
 ];
+
+/// The LLM row called `name` (`llm-zero-shot`, `agent`, ...): what the
+/// scoreboard decides with, and what `sepsis recommend --agent NAME` runs.
+#[cfg(all(feature = "llm", feature = "eval"))]
+pub fn agent_row(name: &str) -> Option<&'static AgentRow> {
+    AGENT_ROWS.iter().find(|row| row.name == name)
+}
 
 /// The agent's LLM (`make fetch` converts it), relative to the repository root.
 pub const LLM_MODEL: &str = ".cache/models/SmolLM2-135M-Instruct.Q8_0.gguf";
@@ -155,7 +162,7 @@ pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path, world_mod
         }
         _ => {
             #[cfg(all(feature = "llm", feature = "eval"))]
-            if let Some(row) = AGENT_ROWS.iter().find(|row| row.name == name) {
+            if let Some(row) = agent_row(name) {
                 return llm_row(env, row, world_model);
             }
             Err(LookupError::Unknown(name.into()))

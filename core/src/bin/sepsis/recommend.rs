@@ -19,7 +19,7 @@ use sepsis_core::eval::policies::{load_ai_clinician, AI_CLINICIAN_MODEL, WORLD_M
 use sepsis_core::llm::generate::{Llm, Sampling};
 use sepsis_core::planner::MpcConfig;
 use sepsis_core::simulation::CourseStep;
-use sepsis_core::eval::policies::{load_adapter, AGENT_ADAPTER, AGENT_BC_ADAPTER};
+use sepsis_core::eval::policies::{agent_row, load_adapter, AgentRow};
 use sepsis_core::world_model::WorldModel;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -30,6 +30,10 @@ pub enum AgentName {
     LlmZeroShotWm,
     /// The wm-mpc planner writing the same tool calls, with the world model.
     WmMpc,
+    /// The agent after stage 1 (patient dynamics) with the world model.
+    AgentStage1,
+    /// The agent after stages 1 then 2 with the world model.
+    AgentStage12,
     /// The trained agent after all three stages (the app's) with the world model.
     Agent,
     /// The same without the simulator.
@@ -41,14 +45,11 @@ pub enum AgentName {
 }
 
 impl AgentName {
-    /// The adapter file and the stage that trains it; none for the base LLM
-    /// and the planner.
-    fn adapter(self) -> Option<(&'static str, &'static str)> {
-        match self {
-            AgentName::Agent | AgentName::AgentNoSim => Some((AGENT_ADAPTER, "rl")),
-            AgentName::AgentBc | AgentName::AgentBcNoSim => Some((AGENT_BC_ADAPTER, "bc")),
-            AgentName::LlmZeroShot | AgentName::LlmZeroShotWm | AgentName::WmMpc => None,
-        }
+    /// The scoreboard's LLM row of the same name (its adapter and whether it
+    /// simulates); none for the planner.
+    fn row(self) -> Option<&'static AgentRow> {
+        let value = self.to_possible_value().expect("no variant is skipped");
+        agent_row(value.get_name())
     }
 }
 
@@ -157,17 +158,18 @@ pub fn run(args: RecommendArgs) -> Result<()> {
         }
     };
     let started = Instant::now();
-    let (trace, generated) = match args.agent {
-        AgentName::WmMpc => {
+    let (trace, generated) = match (args.agent, args.agent.row()) {
+        (AgentName::WmMpc, _) => {
             let support = load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?;
             let mut proposer = PlannerProposer::new(&world_model, &support, MpcConfig::default());
             (decide(&mut proposer, Some(simulator), &course, None, &mut |_| {})?, None)
         }
-        AgentName::LlmZeroShot | AgentName::LlmZeroShotWm | AgentName::Agent | AgentName::AgentNoSim | AgentName::AgentBc | AgentName::AgentBcNoSim => {
+        (_, None) => bail!("{:?} is not one of the scoreboard's LLM rows", args.agent),
+        (_, Some(row)) => {
             let mut reader = std::io::BufReader::new(std::fs::File::open(&args.llm).with_context(|| format!("opening {} (run `make fetch`)", args.llm.display()))?);
             let mut llm = Llm::from_gguf(&mut reader)?;
             let mut format = ObservationFormat::Course;
-            if let Some((file, stage)) = args.agent.adapter() {
+            if let Some((file, stage)) = row.adapter {
                 let adapter = load_adapter(file, stage)?.0;
                 format = adapter.observation;
                 llm = llm.with_adapter(&adapter)?;
@@ -189,7 +191,7 @@ pub fn run(args: RecommendArgs) -> Result<()> {
                 }
                 DecodingName::Free => Decoding::Free { max_tokens: args.max_tokens },
             };
-            let with_simulator = matches!(args.agent, AgentName::LlmZeroShotWm | AgentName::Agent | AgentName::AgentBc);
+            let with_simulator = row.simulates;
             let mut proposer = LlmProposer::new(system_session(&llm, &system_prompt(with_simulator, format))?, sampling, decoding);
             let simulator: Option<&mut dyn Simulator> = if with_simulator { Some(simulator) } else { None };
             let trace = decide(&mut proposer as &mut dyn Proposer, simulator, &course, logged.as_ref(), &mut |_| {})?;
@@ -242,4 +244,25 @@ fn print_trace(trace: &Trace, given: sepsis_core::action::Action, seconds: f64, 
     println!("   the clinician gave: {}", render_action(given));
     println!("   tool calls {}, malformed turns {}, {seconds:.1} s{}", trace.tool_calls, trace.malformed, generated.map(|n| format!(", {n} tokens generated")).unwrap_or_default());
     println!("Research decision support, not a medical device: simulated evidence for a clinician to weigh.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_llm_agent_is_a_scoreboard_row() {
+        for agent in AgentName::value_variants() {
+            let row = agent.row();
+            assert_eq!(row.is_none(), *agent == AgentName::WmMpc, "{agent:?}");
+            if let Some(row) = row {
+                // The same name on the command line and on the scoreboard.
+                assert_eq!(agent.to_possible_value().unwrap().get_name(), row.name);
+            }
+        }
+        let agent = AgentName::Agent.row().unwrap();
+        assert!(agent.simulates && agent.adapter.is_some());
+        assert!(!AgentName::AgentNoSim.row().unwrap().simulates);
+        assert!(AgentName::LlmZeroShot.row().unwrap().adapter.is_none());
+    }
 }
