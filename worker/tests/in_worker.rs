@@ -96,12 +96,12 @@ fn the_llm_q8_kernel_with_simd128_matches_the_exact_product() {
 fn the_browser_matmul_matches_the_plain_loop() {
     use sepsis_core::world_model::wasm_matmul::PackedWeights;
     let value = |i: usize| ((i * 7919 % 1000) as f32 / 500.0) - 1.0;
-    for (rows, inputs, outputs) in [(1, 3, 1), (3, 57, 7), (4, 8, 8), (5, 57, 9), (9, 128, 66), (25, 64, 192)] {
+    for (rows, inputs, outputs) in [(1, 3, 1), (3, 57, 7), (4, 8, 8), (5, 57, 9), (7, 16, 13), (9, 128, 66), (25, 64, 192)] {
         let x: Vec<f32> = (0..rows * inputs).map(value).collect();
         let weight_t: Vec<f32> = (0..inputs * outputs).map(|i| value(i + 13)).collect();
         let bias: Vec<f32> = (0..outputs).map(|i| value(i + 5)).collect();
-        let mut fused = bias.repeat(rows);
-        PackedWeights::pack(&weight_t, inputs, outputs).multiply_add(&x, &mut fused);
+        let fused = PackedWeights::pack(&weight_t, &bias, inputs, outputs).apply(&x);
+        assert_eq!(fused.len(), rows * outputs);
         for r in 0..rows {
             for c in 0..outputs {
                 let plain = bias[c] + (0..inputs).map(|k| x[r * inputs + k] * weight_t[k * outputs + c]).sum::<f32>();
