@@ -1,10 +1,12 @@
 //! The simulation's CPU forward pass, written for speed: plain `f32` rows,
-//! each projection one `gemm` call with its bias already in the output, and
-//! each GRU's gates fused into one pass with a vectorisable exponential.
+//! each projection one `gemm` call with its bias already in the output
+//! (in the browser our own kernel, `wasm_matmul.rs`), and each GRU's gates
+//! fused into one pass with a vectorisable exponential.
 //! Through candle's own ops every gate is a separate tensor op with a scalar
 //! `exp` per element, and every op a copy into a new tensor; those, not the
 //! matmuls, were most of a candidate sweep's time (docs/benchmarks.md).
-//! Natively the gate loop is also compiled for AVX2 and picked at run time.
+//! Natively the gate loop is also compiled for AVX2 and picked at run time;
+//! in the browser it is written in wasm SIMD (`simd128` below).
 //! Training keeps candle's GRU (it needs gradients); `simulate.rs` tests that
 //! both give the same predictions (1e-5).
 
@@ -92,7 +94,8 @@ impl Projection {
     }
 
     /// `x W^T + b`, `rows x outputs` for `x` of `rows x inputs`, with gemm
-    /// (AVX2 and fused multiply-add natively).
+    /// (natively its AVX-512 or AVX2 kernel with fused multiply-add, picked
+    /// at run time).
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     fn apply(&self, x: &[f32]) -> Vec<f32> {
         assert_eq!(x.len() % self.inputs, 0, "rows of {} inputs", self.inputs);
