@@ -16,25 +16,31 @@ use candle_nn::VarBuilder;
 use super::model::LOG_SIGMA_RANGE;
 use super::simulate::MemberOutput;
 
+/// `exp`'s constants, shared by the scalar version and the browser's SIMD one.
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+/// ln 2 split in two, so that k ln 2 is subtracted without rounding error.
+const LN2_HI: f32 = 0.693_145_75;
+const LN2_LO: f32 = 1.428_606_8e-6;
+/// Adding 1.5 * 2^23 rounds to the nearest integer and leaves it in the
+/// low mantissa bits: bits(t) - bits(ROUND) = k exactly for |k| < 2^22.
+const ROUND: f32 = 12_582_912.0;
+/// The clamp that keeps 2^k a normal float.
+const EXP_RANGE: (f32, f32) = (-87.0, 88.0);
+/// The Taylor coefficients of e^r, highest degree first (Horner's order).
+const EXP_TAYLOR: [f32; 7] = [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
+
 /// e^x for x in [-87, 88] (clamped outside), relative error below 1e-6:
 /// round x / ln 2 to k, reduce to r in [-ln2/2, ln2/2], a degree-6 Taylor
 /// polynomial for e^r, times 2^k built in the exponent bits. Branch-free and
 /// without a float-to-int conversion (Rust's saturating `as i32` is scalar
-/// code on x86), so loops over it vectorise (SSE2/AVX2 natively, simd128 in
-/// the browser).
+/// code on x86), so loops over it vectorise (SSE2/AVX2 natively).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    // Adding 1.5 * 2^23 rounds to the nearest integer and leaves it in the
-    // low mantissa bits: bits(t) - bits(ROUND) = k exactly for |k| < 2^22.
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.0);
+    let x = x.clamp(EXP_RANGE.0, EXP_RANGE.1);
     let t = x * LOG2E + ROUND;
     let k = t - ROUND;
     let r = x - k * LN2_HI - k * LN2_LO;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let p = EXP_TAYLOR[1..].iter().fold(EXP_TAYLOR[0], |p, &c| c + r * p);
     let k_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
     p * f32::from_bits(k_bits.wrapping_add(127) << 23)
 }
@@ -201,20 +207,14 @@ mod simd128 {
 
     #[inline(always)]
     fn exp(x: v128) -> v128 {
-        const LOG2E: f32 = std::f32::consts::LOG2_E;
-        const LN2_HI: f32 = 0.693_145_75;
-        const LN2_LO: f32 = 1.428_606_8e-6;
-        const ROUND: f32 = 12_582_912.0;
+        use super::{EXP_RANGE, EXP_TAYLOR, LN2_HI, LN2_LO, LOG2E, ROUND};
         let c = f32x4_splat;
         // pmin / pmax: one instruction each, unlike min / max (NaN rules).
-        let x = f32x4_pmax(f32x4_pmin(x, c(88.0)), c(-87.0));
+        let x = f32x4_pmax(f32x4_pmin(x, c(EXP_RANGE.1)), c(EXP_RANGE.0));
         let t = f32x4_add(f32x4_mul(x, c(LOG2E)), c(ROUND));
         let k = f32x4_sub(t, c(ROUND));
         let r = f32x4_sub(f32x4_sub(x, f32x4_mul(k, c(LN2_HI))), f32x4_mul(k, c(LN2_LO)));
-        let mut p = madd(r, c(1.0 / 720.0), c(1.0 / 120.0));
-        for coefficient in [1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-            p = madd(r, p, c(coefficient));
-        }
+        let p = EXP_TAYLOR[1..].iter().fold(c(EXP_TAYLOR[0]), |p, &coefficient| madd(r, p, c(coefficient)));
         let k_bits = i32x4_sub(t, i32x4_splat(ROUND.to_bits() as i32));
         f32x4_mul(p, i32x4_shl(i32x4_add(k_bits, i32x4_splat(127)), 23))
     }
