@@ -141,6 +141,9 @@ pub struct CallWriter {
     simulated_before: Vec<Action>,
     /// What a prescribe call may name; `None`: any action.
     prescribable: Option<Vec<Action>>,
+    /// A simulate call lists at least this many candidates (while new ones
+    /// remain).
+    min_listed: usize,
     simulate: bool,
     listed: Vec<Action>,
     vaso: u8,
@@ -158,7 +161,7 @@ enum CallPart {
 
 impl CallWriter {
     pub fn new(tool: SimulateTool, simulated_before: Vec<Action>) -> Self {
-        let mut writer = Self { tool, simulated_before, prescribable: None, simulate: false, listed: Vec::new(), vaso: 0, next: CallPart::Open };
+        let mut writer = Self { tool, simulated_before, prescribable: None, min_listed: 1, simulate: false, listed: Vec::new(), vaso: 0, next: CallPart::Open };
         if !writer.any_new() {
             writer.tool = SimulateTool::Unavailable;
         }
@@ -170,6 +173,14 @@ impl CallWriter {
     pub fn prescribing_only(mut self, actions: Vec<Action>) -> Self {
         assert!(!actions.is_empty(), "something must be prescribable");
         self.prescribable = Some(actions);
+        self
+    }
+
+    /// A simulate call lists [`MAX_SIMULATED`] candidates, as the teacher's
+    /// do, or every new one when fewer remain; the model still picks which
+    /// (faithful decoding's `full_proposals`, `runtime::Decoding`).
+    pub fn listing_all(mut self) -> Self {
+        self.min_listed = MAX_SIMULATED;
         self
     }
 
@@ -200,6 +211,7 @@ impl CallWriter {
             CallPart::Vaso => (0..LEVELS).filter(|&v| vaso_ok(v)).map(|v| format!("{v} fluid=")).collect(),
             CallPart::Fluid => (0..LEVELS).filter(|&f| fluid_ok(f)).map(|f| f.to_string()).collect(),
             CallPart::After if !simulating => vec!["</prescribe>".into()],
+            CallPart::After if self.listed.len() < self.min_listed && self.any_new() => vec!["; vaso=".into()],
             CallPart::After if self.listed.len() < MAX_SIMULATED && self.any_new() => vec!["; vaso=".into(), "</simulate>".into()],
             CallPart::After => vec!["</simulate>".into()],
             CallPart::Complete => return None,
@@ -298,6 +310,30 @@ mod tests {
         let mut writer = CallWriter::new(SimulateTool::Required, Vec::new()).prescribing_only(allowed);
         writer.choose(0);
         assert_eq!(writer.options().unwrap().len(), LEVELS as usize);
+    }
+
+    /// Held to full proposals, a simulate call lists three candidates, or
+    /// every new one when fewer are left; a prescription is unaffected.
+    #[test]
+    fn a_full_proposal_lists_three_candidates_or_all_that_are_new() {
+        let walk = |writer: CallWriter, pick: &dyn Fn(usize) -> usize| {
+            let (mut writer, mut text) = (writer, String::new());
+            while let Some(options) = writer.options() {
+                let i = pick(options.len());
+                text += &options[i];
+                writer.choose(i);
+            }
+            parse(&text).unwrap()
+        };
+        // Always taking the last option would close the list after one.
+        let last = |n: usize| n - 1;
+        assert!(matches!(walk(CallWriter::new(SimulateTool::Required, Vec::new()), &last), ToolCall::Simulate(c) if c.len() == 1));
+        assert!(matches!(walk(CallWriter::new(SimulateTool::Required, Vec::new()).listing_all(), &last), ToolCall::Simulate(c) if c.len() == MAX_SIMULATED));
+        let all_but_two: Vec<Action> = Action::all().skip(2).collect();
+        assert!(matches!(walk(CallWriter::new(SimulateTool::Required, all_but_two).listing_all(), &last), ToolCall::Simulate(c) if c.len() == 2));
+        let first = |_: usize| 0;
+        let prescribed = walk(CallWriter::new(SimulateTool::Unavailable, Vec::new()).listing_all(), &first);
+        assert_eq!(prescribed, ToolCall::Prescribe(Action { fluid: 0, vaso: 0 }));
     }
 
     #[test]

@@ -109,12 +109,19 @@ mod llm {
             // existed keep their keys (`eval::agent_policy`).
             #[serde(default, skip_serializing_if = "std::ops::Not::not")]
             faithful: bool,
+            /// A simulate call lists three candidates (the model picks
+            /// which), as every teacher trace does. Why: left to choose the
+            /// count, the trained agent simulated one candidate in 24 of 40
+            /// demo decisions and prescribed it even when it was flagged
+            /// (docs/agent.md). Left out when false, as `faithful` is.
+            #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+            full_proposals: bool,
         },
     }
 
     impl Decoding {
         /// What the app and the scoreboard use.
-        pub const DEFAULT: Decoding = Decoding::Constrained { thought_tokens: 16, max_simulate_calls: 1, faithful: true };
+        pub const DEFAULT: Decoding = Decoding::Constrained { thought_tokens: 16, max_simulate_calls: 1, faithful: true, full_proposals: false };
     }
 
     /// The system prompt read once; clone it for every decision.
@@ -260,6 +267,9 @@ mod llm {
                             text.push('\n');
                         }
                         let mut writer = CallWriter::new(self.tool, self.simulated_before.clone());
+                        if let Decoding::Constrained { full_proposals: true, .. } = self.decoding {
+                            writer = writer.listing_all();
+                        }
                         if let Decoding::Constrained { faithful: true, .. } = self.decoding {
                             if let Some(allowed) = self.faithful_prescriptions(&text) {
                                 writer = writer.prescribing_only(allowed);
