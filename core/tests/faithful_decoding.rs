@@ -1,7 +1,8 @@
 //! Faithful decoding on the real model files (needs `make fetch`): the
 //! shipped agent's first thought names the patient's state as the values
 //! are, and its prescription is a candidate it simulated with the survival
-//! its thought states.
+//! its thought states, having simulated only candidates in the clinicians'
+//! practice.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -70,6 +71,9 @@ fn the_agent_states_the_patients_state_as_it_is_and_prescribes_what_its_thought_
             .flatten()
             .map(|c| (c.action, (100.0 * c.survival).round() as u32))
             .collect();
+        // Supported proposals: only what clinicians gave at least
+        // MIN_SUPPORT times in states like this one is simulated.
+        assert!(shown.iter().all(|(a, _)| logged[a.index()] >= sepsis_core::action::MIN_SUPPORT), "{patient}: simulated an unsupported candidate: {shown:?}, logged {logged:?}");
         assert!(shown.iter().any(|(a, _)| *a == trace.prescription), "{patient}: prescribed {} without simulating it: {trace:?}", trace.prescription);
         if let Some(stated) = stated_survival(turns[1]) {
             if shown.iter().any(|(_, s)| *s == stated) {

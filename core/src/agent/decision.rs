@@ -39,6 +39,9 @@ pub struct Conversation {
     pub turns: Vec<(String, String)>,
     /// Whether the `simulate` tool is offered.
     pub can_simulate: bool,
+    /// The clinicians' practice in states like this one, where the
+    /// observation shows it.
+    pub logged: Option<LoggedPractice>,
 }
 
 /// What one step of writing a turn produced.
@@ -179,7 +182,7 @@ impl<'a> Decision<'a> {
             simulator,
             course,
             situation: Situation::of_course(course),
-            conversation: Conversation { observation: observation.clone(), turns: Vec::new(), can_simulate },
+            conversation: Conversation { observation: observation.clone(), turns: Vec::new(), can_simulate, logged: logged.copied() },
             trace: Trace { observation, events: Vec::new(), prescription: Action::NONE, fallback: None, tool_calls: 0, malformed: 0, flags: Vec::new() },
             in_turn: false,
             pending: VecDeque::new(),

@@ -141,6 +141,8 @@ pub struct CallWriter {
     simulated_before: Vec<Action>,
     /// What a prescribe call may name; `None`: any action.
     prescribable: Option<Vec<Action>>,
+    /// What a simulate call may list; `None`: any action.
+    simulable: Option<Vec<Action>>,
     /// A simulate call lists at least this many candidates (while new ones
     /// remain).
     min_listed: usize,
@@ -161,7 +163,7 @@ enum CallPart {
 
 impl CallWriter {
     pub fn new(tool: SimulateTool, simulated_before: Vec<Action>) -> Self {
-        let mut writer = Self { tool, simulated_before, prescribable: None, min_listed: 1, simulate: false, listed: Vec::new(), vaso: 0, next: CallPart::Open };
+        let mut writer = Self { tool, simulated_before, prescribable: None, simulable: None, min_listed: 1, simulate: false, listed: Vec::new(), vaso: 0, next: CallPart::Open };
         if !writer.any_new() {
             writer.tool = SimulateTool::Unavailable;
         }
@@ -173,6 +175,17 @@ impl CallWriter {
     pub fn prescribing_only(mut self, actions: Vec<Action>) -> Self {
         assert!(!actions.is_empty(), "something must be prescribable");
         self.prescribable = Some(actions);
+        self
+    }
+
+    /// A simulate call may list only these (faithful decoding's
+    /// `supported_proposals`, `runtime::Decoding`); with none of them new,
+    /// the call can only prescribe.
+    pub fn simulating_only(mut self, actions: Vec<Action>) -> Self {
+        self.simulable = Some(actions);
+        if !self.any_new() {
+            self.tool = SimulateTool::Unavailable;
+        }
         self
     }
 
@@ -188,8 +201,9 @@ impl CallWriter {
         self.prescribable.as_ref().is_none_or(|allowed| allowed.contains(&action))
     }
 
+    /// Whether a simulate call may list `action` next.
     fn is_new(&self, action: Action) -> bool {
-        !self.simulated_before.contains(&action) && !self.listed.contains(&action)
+        self.simulable.as_ref().is_none_or(|allowed| allowed.contains(&action)) && !self.simulated_before.contains(&action) && !self.listed.contains(&action)
     }
 
     fn any_new(&self) -> bool {
@@ -313,9 +327,10 @@ mod tests {
     }
 
     /// Held to full proposals, a simulate call lists three candidates, or
-    /// every new one when fewer are left; a prescription is unaffected.
+    /// every new one when fewer are left; held to supported candidates, it
+    /// lists only those; a prescription is unaffected by either.
     #[test]
-    fn a_full_proposal_lists_three_candidates_or_all_that_are_new() {
+    fn a_proposal_can_be_held_to_three_candidates_and_to_supported_ones() {
         let walk = |writer: CallWriter, pick: &dyn Fn(usize) -> usize| {
             let (mut writer, mut text) = (writer, String::new());
             while let Some(options) = writer.options() {
@@ -334,6 +349,13 @@ mod tests {
         let first = |_: usize| 0;
         let prescribed = walk(CallWriter::new(SimulateTool::Unavailable, Vec::new()).listing_all(), &first);
         assert_eq!(prescribed, ToolCall::Prescribe(Action { fluid: 0, vaso: 0 }));
+        // Held to supported candidates: only those, all of them when fewer than three.
+        let supported = vec![Action { fluid: 3, vaso: 0 }, Action { fluid: 4, vaso: 1 }];
+        let listed = walk(CallWriter::new(SimulateTool::Required, Vec::new()).simulating_only(supported.clone()).listing_all(), &last);
+        assert!(matches!(&listed, ToolCall::Simulate(c) if c.len() == 2 && c.iter().all(|a| supported.contains(a))), "{listed:?}");
+        // Every supported candidate simulated before: the call can only prescribe.
+        let writer = CallWriter::new(SimulateTool::Optional, supported.clone()).simulating_only(supported);
+        assert_eq!(writer.options(), Some(vec!["<prescribe>vaso=".to_string()]));
     }
 
     #[test]

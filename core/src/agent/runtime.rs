@@ -116,12 +116,37 @@ mod llm {
             /// (docs/agent.md). Left out when false, as `faithful` is.
             #[serde(default, skip_serializing_if = "std::ops::Not::not")]
             full_proposals: bool,
+            /// Where the observation shows the clinicians' practice, a
+            /// simulate call lists only candidates they gave at least
+            /// `action::MIN_SUPPORT` times in states like this one (the
+            /// teacher's and `wm-mpc`'s rule): the world model has seen
+            /// those, so its survival figures mean something. Left out
+            /// when false, as `faithful` is.
+            #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+            supported_proposals: bool,
         },
     }
 
     impl Decoding {
         /// What the app and the scoreboard use.
-        pub const DEFAULT: Decoding = Decoding::Constrained { thought_tokens: 16, max_simulate_calls: 1, faithful: true, full_proposals: false };
+        pub const DEFAULT: Decoding = Decoding::Constrained { thought_tokens: 16, max_simulate_calls: 1, faithful: true, full_proposals: false, supported_proposals: true };
+
+        /// This decoding with the choices that cannot matter for a decision
+        /// turned off: the proposal rules without a simulator, support
+        /// without the clinicians' practice. Decision records are keyed by
+        /// it, so a rule that changes nothing for a row re-decides nothing.
+        pub fn as_used(self, can_simulate: bool, shows_practice: bool) -> Decoding {
+            match self {
+                Decoding::Constrained { thought_tokens, max_simulate_calls, faithful, full_proposals, supported_proposals } => Decoding::Constrained {
+                    thought_tokens,
+                    max_simulate_calls,
+                    faithful,
+                    full_proposals: full_proposals && can_simulate,
+                    supported_proposals: supported_proposals && can_simulate && shows_practice,
+                },
+                free => free,
+            }
+        }
     }
 
     /// The system prompt read once; clone it for every decision.
@@ -152,6 +177,8 @@ mod llm {
         simulated_before: Vec<Action>,
         /// Each simulated candidate with the survival its answer showed.
         shown: Vec<(Action, u32)>,
+        /// What a simulate call may list (`Decoding`'s `supported_proposals`).
+        simulable: Option<Vec<Action>>,
         turn: Turn,
         pub sampling: Sampling,
         pub decoding: Decoding,
@@ -164,7 +191,7 @@ mod llm {
     impl LlmProposer {
         /// `system`: a session that has read the system prompt ([`system_session`]).
         pub fn new(system: Session, sampling: Sampling, decoding: Decoding) -> Self {
-            Self { system, current: None, read_turns: 0, tool: SimulateTool::Unavailable, simulated_before: Vec::new(), shown: Vec::new(), turn: Turn::Idle, sampling, decoding, generated_tokens: 0, prompt_tokens: 0 }
+            Self { system, current: None, read_turns: 0, tool: SimulateTool::Unavailable, simulated_before: Vec::new(), shown: Vec::new(), simulable: None, turn: Turn::Idle, sampling, decoding, generated_tokens: 0, prompt_tokens: 0 }
         }
 
         fn session(&mut self) -> &mut Session {
@@ -222,6 +249,10 @@ mod llm {
             };
             self.simulated_before = simulate_calls.concat();
             self.shown = conversation.turns.iter().flat_map(|(_, answer)| shown_survivals(answer)).collect();
+            self.simulable = match (self.decoding, conversation.logged) {
+                (Decoding::Constrained { supported_proposals: true, .. }, Some(logged)) => Some(Action::all().filter(|a| logged[a.index()] >= crate::action::MIN_SUPPORT).collect()),
+                _ => None,
+            };
             // A new seed per turn, so a sampled turn does not repeat the last.
             let sampling = Sampling { seed: self.sampling.seed.wrapping_add(conversation.turns.len() as u64), ..self.sampling };
             self.turn = match self.decoding {
@@ -267,6 +298,9 @@ mod llm {
                             text.push('\n');
                         }
                         let mut writer = CallWriter::new(self.tool, self.simulated_before.clone());
+                        if let Some(supported) = self.simulable.clone() {
+                            writer = writer.simulating_only(supported);
+                        }
                         if let Decoding::Constrained { full_proposals: true, .. } = self.decoding {
                             writer = writer.listing_all();
                         }

@@ -136,11 +136,12 @@ pub fn llm_policy_table(
     let (mut actions, mut made) = (Vec::with_capacity(N_PATIENT_STATES), Vec::new());
     let mut decided: Vec<CachedDecision> = Vec::with_capacity(N_PATIENT_STATES);
     let started = Instant::now();
+    let decoding_key = serde_json::to_string(&decoding.as_used(can_simulate, practice.is_some())).expect("plain data");
     for state in 0..N_PATIENT_STATES {
         let course = vec![CourseStep { values: state_features(env, state), action: Action::NONE }];
         let logged = practice.map(|support| support.logged_counts(&course[0].values));
         let observation = render_observation(&course, can_simulate, logged.as_ref());
-        let key = decision_key(&[model_identity, &prompt, &observation, &serde_json::to_string(&decoding).expect("plain data")]);
+        let key = decision_key(&[model_identity, &prompt, &observation, &decoding_key]);
         let decision = match cache.known.get(&key) {
             Some(d) => d.clone(),
             None => {
@@ -242,5 +243,20 @@ mod tests {
         let before = std::fs::metadata(&path).unwrap().modified().unwrap();
         cache.keep_only(&current).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), before);
+    }
+
+    /// Records are keyed by the decoding as used: a rule that cannot act on
+    /// a row (support without the clinicians' practice, proposals without
+    /// a simulator) leaves the row's keys, so its records, as they were.
+    #[test]
+    fn decoding_rules_that_cannot_act_on_a_row_leave_its_keys() {
+        let key = |d: Decoding| serde_json::to_string(&d).unwrap();
+        let plain = Decoding::Constrained { thought_tokens: 16, max_simulate_calls: 1, faithful: true, full_proposals: false, supported_proposals: false };
+        let both = Decoding::Constrained { thought_tokens: 16, max_simulate_calls: 1, faithful: true, full_proposals: true, supported_proposals: true };
+        assert_eq!(key(both.as_used(false, true)), key(plain), "no simulator");
+        assert_eq!(key(plain), r#"{"mode":"constrained","thought_tokens":16,"max_simulate_calls":1,"faithful":true}"#, "the keys recorded before the rules");
+        assert_ne!(key(both.as_used(true, false)), key(plain), "three candidates act with a simulator");
+        assert_ne!(key(both.as_used(true, false)), key(both.as_used(true, true)), "support acts where practice is shown");
+        assert_eq!(key(both.as_used(true, true)), key(both));
     }
 }

@@ -459,12 +459,26 @@ fn eval(args: EvalArgs) -> Result<()> {
             states = sepsis_core::env::icu_sepsis::N_PATIENT_STATES,
             decoding = serde_json::to_string(&sepsis_core::agent::runtime::Decoding::DEFAULT)?,
             faithful = match sepsis_core::agent::runtime::Decoding::DEFAULT {
-                sepsis_core::agent::runtime::Decoding::Constrained { faithful: true, .. } => {
-                    " Faithful: the first thought begins with the patient's MAP and lactate status written from the values, \
-                     and a prescription names a candidate the agent simulated, one showing the survival its thought \
-                     states when any does."
-                }
-                _ => "",
+                sepsis_core::agent::runtime::Decoding::Constrained { faithful, supported_proposals, .. } => format!(
+                    "{}{}",
+                    if faithful {
+                        " Faithful: the first thought begins with the patient's MAP and lactate status written from the values, \
+                         and a prescription names a candidate the agent simulated, one showing the survival its thought \
+                         states when any does."
+                    } else {
+                        ""
+                    },
+                    if supported_proposals {
+                        format!(
+                            " Supported proposals: where the observation shows the clinicians' practice, a simulate call \
+                             lists only candidates they gave at least {} times in states like this one (as the teacher's do).",
+                            sepsis_core::action::MIN_SUPPORT
+                        )
+                    } else {
+                        String::new()
+                    }
+                ),
+                _ => String::new(),
             },
             logged = rows.first().map(|r| r.logged_episodes).unwrap_or(0),
             boot = sepsis_core::eval::ope::BOOTSTRAP_SAMPLES,

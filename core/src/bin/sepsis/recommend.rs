@@ -113,6 +113,9 @@ pub struct RecommendArgs {
     /// Whether a simulate call lists three candidates (constrained); default: the app's.
     #[arg(long)]
     full_proposals: Option<bool>,
+    /// Whether a simulate call lists only candidates clinicians gave at least 20 times in states like this (constrained); default: the app's.
+    #[arg(long)]
+    supported_proposals: Option<bool>,
     /// Longest free turn (tokens).
     #[arg(long, default_value_t = 160)]
     max_tokens: usize,
@@ -185,12 +188,13 @@ pub fn run(args: RecommendArgs) -> Result<()> {
             let sampling = Sampling { temperature: args.temperature, top_p: 0.95, seed: args.seed };
             let decoding = match args.decoding {
                 DecodingName::Faithful | DecodingName::Constrained => {
-                    let Decoding::Constrained { thought_tokens, max_simulate_calls, full_proposals, .. } = Decoding::DEFAULT else { unreachable!("the default is constrained") };
+                    let Decoding::Constrained { thought_tokens, max_simulate_calls, full_proposals, supported_proposals, .. } = Decoding::DEFAULT else { unreachable!("the default is constrained") };
                     Decoding::Constrained {
                         thought_tokens: args.thought_tokens.unwrap_or(thought_tokens),
                         max_simulate_calls: args.max_simulate_calls.unwrap_or(max_simulate_calls),
                         faithful: args.decoding == DecodingName::Faithful,
                         full_proposals: args.full_proposals.unwrap_or(full_proposals),
+                        supported_proposals: args.supported_proposals.unwrap_or(supported_proposals),
                     }
                 }
                 DecodingName::Free => Decoding::Free { max_tokens: args.max_tokens },
