@@ -110,10 +110,11 @@ mod llm {
             #[serde(default, skip_serializing_if = "std::ops::Not::not")]
             faithful: bool,
             /// A simulate call lists three candidates (the model picks
-            /// which), as every teacher trace does. Why: left to choose the
-            /// count, the trained agent simulated one candidate in 24 of 40
-            /// demo decisions and prescribed it even when it was flagged
-            /// (docs/agent.md). Left out when false, as `faithful` is.
+            /// which), as every teacher trace does. Off by default, kept for
+            /// experiments: on the scoreboard it filled the list with
+            /// treatments clinicians rarely give and prescribed them (out of
+            /// support 3.1 % to 19.9 %, docs/agent.md). Left out when false,
+            /// as `faithful` is.
             #[serde(default, skip_serializing_if = "std::ops::Not::not")]
             full_proposals: bool,
             /// Where the observation shows the clinicians' practice, a

@@ -113,7 +113,7 @@ pub struct RecommendArgs {
     /// Whether a simulate call lists three candidates (constrained); default: the app's.
     #[arg(long)]
     full_proposals: Option<bool>,
-    /// Whether a simulate call lists only candidates clinicians gave at least 20 times in states like this (constrained); default: the app's.
+    /// Whether a simulate call lists only candidates clinicians gave often enough in states like this (`action::MIN_SUPPORT` times; constrained); default: the app's.
     #[arg(long)]
     supported_proposals: Option<bool>,
     /// Longest free turn (tokens).
