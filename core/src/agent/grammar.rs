@@ -163,11 +163,15 @@ enum CallPart {
 
 impl CallWriter {
     pub fn new(tool: SimulateTool, simulated_before: Vec<Action>) -> Self {
-        let mut writer = Self { tool, simulated_before, prescribable: None, simulable: None, min_listed: 1, simulate: false, listed: Vec::new(), vaso: 0, next: CallPart::Open };
-        if !writer.any_new() {
-            writer.tool = SimulateTool::Unavailable;
+        Self { tool, simulated_before, prescribable: None, simulable: None, min_listed: 1, simulate: false, listed: Vec::new(), vaso: 0, next: CallPart::Open }.prescribing_if_nothing_is_new()
+    }
+
+    /// With no candidate left to simulate, the call can only prescribe.
+    fn prescribing_if_nothing_is_new(mut self) -> Self {
+        if !self.any_new() {
+            self.tool = SimulateTool::Unavailable;
         }
-        writer
+        self
     }
 
     /// A prescribe call may name only these (at least one; faithful
@@ -183,10 +187,7 @@ impl CallWriter {
     /// the call can only prescribe.
     pub fn simulating_only(mut self, actions: Vec<Action>) -> Self {
         self.simulable = Some(actions);
-        if !self.any_new() {
-            self.tool = SimulateTool::Unavailable;
-        }
-        self
+        self.prescribing_if_nothing_is_new()
     }
 
     /// A simulate call lists [`MAX_SIMULATED`] candidates, as the teacher's

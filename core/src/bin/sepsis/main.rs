@@ -445,7 +445,7 @@ fn eval(args: EvalArgs) -> Result<()> {
              Over the {states} patient states, each decided once from its clinical values as a one-step \
              course (ICU-Sepsis is Markov in its state); the policy above is those decisions. Constrained \
              decoding (`docs/agent.md`): {decoding}: a short thought, then the tool call written to the \
-             grammar; with the world model the first call simulates.{faithful} *Valid \
+             grammar; with the world model the first call simulates.{decoding_rules} *Valid \
              protocol*: the agent's own prescription with no malformed turn and no fallback; constrained \
              decoding makes a malformed call impossible, so only fallbacks can lower it (what the base model \
              writes when free: `docs/agent.md`). Decisions are \
@@ -458,27 +458,23 @@ fn eval(args: EvalArgs) -> Result<()> {
             estimator_errors(&rows),
             states = sepsis_core::env::icu_sepsis::N_PATIENT_STATES,
             decoding = serde_json::to_string(&sepsis_core::agent::runtime::Decoding::DEFAULT)?,
-            faithful = match sepsis_core::agent::runtime::Decoding::DEFAULT {
-                sepsis_core::agent::runtime::Decoding::Constrained { faithful, supported_proposals, .. } => format!(
-                    "{}{}",
+            decoding_rules = {
+                let mut rules = String::new();
+                if let sepsis_core::agent::runtime::Decoding::Constrained { faithful, supported_proposals, .. } = sepsis_core::agent::runtime::Decoding::DEFAULT {
                     if faithful {
-                        " Faithful: the first thought begins with the patient's MAP and lactate status written from the values, \
-                         and a prescription names a candidate the agent simulated, one showing the survival its thought \
-                         states when any does."
-                    } else {
-                        ""
-                    },
+                        rules += " Faithful: the first thought begins with the patient's MAP and lactate status written from the values, \
+                                  and a prescription names a candidate the agent simulated, one showing the survival its thought \
+                                  states when any does.";
+                    }
                     if supported_proposals {
-                        format!(
+                        rules += &format!(
                             " Supported proposals: where the observation shows the clinicians' practice, a simulate call \
                              lists only candidates they gave at least {} times in states like this one (as the teacher's do).",
                             sepsis_core::action::MIN_SUPPORT
-                        )
-                    } else {
-                        String::new()
+                        );
                     }
-                ),
-                _ => String::new(),
+                }
+                rules
             },
             logged = rows.first().map(|r| r.logged_episodes).unwrap_or(0),
             boot = sepsis_core::eval::ope::BOOTSTRAP_SAMPLES,
