@@ -128,9 +128,11 @@ fn follow_expected(model: &WorldModel, current: &mut [Vec<Option<f64>>], output:
 /// a candidate it holds enough of them for takes its first transition from
 /// them, as a simulation does: member `m`'s survival after the horizon is
 /// its bootstrap average over the logged outcomes, an end of stay counting
-/// as it ended and a logged state as the survival the member predicts after
-/// reading it (and following its expected values for the rest of the
-/// horizon, holding the candidate). `after_candidate`: the member's state
+/// as it ended and a logged state as the share of logged stays through it
+/// that ended alive where the memory holds enough of them (`logged_survival`),
+/// elsewhere as the survival the member predicts after reading it (and
+/// following its expected values for the rest of the horizon, holding the
+/// candidate). `after_candidate`: the member's state
 /// after each row `h * 25 + a` read its candidate; `survival` is overwritten
 /// for the rows the memory holds.
 fn recall_first_transition(
@@ -159,15 +161,18 @@ fn recall_first_transition(
                 match memory.next(row, entry) {
                     Next::Survived => survival[r] += p,
                     Next::Died => {}
-                    Next::Cluster(k) => {
-                        let logged = &memory.representatives[k as usize];
-                        let mut values = now.clone();
-                        for (d, &f) in layout.dynamic.iter().enumerate() {
-                            values[f] = logged.observed[d].then(|| normaliser.value(f, f64::from(logged.z[d])));
+                    Next::Cluster(k) => match memory.logged_survival(k as usize) {
+                        Some(alive) => survival[r] += p * alive,
+                        None => {
+                            let logged = &memory.representatives[k as usize];
+                            let mut values = now.clone();
+                            for (d, &f) in layout.dynamic.iter().enumerate() {
+                                values[f] = logged.observed[d].then(|| normaliser.value(f, f64::from(logged.z[d])));
+                            }
+                            branches.push((r, p));
+                            reached.push(values);
                         }
-                        branches.push((r, p));
-                        reached.push(values);
-                    }
+                    },
                 }
             }
         }
@@ -446,7 +451,7 @@ mod tests {
             MemoryRow { cluster: 0, action: fluid1.index() as u8, next: vec![(2, 10), (3, 30)] },
             MemoryRow { cluster: 0, action: fluid4.index() as u8, next: vec![(1, 25)] },
         ];
-        model.card.memory = Some(two_state_memory(&model.card, &now, &reached, rows));
+        model.card.memory = Some(two_state_memory(&model.card, &now, &reached, rows.clone()));
         let config = MpcConfig::default();
         let score = |model: &WorldModel| score_all(model, std::slice::from_ref(&history), &[situation_of(&history)], &[[50; N_ACTIONS]], &config).unwrap().remove(0);
         let (remembered, simulated) = (score(&model), score(&plain));
@@ -456,7 +461,7 @@ mod tests {
         // Fluid 4 reaches the logged state: the members' survival after reading it.
         let mut own = history.clone();
         own.last_mut().unwrap().1 = fluid4;
-        own.push((reached, fluid4));
+        own.push((reached.clone(), fluid4));
         let members: Vec<f64> = (0..model.members()).map(|m| survival_by_rereading(&plain, &own, fluid4, m, 1)).collect();
         let expected = members.iter().sum::<f64>() / members.len() as f64;
         assert!((remembered[fluid4.index()].survival - expected).abs() < 1e-5, "{} vs {expected}", remembered[fluid4.index()].survival);
@@ -464,6 +469,13 @@ mod tests {
         for a in (0..N_ACTIONS).filter(|&a| ![none, fluid1, fluid4].contains(&Action::from_index(a).unwrap())) {
             assert_eq!(remembered[a], simulated[a]);
         }
+        // Where the memory knows how the stays through the reached state
+        // ended (27 of 30 logged steps alive), that share values it, the
+        // same for every member.
+        model.card.memory = Some(two_state_memory(&model.card, &now, &reached, rows).with_outcomes(vec![(0, 10), (27, 30)]));
+        let valued = score(&model);
+        assert!((valued[fluid4.index()].survival - 0.9).abs() < 1e-12 && valued[fluid4.index()].disagreement < 1e-12, "{:?}", valued[fluid4.index()]);
+        assert_eq!((&valued[none.index()], &valued[fluid1.index()]), (&remembered[none.index()], &remembered[fluid1.index()]), "ends of stay count as they ended");
     }
 
     fn candidate(a: usize, score: f64, logged: u32) -> CandidateScore {

@@ -23,6 +23,12 @@
 //! state and treatment have few logged transitions and agree where they
 //! have many: disagreement keeps measuring how far a question is from the
 //! data.
+//!
+//! The memory also counts how the logged stays that passed through each
+//! cluster ended (`outcomes`). The planner values a reached cluster by that
+//! share where the cluster holds at least `min_count` logged steps: the
+//! GRU's outcome head estimates the same quantity from the features, less
+//! closely (docs/world-model.md, "The memory of logged outcomes").
 
 use std::sync::OnceLock;
 
@@ -68,6 +74,12 @@ pub struct TransitionMemory {
     /// One logged step per cluster (nearest its centre).
     pub representatives: Vec<Representative>,
     pub rows: Vec<MemoryRow>,
+    /// Per cluster: `(steps of stays that ended alive, logged steps)` in the
+    /// training split. Empty in cards fitted before outcomes were counted
+    /// (left out of their JSON, so such a card and the decisions recorded
+    /// with it keep their identity); those value every reached cluster by the GRU.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outcomes: Vec<(u32, u32)>,
     /// `cluster * 25 + action` -> index in `rows`, built on first use.
     #[serde(skip)]
     index: OnceLock<Vec<Option<u32>>>,
@@ -79,7 +91,8 @@ pub struct TransitionMemory {
 /// Equal when what is stored is equal (the lookups are caches).
 impl PartialEq for TransitionMemory {
     fn eq(&self, other: &Self) -> bool {
-        (self.min_count, &self.centres, &self.representatives, &self.rows) == (other.min_count, &other.centres, &other.representatives, &other.rows)
+        (self.min_count, &self.centres, &self.representatives, &self.rows, &self.outcomes)
+            == (other.min_count, &other.centres, &other.representatives, &other.rows, &other.outcomes)
     }
 }
 
@@ -88,7 +101,21 @@ const BOOTSTRAP_SEED: u32 = 0xB007_0000;
 
 impl TransitionMemory {
     pub fn new(min_count: u32, centres: Vec<Vec<f32>>, representatives: Vec<Representative>, rows: Vec<MemoryRow>) -> Self {
-        Self { min_count, centres, representatives, rows, index: OnceLock::new(), weights: OnceLock::new() }
+        Self { min_count, centres, representatives, rows, outcomes: Vec::new(), index: OnceLock::new(), weights: OnceLock::new() }
+    }
+
+    /// The same memory with how the stays through each cluster ended.
+    pub fn with_outcomes(self, outcomes: Vec<(u32, u32)>) -> Self {
+        assert_eq!(outcomes.len(), self.clusters(), "one outcome count per cluster");
+        Self { outcomes, ..self }
+    }
+
+    /// The share of logged steps in `cluster` whose stay ended alive, where
+    /// the cluster holds at least `min_count` of them: the survival of
+    /// patients treated as clinicians treated them from that state on.
+    pub fn logged_survival(&self, cluster: usize) -> Option<f64> {
+        let &(alive, steps) = self.outcomes.get(cluster)?;
+        (steps >= self.min_count).then(|| f64::from(alive) / f64::from(steps))
     }
 
     pub fn clusters(&self) -> usize {
@@ -222,9 +249,12 @@ pub mod fit {
         // The logged step nearest each centre, and the transitions.
         let mut nearest: Vec<Option<(f32, Representative)>> = vec![None; k];
         let mut counts: Vec<BTreeMap<u32, u32>> = vec![BTreeMap::new(); k * N_ACTIONS];
+        let mut outcomes = vec![(0u32, 0u32); k];
         for patient in &cohort.patients {
             let clusters: Vec<usize> = patient.steps.iter().map(|s| support.cluster(&s.values)).collect();
             for (t, (step, &c)) in patient.steps.iter().zip(&clusters).enumerate() {
+                outcomes[c].0 += u32::from(patient.outcome == Outcome::Survived);
+                outcomes[c].1 += 1;
                 let z = z_of(&step.values);
                 let distance: f32 = z.iter().zip(&centres[c]).map(|(a, b)| (a - b) * (a - b)).sum();
                 if nearest[c].as_ref().is_none_or(|(d, _)| distance < *d) {
@@ -250,7 +280,7 @@ pub mod fit {
             .filter(|(_, next)| next.values().sum::<u32>() >= min_count)
             .map(|(i, next)| MemoryRow { cluster: (i / N_ACTIONS) as u32, action: (i % N_ACTIONS) as u8, next: next.into_iter().collect() })
             .collect();
-        Ok(TransitionMemory::new(min_count, centres, representatives, rows))
+        Ok(TransitionMemory::new(min_count, centres, representatives, rows).with_outcomes(outcomes))
     }
 }
 
@@ -397,6 +427,11 @@ mod tests {
         assert_eq!(outcomes(high, Action::NONE), Some(vec![(3, 35)]), "survival as the count + 1");
         assert_eq!(outcomes(low, Action { fluid: 0, vaso: 2 }), None, "5 transitions are fewer than 20");
         assert!((memory.representatives[high].z[map] - z_of(85.0)).abs() < 1e-5);
+        // Low MAP: 35 of 60 logged steps in stays that ended alive; high MAP: all 35.
+        assert_eq!((memory.outcomes[low], memory.outcomes[high]), ((35, 60), (35, 35)));
+        assert_eq!((memory.logged_survival(low), memory.logged_survival(high)), (Some(35.0 / 60.0), Some(1.0)));
+        let few = fit::fit(&cohort, &support, &card, 40).unwrap();
+        assert_eq!((few.logged_survival(low), few.logged_survival(high)), (Some(35.0 / 60.0), None), "35 steps are fewer than 40");
         // Support clusters fitted on another normalisation are refused.
         let mut other = card.clone();
         other.normaliser.mean[idx("map")] += 1.0;
@@ -406,9 +441,22 @@ mod tests {
 
     #[test]
     fn the_lookups_survive_serialisation() {
-        let m = memory();
+        let m = memory().with_outcomes(vec![(30, 40), (5, 10)]);
         let back: TransitionMemory = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
         assert_eq!(back.row(0, 3), Some(1));
         assert_eq!(back.probabilities(5, 1, 1), m.probabilities(5, 1, 1));
+        assert_eq!((back.logged_survival(0), back.logged_survival(1)), (Some(0.75), None), "10 logged steps are fewer than 20");
+    }
+
+    /// A card fitted before outcomes were counted reads and writes as it
+    /// was: its JSON (and so the identity of decisions made with it) does
+    /// not change, and it values no cluster by logged outcomes.
+    #[test]
+    fn a_memory_without_outcomes_keeps_its_json() {
+        let json = serde_json::to_string(&memory()).unwrap();
+        assert!(!json.contains("outcomes"), "{json}");
+        let back: TransitionMemory = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+        assert_eq!(back.logged_survival(0), None);
     }
 }
