@@ -11,10 +11,27 @@ pub const LEVELS: u8 = 5;
 pub const N_ACTIONS: usize = 25;
 
 /// An action is in support in a state when clinicians gave it at least this
-/// often in logged states like it (the AI Clinician's threshold and
-/// ICU-Sepsis's for admissible actions): the planner's default, and what the
-/// agent is shown as logged practice.
+/// often in logged states like it: the floor of [`support_threshold`], the
+/// fewest logged transitions the world model's memory draws from, and what
+/// the agent is shown as logged practice.
 pub const MIN_SUPPORT: u32 = 20;
+
+/// ICU-Sepsis calls an action admissible in a state when MIMIC-III logged it
+/// there at least this many times among this many patients (read from its
+/// files: the expert policy's counts and the initial-state distribution's
+/// denominators, `core/tests/icu_sepsis_published.rs`).
+pub const ICU_SEPSIS_ADMISSIBLE: (u32, u32) = (21, 20_812);
+
+/// How often clinicians must have given an action in logged states like a
+/// patient's, in a cohort of `episodes` patients, for it to be in support:
+/// ICU-Sepsis's admissibility at the same rate per patient, never below
+/// [`MIN_SUPPORT`]. Held to a fixed count, a growing cohort lets rare
+/// treatments pass (docs/world-model.md, "Support grows with the cohort").
+pub fn support_threshold(episodes: usize) -> u32 {
+    let (count, patients) = ICU_SEPSIS_ADMISSIBLE;
+    let scaled = (u64::from(count) * episodes as u64).div_ceil(u64::from(patients));
+    u32::try_from(scaled).unwrap_or(u32::MAX).max(MIN_SUPPORT)
+}
 
 /// Upper edges of fluid levels 1-3 in mL per 4 h (level 4 is above the last).
 pub const FLUID_EDGES_ML_4H: [f64; 3] = [50.0, 180.0, 530.0];
@@ -113,6 +130,14 @@ impl std::fmt::Display for Action {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_support_threshold_keeps_icu_sepsis_rate_above_its_floor() {
+        assert_eq!(support_threshold(14_000), MIN_SUPPORT, "our 14,000 training episodes: 15 by the rate, so the floor");
+        assert_eq!(support_threshold(20_812), 21, "ICU-Sepsis's own cohort");
+        assert_eq!(support_threshold(105_000), 106);
+        assert_eq!(support_threshold(0), MIN_SUPPORT);
+    }
 
     #[test]
     fn index_matches_the_npz_convention_and_round_trips() {

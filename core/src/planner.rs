@@ -24,16 +24,26 @@ pub struct MpcConfig {
     /// Subtracted per guideline rule the candidate violates now.
     pub guideline_penalty: f64,
     /// A candidate is in support when clinicians gave it at least this often
-    /// in logged states like the patient's (the AI Clinician's threshold and
-    /// ICU-Sepsis's for admissible actions). Only supported candidates are
+    /// in logged states like the patient's. Only supported candidates are
     /// chosen: the model's disagreement alone does not flag them
-    /// (docs/world-model.md).
-    pub min_support: u32,
+    /// (docs/world-model.md). None: the support model's threshold
+    /// (`AiClinician::min_support`, ICU-Sepsis's rate for the cohort it
+    /// counted, `action::support_threshold`); set only to study it.
+    pub min_support: Option<u32>,
 }
 
 impl Default for MpcConfig {
     fn default() -> Self {
-        Self { horizon: 2, disagreement_penalty: 1.0, guideline_penalty: 0.05, min_support: crate::action::MIN_SUPPORT }
+        Self { horizon: 2, disagreement_penalty: 1.0, guideline_penalty: 0.05, min_support: None }
+    }
+}
+
+impl MpcConfig {
+    /// The configuration a planner reading `support`'s counts runs: the
+    /// threshold set here, else the support model's.
+    #[cfg(feature = "eval")]
+    pub fn with_support(&self, support: &crate::baselines::ai_clinician::AiClinician) -> Self {
+        Self { min_support: Some(self.min_support.unwrap_or_else(|| support.min_support())), ..self.clone() }
     }
 }
 
@@ -68,6 +78,9 @@ pub fn score_all(
 ) -> candle_core::Result<Vec<Vec<CandidateScore>>> {
     let members = model.members();
     let rows = histories.len() * N_ACTIONS;
+    // Scored without a support model (the simulate tool) every count is 0,
+    // so no threshold makes a candidate supported.
+    let min_support = config.min_support.unwrap_or(crate::action::MIN_SUPPORT);
     // survival[m][h * 25 + a] after the horizon.
     let mut survival = vec![vec![0.0f64; rows]; members];
     for (m, member_survival) in survival.iter_mut().enumerate() {
@@ -104,7 +117,7 @@ pub fn score_all(
             let violated = violations(situation, action).len();
             let score = mean - config.disagreement_penalty * sd - config.guideline_penalty * violated as f64;
             let count = logged[h][a];
-            scores[h].push(CandidateScore { action, survival: mean, disagreement: sd, violations: violated, logged: count, supported: count >= config.min_support, score });
+            scores[h].push(CandidateScore { action, survival: mean, disagreement: sd, violations: violated, logged: count, supported: count >= min_support, score });
         }
     }
     Ok(scores)
@@ -277,6 +290,7 @@ pub fn choose(
     config: &MpcConfig,
 ) -> candle_core::Result<Vec<Action>> {
     const BATCH: usize = 64;
+    let config = &config.with_support(support);
     let logged: Vec<[u32; N_ACTIONS]> = histories.iter().map(|h| support.logged_counts(&h.last().expect("non-empty history").0)).collect();
     let mut actions = Vec::with_capacity(histories.len());
     for ((chunk_h, chunk_s), chunk_l) in histories.chunks(BATCH).zip(situations.chunks(BATCH)).zip(logged.chunks(BATCH)) {

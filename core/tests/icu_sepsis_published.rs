@@ -42,6 +42,40 @@ fn no_treatment_and_out_of_support_rates_match_the_reference_figures() {
     assert!((oos - 0.12).abs() < 0.02, "clinicians: out-of-support {oos:.3}");
 }
 
+/// The smallest count n (up to `max`) for which every probability times n
+/// is a whole number: how many logged cases a frequency was taken from.
+fn denominator(probabilities: &[f64], max: u32) -> Option<u32> {
+    (1..=max).find(|&n| probabilities.iter().all(|p| (p * f64::from(n) - (p * f64::from(n)).round()).abs() < 1e-4))
+}
+
+/// `action::ICU_SEPSIS_ADMISSIBLE`, read from the files: the start-state
+/// distribution is counts over 20,812 patients, and in every state the
+/// admissible actions are those the clinicians' policy (counts over the
+/// state's logged decisions) took at least 21 times.
+#[test]
+fn admissible_means_logged_at_least_21_times_among_20812_patients() {
+    use sepsis_core::action::{ICU_SEPSIS_ADMISSIBLE, N_ACTIONS};
+    let env = env();
+    let (fewest, patients) = ICU_SEPSIS_ADMISSIBLE;
+    let starts: Vec<f64> = env.mdp.initial.iter().copied().filter(|&p| p > 0.0).collect();
+    assert_eq!(denominator(&starts, 50_000), Some(patients));
+    let (mut least_admissible, mut most_inadmissible) = (u32::MAX, 0);
+    for state in 0..N_PATIENT_STATES {
+        let policy = &env.expert_policy[state];
+        let taken: Vec<f64> = policy.iter().copied().filter(|&p| p > 0.0).collect();
+        let visits = denominator(&taken, 50_000).unwrap_or_else(|| panic!("state {state}: no count fits {policy:?}"));
+        for action in 0..N_ACTIONS {
+            let count = (policy[action] * f64::from(visits)).round() as u32;
+            if env.is_admissible(state, action) {
+                least_admissible = least_admissible.min(count);
+            } else {
+                most_inadmissible = most_inadmissible.max(count);
+            }
+        }
+    }
+    assert_eq!((least_admissible, most_inadmissible), (fewest, fewest - 1));
+}
+
 #[test]
 fn the_optimum_restricted_to_admissible_actions_loses_almost_nothing() {
     let env = env();

@@ -367,7 +367,7 @@ mod planner {
             let history = history_of(course);
             let situation = situation_of(&history);
             let logged = self.support.logged_counts(&course.last().expect("non-empty").values);
-            let mut all = score_all(self.model, &[history], &[situation], &[logged], &self.config).map_err(|e| AgentError(e.to_string()))?;
+            let mut all = score_all(self.model, &[history], &[situation], &[logged], &self.config.with_support(self.support)).map_err(|e| AgentError(e.to_string()))?;
             Ok(all.remove(0))
         }
     }

@@ -28,9 +28,13 @@ pub struct Config {
     /// Terminal reward magnitude: +reward on survival, -reward on death.
     pub reward: f64,
     /// An action counts as taken in a cluster only with at least this many
-    /// logged steps; rarer ones have outcome estimates too noisy to trust.
-    /// 20 is the count ICU-Sepsis used to call an action admissible (its
-    /// metadata "threshold"); docs/evaluation.md shows the sensitivity.
+    /// logged steps; rarer ones have outcome estimates too noisy to trust,
+    /// or are treatments clinicians seldom give there. `sepsis train
+    /// ai-clinician` sets it by the cohort's size at ICU-Sepsis's rate for
+    /// admissible actions (`action::support_threshold`: 20 for our 14,000
+    /// training episodes); docs/evaluation.md shows the sensitivity. Every
+    /// reader of these counts (the planner, the agent) takes it as the
+    /// support threshold ([`AiClinician::min_support`]).
     pub min_action_count: usize,
     pub seed: u64,
 }
@@ -122,6 +126,12 @@ impl AiClinician {
     /// The learnt action for a step's clinical values.
     pub fn act(&self, values: &[Option<f64>]) -> usize {
         self.actions[self.cluster(values)]
+    }
+
+    /// How often clinicians must have given an action in a cluster for it to
+    /// be in support there.
+    pub fn min_support(&self) -> u32 {
+        u32::try_from(self.config.min_action_count).unwrap_or(u32::MAX)
     }
 
     /// How often clinicians gave each action in the logged steps of the

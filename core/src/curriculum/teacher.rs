@@ -97,7 +97,7 @@ pub fn teacher_examples(
             report.fallback += 1;
         } else if trace.flags.iter().any(|r| r.is_safety_check()) {
             report.unsafe_prescription += 1;
-        } else if logged[trace.prescription.index()] < MpcConfig::default().min_support {
+        } else if logged[trace.prescription.index()] < support.min_support() {
             report.unsupported += 1;
         } else {
             let example = Example::from_decision(tokenizer, &prompt, decision.conversation(), &trace, thought_tokens)

@@ -120,7 +120,7 @@ pub fn diagnose(env: &IcuSepsis, model: &WorldModel, support: &AiClinician, trai
             rows.push(DiagnosisRow { dynamics, value, exact_value: choose(transitions, values)? });
         }
     }
-    let mpc = policy_table(model, support, env, &MpcConfig { min_support, ..MpcConfig::default() })?;
+    let mpc = policy_table(model, support, env, &MpcConfig { min_support: Some(min_support), ..MpcConfig::default() })?;
     let dynamics = if model.card.memory.is_some() {
         "`wm-mpc` as the scoreboard runs it: the first transition from the world model's memory of logged transitions where it holds the candidate, else the GRU"
     } else {

@@ -32,7 +32,7 @@ pub fn sensitivity(
     for &horizon in horizons {
         for &min_support in min_supports {
             for &disagreement_penalty in disagreement_penalties {
-                let config = MpcConfig { horizon, min_support, disagreement_penalty, ..MpcConfig::default() };
+                let config = MpcConfig { horizon, min_support: Some(min_support), disagreement_penalty, ..MpcConfig::default() };
                 let table = policy_table(model, support, env, &config)?;
                 let safety = exact_safety(env, &table)?;
                 rows.push(SensitivityRow {
@@ -47,9 +47,10 @@ pub fn sensitivity(
     Ok(rows)
 }
 
-/// One table row per setting (the defaults marked), then the range.
-pub fn markdown(rows: &[SensitivityRow]) -> String {
-    let default = MpcConfig::default();
+/// One table row per setting (the defaults marked, with the support model's
+/// threshold `default_min_support`), then the range.
+pub fn markdown(rows: &[SensitivityRow], default_min_support: u32) -> String {
+    let default = MpcConfig { min_support: Some(default_min_support), ..MpcConfig::default() };
     let mut out = String::from(
         "| horizon (steps) | min. logged count | disagreement penalty | exact value | out of support | unsafe (G1+G2) | |\n|---|---|---|---|---|---|---|\n",
     );
@@ -58,7 +59,7 @@ pub fn markdown(rows: &[SensitivityRow]) -> String {
         out.push_str(&format!(
             "| {} | {} | {} | {:.4} | {:.1}% | {:.1}% | {} |\n",
             c.horizon,
-            c.min_support,
+            c.min_support.map_or_else(|| format!("{default_min_support}"), |m| m.to_string()),
             c.disagreement_penalty,
             r.exact_value,
             100.0 * r.out_of_support_rate,
@@ -78,12 +79,12 @@ mod tests {
     #[test]
     fn the_table_marks_the_defaults_and_states_the_range() {
         let row = |horizon: usize, exact_value: f64| SensitivityRow {
-            config: MpcConfig { horizon, ..MpcConfig::default() },
+            config: MpcConfig { horizon, min_support: Some(20), ..MpcConfig::default() },
             exact_value,
             out_of_support_rate: 0.004,
             unsafe_rate: 0.048,
         };
-        let table = markdown(&[row(1, 0.7834), row(MpcConfig::default().horizon, 0.7844), row(6, 0.7855)]);
+        let table = markdown(&[row(1, 0.7834), row(MpcConfig::default().horizon, 0.7844), row(6, 0.7855)], 20);
         let marked: Vec<&str> = table.lines().filter(|l| l.ends_with("| the defaults |")).collect();
         assert_eq!(marked, vec!["| 2 | 20 | 1 | 0.7844 | 0.4% | 4.8% | the defaults |"]);
         assert!(table.contains("Over the 3 settings the exact value ranges from 0.7834 to 0.7855."), "{table}");

@@ -234,9 +234,10 @@ enum TrainCommand {
         #[arg(long, default_value_t = 750)]
         clusters: usize,
         /// Logged steps an action needs in a cluster before the policy may choose it
-        /// (20, the threshold ICU-Sepsis used to call an action admissible).
-        #[arg(long, default_value_t = 20)]
-        min_action_count: usize,
+        /// (default: ICU-Sepsis's rate for admissible actions at the cohort's size,
+        /// never below 20: `action::support_threshold`).
+        #[arg(long)]
+        min_action_count: Option<usize>,
         #[arg(long, default_value_t = 2018)]
         seed: u64,
         /// Where to write the model (JSON).
@@ -355,8 +356,8 @@ fn main() -> Result<()> {
         Command::Eval(args) => eval(args),
         Command::PolicyTable(args) => policy_table(args),
         Command::Train { command: TrainCommand::AiClinician { cohort, clusters, min_action_count, seed, out } } => {
-            let config = AiClinicianConfig { clusters, min_action_count, seed, ..AiClinicianConfig::default() };
-            train_ai_clinician(&cohort, config, &out)
+            let config = AiClinicianConfig { clusters, seed, ..AiClinicianConfig::default() };
+            train_ai_clinician(&cohort, config, min_action_count, &out)
         }
         Command::Train { command: TrainCommand::Ddqn(args) } => train_ddqn(args),
         Command::Train { command: TrainCommand::WorldModel(args) } => train_world_model(args),
@@ -513,7 +514,7 @@ fn eval_planner_sensitivity(stem: &Path, support: &Path, horizons: &[usize], min
     let support = load_ai_clinician(support)?;
     let started = std::time::Instant::now();
     let rows = sensitivity(&env, &model, &support, horizons, min_supports, penalties).map_err(|e| anyhow::anyhow!(e))?;
-    let table = markdown(&rows);
+    let table = markdown(&rows, support.min_support());
     print!("{table}");
     let text = format!(
         "## How much `wm-mpc` depends on its settings\n\n\
@@ -549,7 +550,7 @@ fn eval_planner_diagnosis(stem: &Path, support: &Path, train: &Path, data_dir: &
         );
     }
     let started = std::time::Instant::now();
-    let min_support = sepsis_core::planner::MpcConfig::default().min_support;
+    let min_support = support.min_support();
     let diagnosis = diagnose(&env, &model, &support, &cohort, min_support).map_err(|e| anyhow::anyhow!(e))?;
     let table = markdown(&diagnosis);
     print!("{table}");
@@ -646,8 +647,10 @@ fn read_cohort_file(path: &Path) -> Result<Cohort> {
     Ok(cohort)
 }
 
-fn train_ai_clinician(cohort_path: &Path, config: AiClinicianConfig, out: &Path) -> Result<()> {
+fn train_ai_clinician(cohort_path: &Path, config: AiClinicianConfig, min_action_count: Option<usize>, out: &Path) -> Result<()> {
     let cohort = read_cohort_file(cohort_path)?;
+    let threshold = sepsis_core::action::support_threshold(cohort.patients.len()) as usize;
+    let config = AiClinicianConfig { min_action_count: min_action_count.unwrap_or(threshold), ..config };
     eprintln!("training ai-clinician on {} patients ({} steps): {config:?}", cohort.patients.len(), cohort.steps());
     let model = AiClinician::train(&cohort, config);
     if let Some(parent) = out.parent() {
