@@ -2,7 +2,9 @@
 //! after another, each with its own seed and data order, validation each
 //! epoch, early stopping, and a checkpoint after every epoch so an
 //! interrupted run resumes where it stopped (optimiser moments restart from
-//! zero on resume; the data order does not change).
+//! zero on resume; the data order does not change). Runs may share a
+//! checkpoint folder, each training its own members (one per core); the
+//! model is exported once every member has finished.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -50,6 +52,14 @@ impl Checkpoints {
 
     pub fn best_weights(&self, member: usize) -> PathBuf {
         self.path(member, "best.safetensors")
+    }
+
+    /// Every member's state once all `members` have finished; else the
+    /// members still to train.
+    pub fn all_finished(&self, members: usize) -> Result<Vec<MemberState>, Vec<usize>> {
+        let states: Vec<MemberState> = (0..members).map(|m| self.state(m)).collect();
+        let unfinished: Vec<usize> = (0..members).filter(|&m| !states[m].finished).collect();
+        if unfinished.is_empty() { Ok(states) } else { Err(unfinished) }
     }
 }
 
@@ -284,5 +294,21 @@ pub(crate) mod tests {
         // A finished member is not trained again.
         let again = train_member(0, &train, &validation, &config, &checkpoints, |_, _, _, _| panic!("no training"), |_| {}).unwrap();
         assert_eq!(again, resumed);
+    }
+
+    /// Two runs sharing a folder, one member each: the ensemble is complete
+    /// only when both have finished, whichever finishes last.
+    #[test]
+    fn members_trained_apart_complete_the_ensemble_together() {
+        let normaliser = Normaliser::fit(&cohort(60));
+        let (train, validation) = (windows(60, &normaliser), windows(20, &normaliser));
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoints = Checkpoints::new(dir.path()).unwrap();
+        let config = WorldModelConfig { hidden: 16, members: 2, epochs: 1, batch: 64, ..Default::default() };
+        assert_eq!(checkpoints.all_finished(2), Err(vec![0, 1]));
+        let second = train_member(1, &train, &validation, &config, &checkpoints, |_, _, _, _| {}, |_| {}).unwrap();
+        assert_eq!(checkpoints.all_finished(2), Err(vec![0]));
+        let first = train_member(0, &train, &validation, &config, &checkpoints, |_, _, _, _| {}, |_| {}).unwrap();
+        assert_eq!(checkpoints.all_finished(2), Ok(vec![first, second]));
     }
 }

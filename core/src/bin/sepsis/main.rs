@@ -287,6 +287,11 @@ struct WorldModelArgs {
     /// Output stem: writes STEM.safetensors (all members) and STEM.json (card).
     #[arg(long, default_value = WORLD_MODEL)]
     out: PathBuf,
+    /// Train only these members (0-based, e.g. `--members 0,2,4`): one process per
+    /// core, each on its own members, sharing the checkpoint folder. The model is
+    /// written by the run that finds every member finished.
+    #[arg(long, value_delimiter = ',')]
+    members: Option<Vec<usize>>,
 }
 
 #[derive(Args)]
@@ -717,8 +722,11 @@ fn train_world_model(args: WorldModelArgs) -> Result<()> {
     let validation_windows = Windows::build(&validation, &normaliser, &layout, config.window);
     eprintln!("world model: {} training and {} validation windows; {config:?}", train_windows.len(), validation_windows.len());
     let checkpoints = Checkpoints::new(&args.checkpoints)?;
-    let mut training = Vec::new();
-    for member in 0..config.members {
+    let chosen: Vec<usize> = args.members.clone().unwrap_or_else(|| (0..config.members).collect());
+    if let Some(&m) = chosen.iter().find(|&&m| m >= config.members) {
+        bail!("--members {m}: the configuration has members 0 to {}", config.members - 1);
+    }
+    for &member in &chosen {
         let bar = ProgressBar::new(0)
             .with_style(ProgressStyle::with_template("member {prefix} {bar:30} {pos}/{len} batches, eta {eta} {msg}").expect("valid template"));
         bar.set_prefix(format!("{}/{}", member + 1, config.members));
@@ -746,8 +754,14 @@ fn train_world_model(args: WorldModelArgs) -> Result<()> {
         )?;
         bar.finish_and_clear();
         eprintln!("member {}: best validation loss {:.4} at epoch {}", member + 1, state.best_validation_loss.unwrap_or(f64::NAN), state.best_epoch);
-        training.push(state);
     }
+    let training = match checkpoints.all_finished(config.members) {
+        Ok(states) => states,
+        Err(unfinished) => {
+            eprintln!("members {unfinished:?} (0-based) are still to train; the run that finishes the last one writes {}", args.out.display());
+            return Ok(());
+        }
+    };
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;
     }
