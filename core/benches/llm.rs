@@ -24,7 +24,7 @@ fn llm(c: &mut Criterion) {
     let llm = Arc::new(Llm::from_gguf(&mut std::io::BufReader::new(file)).expect("GGUF"));
     let world_model = WorldModel::load(std::path::Path::new(&format!("{ROOT}/public/models/world-model"))).expect("the shipped world model");
     let threads = candle_core::utils::get_num_threads();
-    let system = system_session(&llm, &system_prompt(true, ObservationFormat::Course)).unwrap();
+    let system = system_session(&llm, &system_prompt(true, None)).unwrap();
     let course = reference_course();
     let prompt = user_turn(&render_observation(&course, true, None));
     let prompt_tokens = llm.tokenizer.encode(&prompt).len();

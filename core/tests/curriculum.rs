@@ -155,7 +155,7 @@ fn demo_courses(n: usize, seed: u64) -> Vec<Vec<sepsis_core::simulation::CourseS
 fn the_stage3_reward_is_the_world_models_survival_with_shaping_and_penalties() {
     let model = WorldModel::load(Path::new(&format!("{ROOT}/public/models/world-model"))).unwrap();
     let support = load_ai_clinician(Path::new(&format!("{ROOT}/{AI_CLINICIAN_MODEL}"))).unwrap();
-    let config = RewardConfig { horizon: 2, samples: 4, guideline_penalty: 1.0, support_penalty: 3.0, min_support: 20 };
+    let config = RewardConfig { horizon: 2, samples: 4, guideline_penalty: 1.0, support_penalty: 3.0 };
     for course in demo_courses(3, 5) {
         let state = RewardedState::new(&model, &support, course.clone(), &config, 1).unwrap();
         assert_eq!(state.rewards.len(), N_ACTIONS);
@@ -163,7 +163,7 @@ fn the_stage3_reward_is_the_world_models_survival_with_shaping_and_penalties() {
         for (a, r) in state.rewards.iter().enumerate() {
             assert_eq!(r.action, Action::from_index(a).unwrap());
             assert!((0.0..=1.0).contains(&r.survival));
-            assert_eq!(r.supported, logged[a] >= 20);
+            assert_eq!(r.supported, logged[a] >= support.min_support());
             let penalties = r.violations as f64 + if r.supported { 0.0 } else { 3.0 };
             assert!((r.total - (TERMINAL * (2.0 * r.survival - 1.0) + r.shaping - penalties)).abs() < 1e-9, "{r:?}");
         }
@@ -179,7 +179,7 @@ fn grpo_updates_the_adapter_from_groups_with_signal_logs_and_resumes() {
     let shipped = sepsis_core::llm::model::LoraAdapter::from_safetensors(&std::fs::read(format!("{ROOT}/public/models/agent-bc.safetensors")).unwrap()).unwrap();
     // The policy reads (and its checkpoints keep) the stage-2 adapter's observation format.
     let init = sepsis_core::llm::model::LoraAdapter { observation: ObservationFormat::CourseAndLoggedPractice, ..shipped };
-    let reward = RewardConfig { horizon: 1, samples: 4, guideline_penalty: 1.0, support_penalty: 3.0, min_support: 20 };
+    let reward = RewardConfig { horizon: 1, samples: 4, guideline_penalty: 1.0, support_penalty: 3.0 };
     // Every action its own reward, so any two different prescriptions in a
     // group carry signal; a hot temperature makes them differ.
     let states: Vec<RewardedState> = demo_courses(2, 3)

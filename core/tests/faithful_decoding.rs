@@ -50,14 +50,14 @@ fn the_agent_states_the_patients_state_as_it_is_and_prescribes_what_its_thought_
 
     let model = WorldModel::load(Path::new(&format!("{ROOT}/public/models/world-model"))).unwrap();
     let support = load_ai_clinician(Path::new(&format!("{ROOT}/{AI_CLINICIAN_MODEL}"))).unwrap();
-    let system = system_session(&llm, &system_prompt(true, format)).unwrap();
+    let system = system_session(&llm, &system_prompt(true, format.practice_threshold(support.min_support()))).unwrap();
     // MAP 61 and lactate 2.2 (the agent wrote "MAP at target, lactate
     // normal" here without faithful decoding); lactate 2.8 at MAP 74; and a
     // patient its thought names a survival for among three candidates.
     for (patient, step, situation) in [("icu-2026-000139", 1, "MAP low, lactate high"), ("icu-2026-000002", 0, "MAP at target, lactate high"), ("icu-2026-000035", 0, "MAP at target, lactate normal")] {
         let course = course(patient, step);
         assert_eq!(situation_words(&Situation::of_course(&course)), situation);
-        let logged = support.logged_counts(&course[course.len() - 1].values);
+        let logged = support.practice(&course[course.len() - 1].values);
         let mut proposer = LlmProposer::new(system.clone(), Sampling::GREEDY, Decoding::DEFAULT);
         let mut simulator = WorldModelSimulator { model: &model, samples: 16, seed: 1 };
         let trace = decide(&mut proposer, Some(&mut simulator), &course, Some(&logged), &mut |_| {}).unwrap();
@@ -71,9 +71,9 @@ fn the_agent_states_the_patients_state_as_it_is_and_prescribes_what_its_thought_
             .flatten()
             .map(|c| (c.action, (100.0 * c.survival).round() as u32))
             .collect();
-        // Supported proposals: only what clinicians gave at least
-        // MIN_SUPPORT times in states like this one is simulated.
-        assert!(shown.iter().all(|(a, _)| logged[a.index()] >= sepsis_core::action::MIN_SUPPORT), "{patient}: simulated an unsupported candidate: {shown:?}, logged {logged:?}");
+        // Supported proposals: only what clinicians gave often enough in
+        // states like this one to be in support is simulated.
+        assert!(shown.iter().all(|(a, _)| logged.supported(*a)), "{patient}: simulated an unsupported candidate: {shown:?}, logged {logged:?}");
         assert!(shown.iter().any(|(a, _)| *a == trace.prescription), "{patient}: prescribed {} without simulating it: {trace:?}", trace.prescription);
         if let Some(stated) = stated_survival(turns[1]) {
             if shown.iter().any(|(_, s)| *s == stated) {

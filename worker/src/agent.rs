@@ -122,7 +122,7 @@ pub(crate) fn logged_practice(state: &Rc<RefCell<WorkerState>>, agent: AgentKind
         ObservationFormat::Course => Ok(None),
         ObservationFormat::CourseAndLoggedPractice => {
             let newest = course.last().ok_or_else(|| (ErrorKind::InvalidRequest, "an empty course".to_string()))?;
-            Ok(Some(crate::report::support(state)?.logged_counts(&newest.values)))
+            Ok(Some(crate::report::support(state)?.practice(&newest.values)))
         }
     }
 }
@@ -143,7 +143,7 @@ pub(crate) fn measure(state: &Rc<RefCell<WorkerState>>, id: RequestId, decode_to
     let clock = js_sys::Date::now;
     let mut session = llm.session();
     let start = clock();
-    let system_prompt_tokens = match session.read(&system_turn(&system_prompt(true, ObservationFormat::Course))) {
+    let system_prompt_tokens = match session.read(&system_turn(&system_prompt(true, None))) {
         Ok(n) => n,
         Err(e) => return llm_error(e),
     };
@@ -219,6 +219,11 @@ fn system(state: &Rc<RefCell<WorkerState>>, agent: AgentKind) -> Result<Session,
         };
         state.borrow_mut().llm = Some(loaded);
     }
+    // The support threshold the prompt states, where this agent is shown the logged practice.
+    let practice = match observation_format(state, agent) {
+        ObservationFormat::Course => None,
+        ObservationFormat::CourseAndLoggedPractice => Some(crate::report::support(state)?.min_support()),
+    };
     let mut state = state.borrow_mut();
     let loaded = state.llm.as_mut().expect("set above");
     let key = (agent.trained(), agent.can_simulate());
@@ -230,7 +235,7 @@ fn system(state: &Rc<RefCell<WorkerState>>, agent: AgentKind) -> Result<Session,
     } else {
         loaded.base.clone()
     };
-    let session = system_session(&llm, &system_prompt(agent.can_simulate(), loaded.format(agent))).map_err(|e| (ErrorKind::Internal, e.to_string()))?;
+    let session = system_session(&llm, &system_prompt(agent.can_simulate(), practice)).map_err(|e| (ErrorKind::Internal, e.to_string()))?;
     loaded.systems.push((key, session.clone()));
     Ok(session)
 }

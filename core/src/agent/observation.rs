@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::action::{Action, MIN_SUPPORT, N_ACTIONS};
+use crate::action::{Action, N_ACTIONS};
 use crate::cohort::schema::idx;
 use crate::guideline::{violations, Rule, Situation, LACTATE_RAISED, MAP_TARGET};
 use crate::simulation::CourseStep;
@@ -55,11 +55,30 @@ impl ObservationFormat {
     pub fn shown(self, logged: &LoggedPractice) -> Option<&LoggedPractice> {
         (self == Self::CourseAndLoggedPractice).then_some(logged)
     }
+
+    /// What [`system_prompt`] is given: the support threshold (the support
+    /// model's, `AiClinician::min_support`) where this format shows practice.
+    pub fn practice_threshold(self, min_support: u32) -> Option<u32> {
+        (self == Self::CourseAndLoggedPractice).then_some(min_support)
+    }
 }
 
-/// Times clinicians gave each action (by [`Action::index`]) in logged
-/// states like the patient's now: the AI Clinician's cluster counts.
-pub type LoggedPractice = [u32; N_ACTIONS];
+/// What clinicians did in logged states like the patient's now (the AI
+/// Clinician's cluster): how often they gave each action, by
+/// [`Action::index`], and how often an action must have been given there to
+/// be in support (the support model's threshold, which grows with the
+/// cohort: `action::support_threshold`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedPractice {
+    pub counts: [u32; N_ACTIONS],
+    pub min_support: u32,
+}
+
+impl LoggedPractice {
+    pub fn supported(&self, action: Action) -> bool {
+        self.counts[action.index()] >= self.min_support
+    }
+}
 
 /// The role, the protocol rules and how a patient's course is written: the
 /// start of every system prompt the agent's LLM reads.
@@ -68,14 +87,14 @@ pub fn role_and_rules() -> &'static str {
 }
 
 /// The system prompt: role, protocol rules, what the user turn shows, and
-/// the tools offered.
-pub fn system_prompt(can_simulate: bool, format: ObservationFormat) -> String {
-    let rules = match format {
-        ObservationFormat::Course => ROLE_AND_RULES.to_string(),
-        ObservationFormat::CourseAndLoggedPractice => format!(
+/// the tools offered. `practice`: the support threshold where the user turn
+/// shows the logged practice ([`ObservationFormat::practice_threshold`]).
+pub fn system_prompt(can_simulate: bool, practice: Option<u32>) -> String {
+    let rules = match practice {
+        None => ROLE_AND_RULES.to_string(),
+        Some(min_support) => format!(
             "{ROLE_AND_RULES}
-Then the treatments clinicians gave at least {} times in similar logged states, most often first (times given); others are out of support.",
-            MIN_SUPPORT
+Then the treatments clinicians gave at least {min_support} times in similar logged states, most often first (times given); others are out of support."
         ),
     };
     if can_simulate {
@@ -116,13 +135,13 @@ pub fn render_observation(course: &[CourseStep], can_simulate: bool, logged: Opt
 }
 
 /// "Clinicians gave: vaso=0 fluid=4 x31, vaso=0 fluid=0 x25.": the
-/// treatments given at least [`MIN_SUPPORT`] times (in support), most often first (ties in
-/// the grid's order).
+/// treatments in support (given at least `min_support` times), most often
+/// first (ties in the grid's order).
 pub fn practice_line(logged: &LoggedPractice) -> String {
-    let mut shown: Vec<(Action, u32)> = Action::all().map(|a| (a, logged[a.index()])).filter(|&(_, times)| times >= MIN_SUPPORT).collect();
+    let mut shown: Vec<(Action, u32)> = Action::all().filter(|&a| logged.supported(a)).map(|a| (a, logged.counts[a.index()])).collect();
     shown.sort_by_key(|&(action, times)| (std::cmp::Reverse(times), action.index()));
     if shown.is_empty() {
-        return format!("Clinicians gave each treatment fewer than {} times.\n", MIN_SUPPORT);
+        return format!("Clinicians gave each treatment fewer than {} times.\n", logged.min_support);
     }
     let list: Vec<String> = shown.iter().map(|&(action, times)| format!("{} x{times}", render_action(action))).collect();
     format!("Clinicians gave: {}.\n", list.join(", "))
@@ -217,6 +236,7 @@ pub fn rule_flag(rule: Rule) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::action::MIN_SUPPORT;
     use crate::simulation::reference_course;
 
     #[test]
@@ -231,7 +251,7 @@ mod tests {
         assert!(text.ends_with("Simulate, then prescribe."));
         assert!(text.len() < 200, "{} characters", text.len());
         assert!(render_observation(&course, false, None).ends_with("\nPrescribe."));
-        assert!(system_prompt(true, ObservationFormat::Course).contains("<simulate>") && !system_prompt(false, ObservationFormat::Course).contains("<simulate>"));
+        assert!(system_prompt(true, None).contains("<simulate>") && !system_prompt(false, None).contains("<simulate>"));
         // Only the last steps are shown.
         let long: Vec<CourseStep> = (0..5).flat_map(|_| reference_course()).collect();
         assert_eq!(render_observation(&long, true, None).matches('\n').count(), 1 + SHOWN_STEPS);
@@ -240,19 +260,23 @@ mod tests {
     #[test]
     fn logged_practice_lists_the_supported_treatments_most_often_first() {
         let course = reference_course();
-        let mut logged = [0; N_ACTIONS];
-        logged[Action::NONE.index()] = 25;
-        logged[Action { fluid: 4, vaso: 0 }.index()] = 31;
-        logged[Action { fluid: 1, vaso: 1 }.index()] = 25;
-        logged[Action { fluid: 2, vaso: 2 }.index()] = MIN_SUPPORT - 1;
+        let mut logged = LoggedPractice { counts: [0; N_ACTIONS], min_support: MIN_SUPPORT };
+        logged.counts[Action::NONE.index()] = 25;
+        logged.counts[Action { fluid: 4, vaso: 0 }.index()] = 31;
+        logged.counts[Action { fluid: 1, vaso: 1 }.index()] = 25;
+        logged.counts[Action { fluid: 2, vaso: 2 }.index()] = MIN_SUPPORT - 1;
         let text = render_observation(&course, true, Some(&logged));
         // Between the course and the question; below the threshold is not shown; ties in the grid's order.
         assert!(text.ends_with(" ?\nClinicians gave: vaso=0 fluid=4 x31, vaso=0 fluid=0 x25, vaso=1 fluid=1 x25.\nSimulate, then prescribe."), "{text}");
-        assert_eq!(practice_line(&[0; N_ACTIONS]), format!("Clinicians gave each treatment fewer than {} times.\n", MIN_SUPPORT));
+        assert_eq!(practice_line(&LoggedPractice { counts: [0; N_ACTIONS], min_support: 20 }), "Clinicians gave each treatment fewer than 20 times.\n");
+        // The support model's threshold decides what is shown, and the system prompt states it.
+        let strict = LoggedPractice { min_support: 30, ..logged };
+        assert!(render_observation(&course, true, Some(&strict)).contains("\nClinicians gave: vaso=0 fluid=4 x31.\n"));
+        assert!(system_prompt(true, Some(106)).contains("gave at least 106 times in similar logged states"));
         // Only a format that shows it explains it.
-        let explains = |format| system_prompt(true, format).contains("similar logged states");
+        let explains = |format: ObservationFormat| system_prompt(true, format.practice_threshold(20)).contains("similar logged states");
         assert!(explains(ObservationFormat::CourseAndLoggedPractice) && !explains(ObservationFormat::Course));
-        assert!(system_prompt(false, ObservationFormat::CourseAndLoggedPractice).starts_with(&system_prompt(false, ObservationFormat::Course)[..ROLE_AND_RULES.len()]));
+        assert!(system_prompt(false, Some(20)).starts_with(&system_prompt(false, None)[..ROLE_AND_RULES.len()]));
         for format in [ObservationFormat::Course, ObservationFormat::CourseAndLoggedPractice] {
             assert_eq!(ObservationFormat::from_code(format.code()), Some(format));
         }
@@ -265,7 +289,7 @@ mod tests {
         assert_eq!(flags(&situation, Action::NONE), "G1");
         assert_eq!(flags(&situation, Action { fluid: 2, vaso: 0 }), "none");
         for rule in Rule::ALL {
-            assert!(system_prompt(true, ObservationFormat::Course).contains(&format!("{} ", rule_code(rule))), "the system prompt explains {}", rule_code(rule));
+            assert!(system_prompt(true, None).contains(&format!("{} ", rule_code(rule))), "the system prompt explains {}", rule_code(rule));
         }
     }
 }

@@ -118,9 +118,9 @@ mod llm {
             #[serde(default, skip_serializing_if = "std::ops::Not::not")]
             full_proposals: bool,
             /// Where the observation shows the clinicians' practice, a
-            /// simulate call lists only candidates they gave at least
-            /// `action::MIN_SUPPORT` times in states like this one (the
-            /// teacher's and `wm-mpc`'s rule): the world model has seen
+            /// simulate call lists only candidates in support there (given
+            /// at least the support model's threshold of times in states
+            /// like this one: the teacher's and `wm-mpc`'s rule): the world model has seen
             /// those, so its survival figures mean something. Left out
             /// when false, as `faithful` is.
             #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -251,7 +251,7 @@ mod llm {
             self.simulated_before = simulate_calls.concat();
             self.shown = conversation.turns.iter().flat_map(|(_, answer)| shown_survivals(answer)).collect();
             self.simulable = match (self.decoding, conversation.logged) {
-                (Decoding::Constrained { supported_proposals: true, .. }, Some(logged)) => Some(Action::all().filter(|a| logged[a.index()] >= crate::action::MIN_SUPPORT).collect()),
+                (Decoding::Constrained { supported_proposals: true, .. }, Some(logged)) => Some(Action::all().filter(|&a| logged.supported(a)).collect()),
                 _ => None,
             };
             // A new seed per turn, so a sampled turn does not repeat the last.

@@ -134,6 +134,12 @@ impl AiClinician {
         u32::try_from(self.config.min_action_count).unwrap_or(u32::MAX)
     }
 
+    /// What clinicians did in states like these values' (the agent's view):
+    /// the cluster's counts and this model's support threshold.
+    pub fn practice(&self, values: &[Option<f64>]) -> crate::agent::observation::LoggedPractice {
+        crate::agent::observation::LoggedPractice { counts: self.logged_counts(values), min_support: self.min_support() }
+    }
+
     /// How often clinicians gave each action in the logged steps of the
     /// cluster these values fall in.
     pub fn logged_counts(&self, values: &[Option<f64>]) -> [u32; N_ACTIONS] {

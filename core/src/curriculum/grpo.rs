@@ -126,7 +126,7 @@ pub struct RewardedState {
 
 impl RewardedState {
     pub fn new(model: &WorldModel, support: &AiClinician, course: Vec<CourseStep>, config: &RewardConfig, seed: u32) -> candle_core::Result<Self> {
-        let logged = support.logged_counts(&course.last().expect("a course has at least one step").values);
+        let logged = support.practice(&course.last().expect("a course has at least one step").values);
         let rewards = reward_table(model, &course, &logged, config, seed)?;
         Ok(Self { course, logged, rewards })
     }
@@ -179,8 +179,11 @@ pub fn train_grpo(
         Decoding::Constrained { thought_tokens, .. } => thought_tokens,
         Decoding::Free { .. } => unreachable!("the default is constrained"),
     };
-    // The policy reads what its stage-2 adapter learnt to read.
-    let prompt = system_prompt(true, init.observation);
+    // The policy reads what its stage-2 adapter learnt to read; every
+    // state's practice comes from the same support model (with no states,
+    // nothing is decided and the threshold is never read).
+    let min_support = train.first().map_or(crate::action::MIN_SUPPORT, |s| s.logged.min_support);
+    let prompt = system_prompt(true, init.observation.practice_threshold(min_support));
     let state_path = checkpoint.file(STATE_FILE);
     let mut state: GrpoState = std::fs::read_to_string(&state_path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
     let start = if state.step > 0 && checkpoint.adapter().exists() {

@@ -14,6 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, N_ACTIONS};
+use crate::agent::observation::LoggedPractice;
 use crate::cohort::schema::idx;
 use crate::guideline::{violations, Situation};
 use crate::simulation::{CourseStep, SimulateRequest, Simulation};
@@ -31,10 +32,9 @@ pub struct RewardConfig {
     pub samples: usize,
     /// Subtracted per guideline rule the prescription breaks.
     pub guideline_penalty: f64,
-    /// Subtracted when clinicians gave the prescription fewer than
-    /// `min_support` times in logged states like this one.
+    /// Subtracted when the prescription is out of support in logged
+    /// states like this one (below the support model's threshold).
     pub support_penalty: f64,
-    pub min_support: u32,
 }
 
 /// One action's reward and where it comes from.
@@ -67,9 +67,9 @@ pub fn shaping(sofa: (Option<f64>, Option<f64>), lactate: (Option<f64>, Option<f
 }
 
 /// The reward of each of the 25 actions (index order) for the newest step
-/// of `course`; `logged`: how often clinicians gave each action in states
-/// like it.
-pub fn reward_table(model: &WorldModel, course: &[CourseStep], logged: &[u32; N_ACTIONS], config: &RewardConfig, seed: u32) -> candle_core::Result<Vec<Reward>> {
+/// of `course`; `logged`: what clinicians gave in states like it, and how
+/// often an action must have been given to be in support.
+pub fn reward_table(model: &WorldModel, course: &[CourseStep], logged: &LoggedPractice, config: &RewardConfig, seed: u32) -> candle_core::Result<Vec<Reward>> {
     let actions: Vec<Action> = (0..N_ACTIONS).map(|a| Action::from_index(a).expect("0..25")).collect();
     let request = SimulateRequest {
         history: course.to_vec(),
@@ -81,10 +81,10 @@ pub fn reward_table(model: &WorldModel, course: &[CourseStep], logged: &[u32; N_
     let simulation = simulate_on_cpu(model, request, |_| {})?;
     let situation = Situation::of_course(course);
     let now = &course.last().expect("a course has at least one step").values;
-    Ok(actions.iter().enumerate().map(|(a, &action)| score(&simulation, a, action, now, &situation, logged[a], config)).collect())
+    Ok(actions.iter().enumerate().map(|(a, &action)| score(&simulation, a, action, now, &situation, logged.supported(action), config)).collect())
 }
 
-fn score(simulation: &Simulation, a: usize, action: Action, now: &[Option<f64>], situation: &Situation, logged: u32, config: &RewardConfig) -> Reward {
+fn score(simulation: &Simulation, a: usize, action: Action, now: &[Option<f64>], situation: &Situation, supported: bool, config: &RewardConfig) -> Reward {
     let median = |step: usize, key: &str| simulation.steps[step].candidates[a].bands.iter().find(|b| b.feature == key).map(|b| b.p50);
     let (mut sofa, mut lactate) = (now[idx("sofa")], now[idx("lactate")]);
     let mut shaped = 0.0;
@@ -95,7 +95,6 @@ fn score(simulation: &Simulation, a: usize, action: Action, now: &[Option<f64>],
     }
     let survival = simulation.steps.last().map_or(0.0, |s| s.candidates[a].survival);
     let violated = violations(situation, action).len();
-    let supported = logged >= config.min_support;
     let total = TERMINAL * (2.0 * survival - 1.0) + shaped - config.guideline_penalty * violated as f64 - if supported { 0.0 } else { config.support_penalty };
     Reward { action, survival, shaping: shaped, violations: violated, supported, total }
 }

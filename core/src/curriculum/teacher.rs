@@ -82,11 +82,11 @@ pub fn teacher_examples(
     mut on_decision: impl FnMut(usize),
 ) -> Result<(Vec<Example>, TeacherReport), crate::agent::decision::AgentError> {
     let Decoding::Constrained { thought_tokens, .. } = Decoding::DEFAULT else { unreachable!("the default is constrained") };
-    let prompt = system_prompt(true, format);
+    let prompt = system_prompt(true, format.practice_threshold(support.min_support()));
     let mut report = TeacherReport::default();
     let mut examples = Vec::new();
     for (i, course) in courses.iter().enumerate() {
-        let logged = support.logged_counts(&course.last().expect("non-empty").values);
+        let logged = support.practice(&course.last().expect("non-empty").values);
         let mut proposer = PlannerProposer::new(model, support, MpcConfig::default());
         let mut simulator = WorldModelSimulator { model, samples: 16, seed: i as u32 };
         let mut decision = Decision::new(&mut proposer, Some(&mut simulator), course, format.shown(&logged));
@@ -97,7 +97,7 @@ pub fn teacher_examples(
             report.fallback += 1;
         } else if trace.flags.iter().any(|r| r.is_safety_check()) {
             report.unsafe_prescription += 1;
-        } else if logged[trace.prescription.index()] < support.min_support() {
+        } else if !logged.supported(trace.prescription) {
             report.unsupported += 1;
         } else {
             let example = Example::from_decision(tokenizer, &prompt, decision.conversation(), &trace, thought_tokens)

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::action::Action;
 use crate::agent::decision::{decide, Simulator};
-use crate::agent::observation::{render_observation, system_prompt, ObservationFormat};
+use crate::agent::observation::{render_observation, system_prompt};
 use crate::baselines::ai_clinician::AiClinician;
 use crate::agent::runtime::{system_session, Decoding, LlmProposer, WorldModelSimulator};
 use crate::env::clinical::state_features;
@@ -129,8 +129,7 @@ pub fn llm_policy_table(
     cache_path: &Path,
 ) -> Result<(PolicyTable, AgentStats), AgentEvalError> {
     let can_simulate = world_model.is_some();
-    let format = if practice.is_some() { ObservationFormat::CourseAndLoggedPractice } else { ObservationFormat::Course };
-    let prompt = system_prompt(can_simulate, format);
+    let prompt = system_prompt(can_simulate, practice.map(|support| support.min_support()));
     let system = system_session(llm, &prompt)?;
     let mut cache = DecisionCache::open(cache_path)?;
     let (mut actions, mut made) = (Vec::with_capacity(N_PATIENT_STATES), Vec::new());
@@ -139,7 +138,7 @@ pub fn llm_policy_table(
     let decoding_key = serde_json::to_string(&decoding.as_used(can_simulate, practice.is_some())).expect("plain data");
     for state in 0..N_PATIENT_STATES {
         let course = vec![CourseStep { values: state_features(env, state), action: Action::NONE }];
-        let logged = practice.map(|support| support.logged_counts(&course[0].values));
+        let logged = practice.map(|support| support.practice(&course[0].values));
         let observation = render_observation(&course, can_simulate, logged.as_ref());
         let key = decision_key(&[model_identity, &prompt, &observation, &decoding_key]);
         let decision = match cache.known.get(&key) {

@@ -437,6 +437,8 @@ fn eval(args: EvalArgs) -> Result<()> {
         print!("{}", markdown(&rows));
     }
     if args.all {
+        // The agents' support threshold, as their observations state it.
+        let min_support = load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?.min_support();
         let text = format!(
             "## ICU-Sepsis scoreboard\n\n\
              Written by `sepsis eval --env icu-sepsis --all` (`make eval`).\n\n\
@@ -475,8 +477,7 @@ fn eval(args: EvalArgs) -> Result<()> {
                     if supported_proposals {
                         rules += &format!(
                             " Supported proposals: where the observation shows the clinicians' practice, a simulate call \
-                             lists only candidates they gave at least {} times in states like this one (as the teacher's do).",
-                            sepsis_core::action::MIN_SUPPORT
+                             lists only candidates they gave at least {min_support} times in states like this one (as the teacher's do)."
                         );
                     }
                 }

@@ -113,7 +113,7 @@ pub struct RecommendArgs {
     /// Whether a simulate call lists three candidates (constrained); default: the app's.
     #[arg(long)]
     full_proposals: Option<bool>,
-    /// Whether a simulate call lists only candidates clinicians gave often enough in states like this (`action::MIN_SUPPORT` times; constrained); default: the app's.
+    /// Whether a simulate call lists only candidates in support in states like this (the support model's threshold; constrained); default: the app's.
     #[arg(long)]
     supported_proposals: Option<bool>,
     /// Longest free turn (tokens).
@@ -182,7 +182,7 @@ pub fn run(args: RecommendArgs) -> Result<()> {
             }
             let logged = match format {
                 ObservationFormat::Course => None,
-                ObservationFormat::CourseAndLoggedPractice => Some(load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?.logged_counts(&course[course.len() - 1].values)),
+                ObservationFormat::CourseAndLoggedPractice => Some(load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?.practice(&course[course.len() - 1].values)),
             };
             let llm = std::sync::Arc::new(llm);
             let sampling = Sampling { temperature: args.temperature, top_p: 0.95, seed: args.seed };
@@ -200,7 +200,7 @@ pub fn run(args: RecommendArgs) -> Result<()> {
                 DecodingName::Free => Decoding::Free { max_tokens: args.max_tokens },
             };
             let with_simulator = row.simulates;
-            let mut proposer = LlmProposer::new(system_session(&llm, &system_prompt(with_simulator, format))?, sampling, decoding);
+            let mut proposer = LlmProposer::new(system_session(&llm, &system_prompt(with_simulator, logged.map(|practice| practice.min_support)))?, sampling, decoding);
             let simulator: Option<&mut dyn Simulator> = if with_simulator { Some(simulator) } else { None };
             let trace = decide(&mut proposer as &mut dyn Proposer, simulator, &course, logged.as_ref(), &mut |_| {})?;
             (trace, Some(proposer.generated_tokens))
