@@ -492,6 +492,16 @@ mod tests {
         assert_eq!((&valued[none.index()], &valued[fluid1.index()]), (&remembered[none.index()], &remembered[fluid1.index()]), "ends of stay count as they ended");
     }
 
+    /// The planner takes the support model's threshold unless one is set
+    /// (the sensitivity grid's).
+    #[test]
+    fn the_support_threshold_comes_from_the_support_model_unless_set() {
+        use crate::baselines::ai_clinician::{AiClinician, Config};
+        let support = AiClinician::train(&cohort(60), Config { clusters: 2, min_action_count: 106, ..Config::default() });
+        assert_eq!(MpcConfig::default().with_support(&support).min_support, Some(106));
+        assert_eq!(MpcConfig { min_support: Some(50), ..MpcConfig::default() }.with_support(&support).min_support, Some(50));
+    }
+
     fn candidate(a: usize, score: f64, logged: u32) -> CandidateScore {
         CandidateScore { action: Action::from_index(a).unwrap(), survival: score, disagreement: 0.0, violations: 0, logged, supported: logged >= 20, score }
     }
