@@ -119,10 +119,10 @@ mod llm {
             full_proposals: bool,
             /// Where the observation shows the clinicians' practice, a
             /// simulate call lists only candidates in support there (given
-            /// at least the support model's threshold of times in states
-            /// like this one: the teacher's and `wm-mpc`'s rule): the world model has seen
-            /// those, so its survival figures mean something. Left out
-            /// when false, as `faithful` is.
+            /// in states like this one at least as often as the support
+            /// model's threshold: the teacher's and `wm-mpc`'s rule): the
+            /// world model has seen those, so its survival figures mean
+            /// something. Left out when false, as `faithful` is.
             #[serde(default, skip_serializing_if = "std::ops::Not::not")]
             supported_proposals: bool,
         },
