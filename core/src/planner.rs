@@ -164,8 +164,7 @@ fn recall_first_transition(
     let mut reached: Vec<Vec<Option<f64>>> = Vec::new();
     for (h, history) in histories.iter().enumerate() {
         let now = &history.last().expect("non-empty history").0;
-        let z = TransitionMemory::state_z(layout, normaliser, now);
-        let cluster = memory.cluster(&z);
+        let cluster = memory.cluster_of(layout, normaliser, now);
         for a in 0..N_ACTIONS {
             let Some(row) = memory.row(cluster, a) else { continue };
             let r = h * N_ACTIONS + a;

@@ -69,8 +69,15 @@ pub struct MemoryRow {
 pub struct TransitionMemory {
     /// Fewest logged transitions a (cluster, action) needs to be drawn from.
     pub min_count: u32,
-    /// Cluster centres in z units of the layout's per-step features.
+    /// Cluster centres in z units of the layout's per-step features (of
+    /// `standardiser`'s where it has one, else the model's normaliser's).
     pub centres: Vec<Vec<f32>>,
+    /// The support clusters' standardisation where it is not the model's:
+    /// they were fitted on a larger training split than the GRU (a grown
+    /// cohort, whose first blocks the GRU learnt from). Left out of the JSON
+    /// when the model's, as in every card fitted before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standardiser: Option<crate::cohort::normaliser::Normaliser>,
     /// One logged step per cluster (nearest its centre).
     pub representatives: Vec<Representative>,
     pub rows: Vec<MemoryRow>,
@@ -91,8 +98,8 @@ pub struct TransitionMemory {
 /// Equal when what is stored is equal (the lookups are caches).
 impl PartialEq for TransitionMemory {
     fn eq(&self, other: &Self) -> bool {
-        (self.min_count, &self.centres, &self.representatives, &self.rows, &self.outcomes)
-            == (other.min_count, &other.centres, &other.representatives, &other.rows, &other.outcomes)
+        (self.min_count, &self.centres, &self.standardiser, &self.representatives, &self.rows, &self.outcomes)
+            == (other.min_count, &other.centres, &other.standardiser, &other.representatives, &other.rows, &other.outcomes)
     }
 }
 
@@ -101,7 +108,7 @@ const BOOTSTRAP_SEED: u32 = 0xB007_0000;
 
 impl TransitionMemory {
     pub fn new(min_count: u32, centres: Vec<Vec<f32>>, representatives: Vec<Representative>, rows: Vec<MemoryRow>) -> Self {
-        Self { min_count, centres, representatives, rows, outcomes: Vec::new(), index: OnceLock::new(), weights: OnceLock::new() }
+        Self { min_count, centres, standardiser: None, representatives, rows, outcomes: Vec::new(), index: OnceLock::new(), weights: OnceLock::new() }
     }
 
     /// The same memory with how the stays through each cluster ended.
@@ -122,7 +129,14 @@ impl TransitionMemory {
         self.centres.len()
     }
 
-    /// The cluster nearest a step's per-step features (z units, 0 where missing).
+    /// The cluster of a step's clinical values: nearest centre in the
+    /// memory's own units (`normaliser`: the model's, used where the memory
+    /// has no standardiser of its own).
+    pub fn cluster_of(&self, layout: &super::data::Layout, normaliser: &crate::cohort::normaliser::Normaliser, values: &[Option<f64>]) -> usize {
+        self.cluster(&Self::state_z(layout, self.standardiser.as_ref().unwrap_or(normaliser), values))
+    }
+
+    /// The cluster nearest a step's per-step features (the centres' z units, 0 where missing).
     pub fn cluster(&self, z: &[f32]) -> usize {
         let distance = |c: &Vec<f32>| c.iter().zip(z).map(|(a, b)| (a - b) * (a - b)).sum::<f32>();
         self.centres.iter().enumerate().min_by(|a, b| distance(a.1).total_cmp(&distance(b.1))).map(|(i, _)| i).expect("at least one cluster")
@@ -223,8 +237,6 @@ pub mod fit {
 
     #[derive(Debug, thiserror::Error)]
     pub enum FitError {
-        #[error("the support clusters were fitted on another normalisation than the world model (feature `{feature}`: mean {support_mean} vs {model_mean}): train both on the same training split")]
-        Normaliser { feature: &'static str, support_mean: f64, model_mean: f64 },
         #[error("the world model reads per-step features {model:?}, the support clusters {support:?}")]
         Layout { model: Vec<usize>, support: Vec<usize> },
     }
@@ -236,15 +248,18 @@ pub mod fit {
         if support_dynamic != card.layout.dynamic {
             return Err(FitError::Layout { model: card.layout.dynamic.clone(), support: support_dynamic });
         }
-        for &f in &card.layout.dynamic {
-            let (a, b) = (support.standardiser.mean[f], card.normaliser.mean[f]);
-            let (sa, sb) = (support.standardiser.sd[f], card.normaliser.sd[f]);
-            if (a - b).abs() > 1e-9 * b.abs().max(1.0) || (sa - sb).abs() > 1e-9 * sb.abs().max(1.0) {
-                return Err(FitError::Normaliser { feature: FEATURES[f].key, support_mean: a, model_mean: b });
-            }
-        }
+        // Support clusters fitted on the model's own split share its
+        // normaliser; fitted on a larger one, the memory keeps theirs.
+        let same = card.layout.dynamic.iter().all(|&f| {
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+            close(support.standardiser.mean[f], card.normaliser.mean[f]) && close(support.standardiser.sd[f], card.normaliser.sd[f])
+        });
+        let standardiser = (!same).then(|| support.standardiser.clone());
         let k = support.centres.len();
+        // Representatives are read by the GRU, so in the model's units; the
+        // nearest to a centre is found in the centres' units.
         let z_of = |values: &[Option<f64>]| TransitionMemory::state_z(&card.layout, &card.normaliser, values);
+        let support_z = |values: &[Option<f64>]| TransitionMemory::state_z(&card.layout, &support.standardiser, values);
         let centres: Vec<Vec<f32>> = support.centres.iter().map(|c| c.iter().map(|&v| v as f32).collect()).collect();
         // The logged step nearest each centre, and the transitions.
         let mut nearest: Vec<Option<(f32, Representative)>> = vec![None; k];
@@ -255,11 +270,10 @@ pub mod fit {
             for (t, (step, &c)) in patient.steps.iter().zip(&clusters).enumerate() {
                 outcomes[c].0 += u32::from(patient.outcome == Outcome::Survived);
                 outcomes[c].1 += 1;
-                let z = z_of(&step.values);
-                let distance: f32 = z.iter().zip(&centres[c]).map(|(a, b)| (a - b) * (a - b)).sum();
+                let distance: f32 = support_z(&step.values).iter().zip(&centres[c]).map(|(a, b)| (a - b) * (a - b)).sum();
                 if nearest[c].as_ref().is_none_or(|(d, _)| distance < *d) {
                     let observed = card.layout.dynamic.iter().map(|&f| step.values[f].is_some()).collect();
-                    nearest[c] = Some((distance, Representative { z, observed }));
+                    nearest[c] = Some((distance, Representative { z: z_of(&step.values), observed }));
                 }
                 let next = match clusters.get(t + 1) {
                     Some(&n) => n as u32,
@@ -280,7 +294,7 @@ pub mod fit {
             .filter(|(_, next)| next.values().sum::<u32>() >= min_count)
             .map(|(i, next)| MemoryRow { cluster: (i / N_ACTIONS) as u32, action: (i % N_ACTIONS) as u8, next: next.into_iter().collect() })
             .collect();
-        Ok(TransitionMemory::new(min_count, centres, representatives, rows).with_outcomes(outcomes))
+        Ok(TransitionMemory { standardiser, ..TransitionMemory::new(min_count, centres, representatives, rows).with_outcomes(outcomes) })
     }
 }
 
@@ -327,8 +341,7 @@ mod tests {
         let differ: Vec<(usize, usize)> = steps
             .iter()
             .map(|values| {
-                let z = TransitionMemory::state_z(&model.card.layout, &model.card.normaliser, values);
-                (memory.cluster(&z), support.cluster(values))
+                (memory.cluster_of(&model.card.layout, &model.card.normaliser, values), support.cluster(values))
             })
             .filter(|(a, b)| a != b)
             .collect();
@@ -432,11 +445,21 @@ mod tests {
         assert_eq!((memory.logged_survival(low), memory.logged_survival(high)), (Some(35.0 / 60.0), Some(1.0)));
         let few = fit::fit(&cohort, &support, &card, 40).unwrap();
         assert_eq!((few.logged_survival(low), few.logged_survival(high)), (Some(35.0 / 60.0), None), "35 steps are fewer than 40");
-        // Support clusters fitted on another normalisation are refused.
+        assert_eq!(memory.standardiser, None, "fitted on the model's own split");
+        // Support clusters fitted on a larger split (another normalisation):
+        // the memory keeps theirs and finds their clusters, and its
+        // representatives stay in the model's units.
         let mut other = card.clone();
-        other.normaliser.mean[idx("map")] += 1.0;
-        let error = fit::fit(&cohort, &support, &other, 20).unwrap_err();
-        assert!(error.to_string().contains("`map`"), "{error}");
+        other.normaliser.mean[idx("map")] += 5.0;
+        let apart = fit::fit(&cohort, &support, &other, 20).unwrap();
+        assert_eq!(apart.standardiser.as_ref(), Some(&support.standardiser));
+        assert_eq!(apart.rows, memory.rows);
+        for patient in &cohort.patients {
+            let values = &patient.steps[0].values;
+            assert_eq!(apart.cluster_of(&other.layout, &other.normaliser, values), support.cluster(values));
+        }
+        let z_other = other.normaliser.z(idx("map"), 85.0) as f32;
+        assert!((apart.representatives[high].z[map] - z_other).abs() < 1e-5);
     }
 
     #[test]

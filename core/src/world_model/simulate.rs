@@ -169,8 +169,7 @@ impl<'a> Rollout<'a> {
         let members = card.config.members;
         let first_from_memory = match &card.memory {
             Some(memory) => {
-                let dims = layout.dynamic.len();
-                let cluster = memory.cluster(&current_steps[..dims]);
+                let cluster = memory.cluster_of(layout, &card.normaliser, &now[0].values);
                 (0..request.candidates.len()).map(|c| memory.row(cluster, request.action(c, 0).index())).collect()
             }
             None => vec![None; request.candidates.len()],
