@@ -36,9 +36,9 @@ build: setup fetch
 SEPSIS := cargo run --quiet --release -p sepsis-core --bin sepsis --
 LLM := .cache/models/SmolLM2-135M-Instruct.Q8_0.gguf
 
-## The 20,000-patient ICU-Sepsis cohort with its train / validation / test split (.cache/data/).
+## The 150,000-patient ICU-Sepsis cohort with its train / validation / test split (.cache/data/).
 data: fetch
-	$(SEPSIS) data icu-sepsis --episodes 20000 --seed 2026 --split --out .cache/data/icu-sepsis.csv
+	$(SEPSIS) data icu-sepsis --episodes 150000 --seed 2026 --split --out .cache/data/icu-sepsis.csv
 
 ## Retrain the shipped baselines from the training split (public/models/), then the world
 ## model's memory of logged transitions, which is counted by the AI Clinician's clusters.
