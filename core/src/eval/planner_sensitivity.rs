@@ -59,7 +59,7 @@ pub fn markdown(rows: &[SensitivityRow], default_min_support: u32) -> String {
         out.push_str(&format!(
             "| {} | {} | {} | {:.4} | {:.1}% | {:.1}% | {} |\n",
             c.horizon,
-            c.min_support.map_or_else(|| format!("{default_min_support}"), |m| m.to_string()),
+            c.min_support.unwrap_or(default_min_support),
             c.disagreement_penalty,
             r.exact_value,
             100.0 * r.out_of_support_rate,
