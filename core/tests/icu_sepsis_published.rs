@@ -116,7 +116,13 @@ fn more_logged_data_lets_a_state_seeing_learner_get_closer_to_the_optimum() {
     use sepsis_core::eval::ceiling::ceiling;
     let env = env();
     let rows = ceiling(&env, &[2000, 60000], &[50], 2026);
-    let (small, large) = (&rows[0], &rows[1]);
+    // Each size also gets the support rule's threshold: 20 (the floor) for
+    // 2,000 episodes, ceil(21 * 60,000 / 20,812) = 61 for 60,000.
+    let rules: Vec<(usize, u32)> = rows.iter().filter(|r| r.rule).map(|r| (r.episodes, r.min_count)).collect();
+    assert_eq!(rules, [(2000, 20), (60000, 61)], "{rows:?}");
+    let at_50: Vec<_> = rows.iter().filter(|r| r.min_count == 50).collect();
+    let (small, large) = (at_50[0], at_50[1]);
+    assert_eq!((small.episodes, large.episodes), (2000, 60000));
     assert!(large.one_step_improvement > small.one_step_improvement + 0.02, "{rows:?}");
     assert!(large.logged_mdp_value_iteration > small.logged_mdp_value_iteration + 0.02, "{rows:?}");
     for r in &rows {

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use crate::action::N_ACTIONS;
+use crate::action::{support_threshold, N_ACTIONS};
 use crate::baselines::ai_clinician::most_common_action;
 use crate::cohort::{Cohort, Outcome};
 use crate::env::cohort_sampling::sample_cohort;
@@ -30,6 +30,9 @@ use crate::policy::{Baseline, PolicyTable};
 pub struct CeilingRow {
     pub episodes: usize,
     pub min_count: u32,
+    /// `min_count` is what `action::support_threshold` gives for `episodes`
+    /// training episodes: the threshold our own models would use.
+    pub rule: bool,
     pub logged_mdp_value_iteration: f64,
     pub one_step_improvement: f64,
 }
@@ -129,16 +132,22 @@ fn one_step_improvement(env: &IcuSepsis, counts: &Counts, min_count: f64) -> f64
 }
 
 /// Both learners on the first `episodes` clinicians' episodes of the
-/// `seed` stream, for every threshold.
+/// `seed` stream, for every threshold and for the one the support rule
+/// (`action::support_threshold`) gives at that size.
 pub fn ceiling(env: &IcuSepsis, episodes: &[usize], min_counts: &[u32], seed: u64) -> Vec<CeilingRow> {
     let clinicians = Baseline::Clinicians.table(env);
     let mut rows = Vec::new();
     for &n in episodes {
         let counts = Counts::of(&sample_cohort(env, &clinicians, n, seed));
-        for &min_count in min_counts {
+        let rule = support_threshold(n);
+        let mut thresholds: Vec<u32> = min_counts.iter().copied().chain([rule]).collect();
+        thresholds.sort_unstable();
+        thresholds.dedup();
+        for min_count in thresholds {
             rows.push(CeilingRow {
                 episodes: n,
                 min_count,
+                rule: min_count == rule,
                 logged_mdp_value_iteration: logged_mdp_value_iteration(env, &counts, min_count as f64),
                 one_step_improvement: one_step_improvement(env, &counts, min_count as f64),
             });
@@ -150,7 +159,8 @@ pub fn ceiling(env: &IcuSepsis, episodes: &[usize], min_counts: &[u32], seed: u6
 pub fn markdown(rows: &[CeilingRow]) -> String {
     let mut text = String::from("| logged episodes | min. logged count | logged-MDP value iteration | one-step improvement |\n|---|---|---|---|\n");
     for r in rows {
-        text += &format!("| {} | {} | {:.4} | {:.4} |\n", r.episodes, r.min_count, r.logged_mdp_value_iteration, r.one_step_improvement);
+        let rule = if r.rule { " (rule)" } else { "" };
+        text += &format!("| {} | {}{rule} | {:.4} | {:.4} |\n", r.episodes, r.min_count, r.logged_mdp_value_iteration, r.one_step_improvement);
     }
     text
 }

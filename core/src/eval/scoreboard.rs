@@ -13,8 +13,10 @@ use crate::eval::safety::exact_safety;
 use crate::eval::policies::NamedPolicy;
 use crate::policy::{Baseline, PolicyTable};
 
-/// The logged cohort OPE uses: the test split of `make data`'s cohort
-/// (20,000 clinicians' episodes, seed 2026) - 3,000 patients.
+/// The logged cohort OPE uses: the test split of the first 20,000 clinicians'
+/// episodes of the seed-2026 stream - 3,000 patients. `make data` splits per
+/// block of 20,000 (`cohort_sampling::split`), so these are its first block's
+/// test patients at any cohort size, and the OPE figures do not move with it.
 pub const LOGGED_EPISODES: usize = 20_000;
 pub const LOGGED_SEED: u64 = 2026;
 

@@ -129,10 +129,12 @@ enum EvalWhat {
     /// The best a learner could do from logged clinicians' data of each size,
     /// seeing the MDP's own states (written to docs/results.md).
     DataCeiling {
-        /// Cohort sizes (episodes); the training split has 14,000.
-        #[arg(long, value_delimiter = ',', default_value = "14000,50000,150000")]
+        /// Cohort sizes (episodes): 14,000 and 105,000 are the training splits of
+        /// 20,000- and 150,000-episode cohorts.
+        #[arg(long, value_delimiter = ',', default_value = "14000,50000,105000,150000")]
         episodes: Vec<usize>,
-        /// Thresholds: an action is a candidate in a state with at least this many logged steps.
+        /// Thresholds: an action is a candidate in a state with at least this many logged
+        /// steps. Each size also gets the support rule's (`action::support_threshold`).
         #[arg(long, value_delimiter = ',', default_value = "20,50,100")]
         min_counts: Vec<u32>,
         #[arg(long, default_value_t = 2026)]
@@ -501,9 +503,10 @@ fn eval_data_ceiling(episodes: &[usize], min_counts: &[u32], seed: u64, data_dir
     let text = format!(
         "## What logged data allows\n\n\
          Written by `sepsis eval data-ceiling` ({secs:.0} s). Exact ICU-Sepsis values of two learners that see the MDP's own \
-         state ids in the first N clinicians' episodes of the seed-{seed} stream (the first 20,000 are `make data`'s cohort) \
-         and may only choose actions logged at least *min. logged count* times in a state (definitions: \
-         `core/src/eval/ceiling.rs`). No learner from features can do better than these from the same data, so they \
+         state ids in the first N clinicians' episodes of the seed-{seed} stream (`make data` samples its cohort from the \
+         same stream and trains on 70 % of it) and may only choose actions logged at least *min. logged count* times in a \
+         state; *(rule)* marks the threshold our models use with N training episodes (`action::support_threshold`; \
+         definitions: `core/src/eval/ceiling.rs`). No learner from features can do better than these from the same data, so they \
          bound `wm-mpc` and the agent it teaches. For reference: clinicians 0.7818, optimal 0.8751, target for \
          `wm-mpc` 0.84.\n\n{table}",
         secs = started.elapsed().as_secs_f64(),
@@ -529,8 +532,9 @@ fn eval_planner_sensitivity(stem: &Path, support: &Path, horizons: &[usize], min
          candidate is held), support threshold (clinicians' logged count in the state's cluster below which \
          an action is not chosen) and penalty per unit of ensemble SD of predicted survival; guideline \
          penalty {guideline} throughout. A sensitivity analysis, not a tuning: the scoreboard's row keeps the \
-         defaults chosen before this grid was run. For reference: clinicians 0.7818, target 0.84, what 14,000 \
-         logged episodes allow 0.8176 (above).\n\n{table}",
+         defaults chosen before this grid was run. For reference: clinicians 0.7818, target 0.84; what the training split's \
+         logged episodes allow at the support model's threshold ({min_support}) is in the section above.\n\n{table}",
+        min_support = support.min_support(),
         secs = started.elapsed().as_secs_f64(),
         stem = stem.display(),
         guideline = sepsis_core::planner::MpcConfig::default().guideline_penalty,
