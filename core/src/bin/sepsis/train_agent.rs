@@ -264,8 +264,15 @@ fn fit(llm: &Llm, init: Option<&LoraAdapter>, train: &[Example], validation: &[E
 fn examples(paths: &Paths, llm: &Llm, cohort_path: &Path, name: &str, decisions: usize, seed: u64, first_step_share: Option<f64>, format: ObservationFormat) -> Result<Vec<Example>> {
     let share = first_step_share.map(|s| format!("-first{s}")).unwrap_or_default();
     // Examples of another teacher, of the same one reading other answers, or
-    // written for another observation format, are not reused.
-    let teacher = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(format!("{TEACHER}; {}; observation {format:?}", WorldModelSimulator::ANSWERS)));
+    // written for another observation format, are not reused; nor are those
+    // of the same teacher over other models or another cohort file (a
+    // refitted memory or support model changes what it prescribes).
+    let mut identity = format!("{TEACHER}; {}; observation {format:?}", WorldModelSimulator::ANSWERS);
+    for file in [format!("{WORLD_MODEL}.json"), format!("{WORLD_MODEL}.safetensors"), AI_CLINICIAN_MODEL.to_string(), cohort_path.display().to_string()] {
+        let bytes = std::fs::read(&file).with_context(|| format!("reading {file} to identify the teacher's examples"))?;
+        identity.push_str(&format!("; {file} {}", sepsis_core::manifest::sha256_hex(&bytes)));
+    }
+    let teacher = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(identity));
     let cache = paths.checkpoints.join(format!("teacher-{name}-{decisions}-{seed}{share}-{}.json", &teacher[..8]));
     if let Ok(text) = std::fs::read_to_string(&cache) {
         return serde_json::from_str(&text).with_context(|| format!("{} is damaged: delete it to regenerate", cache.display()));
