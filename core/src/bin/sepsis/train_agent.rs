@@ -272,7 +272,7 @@ fn examples(paths: &Paths, llm: &Llm, cohort_path: &Path, name: &str, decisions:
         let bytes = std::fs::read(&file).with_context(|| format!("reading {file} to identify the teacher's examples"))?;
         identity.push_str(&format!("; {file} {}", sepsis_core::manifest::sha256_hex(&bytes)));
     }
-    let teacher = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(identity));
+    let teacher = sepsis_core::manifest::sha256_hex(identity.as_bytes());
     let cache = paths.checkpoints.join(format!("teacher-{name}-{decisions}-{seed}{share}-{}.json", &teacher[..8]));
     if let Ok(text) = std::fs::read_to_string(&cache) {
         return serde_json::from_str(&text).with_context(|| format!("{} is damaged: delete it to regenerate", cache.display()));
