@@ -2,6 +2,7 @@
 //! and the `wm-mpc` planner as proposers.
 
 use crate::action::{Action, N_ACTIONS};
+use crate::manifest::sha256_hex;
 use crate::planner::{history_of, score_all, situation_of, MpcConfig};
 use crate::simulation::{CandidateStep, CourseStep, SimulateRequest};
 use crate::world_model::simulate::simulate_on_cpu;
@@ -35,6 +36,21 @@ impl WorldModelSimulator<'_> {
     /// What this simulator answers, for caches of decisions made with it:
     /// a change here must not reuse decisions made with the old answers.
     pub const ANSWERS: &'static str = "values after 4 h (sampled); survival and its SD over members as wm-mpc scores them (horizon 2, candidate held)";
+
+    /// What decides this simulator's answers with `model`, whose weights
+    /// file holds `weights`, for the keys of recorded decisions and of the
+    /// teacher's cached examples: a retrained model, a refitted memory or
+    /// new answers must not reuse what the old ones produced. The one
+    /// place this key is written, in the form the scoreboard's records
+    /// have always used.
+    pub fn identity(model: &WorldModel, weights: &[u8]) -> Result<String, serde_json::Error> {
+        let mut identity = format!("world model sha256 {}, simulate answers {}", sha256_hex(weights), Self::ANSWERS);
+        if let Some(memory) = &model.card.memory {
+            let json = serde_json::to_string(memory)?;
+            identity.push_str(&format!(", memory sha256 {}", sha256_hex(json.as_bytes())));
+        }
+        Ok(identity)
+    }
 }
 
 impl Simulator for WorldModelSimulator<'_> {

@@ -178,7 +178,7 @@ pub fn load_adapter(path: impl AsRef<Path>, stage: &str) -> Result<(crate::llm::
     let adapter_error = |message: String| LookupError::Model { name: format!("agent --stage {stage}"), path: path.into(), message };
     let bytes = std::fs::read(path).map_err(|e| adapter_error(e.to_string()))?;
     let adapter = crate::llm::model::LoraAdapter::from_safetensors(&bytes).map_err(|e| adapter_error(e.to_string()))?;
-    Ok((adapter, hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))))
+    Ok((adapter, crate::manifest::sha256_hex(&bytes)))
 }
 
 /// An LLM agent row: its decision in every state, from the decision cache
@@ -207,17 +207,9 @@ fn llm_row(env: &IcuSepsis, row: &AgentRow, world_model_stem: &Path) -> Result<N
         // What the simulations say is part of every decision: a retrained
         // world model must not reuse the old model's decisions.
         let bytes = std::fs::read(&weights).map_err(|e| wm_error(e.to_string()))?;
-        identity = format!(
-            "{identity}, world model sha256 {}, simulate answers {}",
-            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
-            crate::agent::runtime::WorldModelSimulator::ANSWERS
-        );
         let model = crate::world_model::WorldModel::load(stem).map_err(|e| wm_error(e.to_string()))?;
-        // Its memory of logged transitions changes the simulations too.
-        if let Some(memory) = &model.card.memory {
-            let json = serde_json::to_string(memory).map_err(|e| wm_error(e.to_string()))?;
-            identity = format!("{identity}, memory sha256 {}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(json.as_bytes())));
-        }
+        let simulator = crate::agent::runtime::WorldModelSimulator::identity(&model, &bytes).map_err(|e| wm_error(e.to_string()))?;
+        identity = format!("{identity}, {simulator}");
         Some(model)
     } else {
         None

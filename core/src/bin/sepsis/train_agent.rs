@@ -267,8 +267,11 @@ fn examples(paths: &Paths, llm: &Llm, cohort_path: &Path, name: &str, decisions:
     // written for another observation format, are not reused; nor are those
     // of the same teacher over other models or another cohort file (a
     // refitted memory or support model changes what it prescribes).
-    let mut identity = format!("{TEACHER}; {}; observation {format:?}", WorldModelSimulator::ANSWERS);
-    for file in [format!("{WORLD_MODEL}.json"), format!("{WORLD_MODEL}.safetensors"), AI_CLINICIAN_MODEL.to_string(), cohort_path.display().to_string()] {
+    let model = WorldModel::load(Path::new(WORLD_MODEL))?;
+    let weights = format!("{WORLD_MODEL}.safetensors");
+    let weights = std::fs::read(&weights).with_context(|| format!("reading {weights} to identify the teacher's examples"))?;
+    let mut identity = format!("{TEACHER}; observation {format:?}; {}", WorldModelSimulator::identity(&model, &weights)?);
+    for file in [AI_CLINICIAN_MODEL.to_string(), cohort_path.display().to_string()] {
         let bytes = std::fs::read(&file).with_context(|| format!("reading {file} to identify the teacher's examples"))?;
         identity.push_str(&format!("; {file} {}", sepsis_core::manifest::sha256_hex(&bytes)));
     }
@@ -278,7 +281,6 @@ fn examples(paths: &Paths, llm: &Llm, cohort_path: &Path, name: &str, decisions:
         return serde_json::from_str(&text).with_context(|| format!("{} is damaged: delete it to regenerate", cache.display()));
     }
     let cohort = crate::read_cohort_file(cohort_path)?;
-    let model = WorldModel::load(Path::new(WORLD_MODEL))?;
     let support = load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?;
     let courses = decision_points(&cohort, decisions, seed, first_step_share);
     let bar = ProgressBar::new(courses.len() as u64).with_style(ProgressStyle::with_template("teacher ({prefix}) {bar:30} {pos}/{len} decisions, eta {eta}").expect("valid template"));
