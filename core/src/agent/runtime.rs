@@ -440,6 +440,29 @@ mod tests {
         WorldModel::load(std::path::Path::new(SHIPPED)).expect("the shipped world model")
     }
 
+    #[test]
+    fn identity_names_the_weights_the_answers_and_the_memory_in_the_records_form() {
+        let model = shipped();
+        let weights = std::fs::read(format!("{SHIPPED}.safetensors")).unwrap();
+        let memory = serde_json::to_string(model.card.memory.as_ref().expect("the shipped card has a memory")).unwrap();
+        // The scoreboard's decision records are keyed by exactly this text:
+        // another form would re-decide every simulating row.
+        let expected = format!(
+            "world model sha256 {}, simulate answers {}, memory sha256 {}",
+            sha256_hex(&weights),
+            WorldModelSimulator::ANSWERS,
+            sha256_hex(memory.as_bytes())
+        );
+        assert_eq!(WorldModelSimulator::identity(&model, &weights).unwrap(), expected);
+        // Other weights or no memory give another key.
+        let mut other = weights.clone();
+        other[0] ^= 1;
+        assert_ne!(WorldModelSimulator::identity(&model, &other).unwrap(), expected);
+        let mut without_memory = model;
+        without_memory.card.memory = None;
+        assert!(!WorldModelSimulator::identity(&without_memory, &weights).unwrap().contains("memory"));
+    }
+
     fn planner_scores(model: &WorldModel, course: &[CourseStep]) -> Vec<crate::planner::CandidateScore> {
         let history = history_of(course);
         score_all(model, std::slice::from_ref(&history), &[situation_of(&history)], &[[0; N_ACTIONS]], &MpcConfig::default()).unwrap().remove(0)
