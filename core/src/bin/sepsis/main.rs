@@ -25,7 +25,7 @@ use sepsis_core::env::cohort_sampling::{sample_cohort, split};
 use sepsis_core::env::icu_sepsis::{IcuSepsis, DEFAULT_DIR};
 use sepsis_core::eval::policies::{load_adapter, load_ai_clinician, named_policy, AI_CLINICIAN_MODEL, BASELINES_DIR, POLICY_NAMES, WORLD_MODEL};
 use sepsis_core::eval::scoreboard::{agent_markdown, estimator_errors, markdown, Scoreboard, LOGGED_EPISODES, LOGGED_SEED};
-use sepsis_core::manifest::{Manifest, Verifier};
+use sepsis_core::manifest::{sha256_hex, Manifest, Verifier};
 use sepsis_core::policy::Baseline;
 
 #[derive(Parser)]
@@ -803,7 +803,7 @@ fn refresh_manifest(manifest_path: &Path, dir: &Path) -> Result<()> {
     let mut manifest = Manifest::from_json(&text).with_context(|| format!("in {}", manifest_path.display()))?;
     for file in &mut manifest.files {
         let Ok(bytes) = std::fs::read(dir.join(&file.name)) else { continue };
-        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let sha256 = sha256_hex(&bytes);
         if file.sha256 != sha256 {
             println!("updated {} ({} bytes)", file.name, bytes.len());
         }
