@@ -1,8 +1,8 @@
 //! Faithful decoding on the real model files (needs `make fetch`): the
 //! shipped agent's first thought names the patient's state as the values
-//! are, and its prescription is a candidate it simulated with the survival
-//! its thought states, having simulated only candidates in the clinicians'
-//! practice.
+//! are, its refine thought the best survival shown, and its prescription is
+//! a candidate it simulated with that survival, having simulated only
+//! candidates in the clinicians' practice.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -42,9 +42,13 @@ fn the_agent_states_the_patients_state_as_it_is_and_prescribes_what_its_thought_
     // The forced words end where the teacher's thought goes on, so the model
     // continues a tokenization it was trained on.
     let tokenizer = &llm.tokenizer;
-    for words in ["MAP low, lactate high", "MAP at target, lactate normal"] {
-        let stated = tokenizer.encode(&format!("{words}:"));
-        let whole = tokenizer.encode(&format!("{words}: compare."));
+    for words in ["MAP low, lactate high", "MAP at target, lactate normal", "Best: survival 84%"] {
+        // The teacher goes on with ": compare." after the situation, and
+        // with ", flags none." after the best survival.
+        let (stated, whole) = match words.strip_prefix("Best: ") {
+            Some(_) => (tokenizer.encode(words), tokenizer.encode(&format!("{words}, flags none."))),
+            None => (tokenizer.encode(&format!("{words}:")), tokenizer.encode(&format!("{words}: compare."))),
+        };
         assert_eq!(&whole[..stated.len()], stated.as_slice(), "{words}");
     }
 
@@ -75,10 +79,11 @@ fn the_agent_states_the_patients_state_as_it_is_and_prescribes_what_its_thought_
         // states like this one to be in support is simulated.
         assert!(shown.iter().all(|(a, _)| logged.supported(*a)), "{patient}: simulated an unsupported candidate: {shown:?}, logged {logged:?}");
         assert!(shown.iter().any(|(a, _)| *a == trace.prescription), "{patient}: prescribed {} without simulating it: {trace:?}", trace.prescription);
-        if let Some(stated) = stated_survival(turns[1]) {
-            if shown.iter().any(|(_, s)| *s == stated) {
-                assert!(shown.contains(&(trace.prescription, stated)), "{patient}: stated {stated}% and prescribed {}: {shown:?}", trace.prescription);
-            }
-        }
+        // Stated best: the refine thought begins with the best survival
+        // shown, and the prescription is a candidate that showed it.
+        let best = shown.iter().map(|(_, s)| *s).max().unwrap();
+        assert!(turns[1].starts_with(&format!("Best: survival {best}%")), "{patient}: {}", turns[1]);
+        assert_eq!(stated_survival(turns[1]), Some(best));
+        assert!(shown.contains(&(trace.prescription, best)), "{patient}: best shown {best}%, prescribed {}: {shown:?}", trace.prescription);
     }
 }

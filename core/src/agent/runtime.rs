@@ -141,25 +141,39 @@ mod llm {
             /// something. Left out when false, as `faithful` is.
             #[serde(default, skip_serializing_if = "std::ops::Not::not")]
             supported_proposals: bool,
+            /// With `faithful`: the refine thought (after a simulate answer)
+            /// begins with the best survival the answers showed ("Best:
+            /// survival 84%"), written from them as the first thought's
+            /// situation words are, so the prescription is a candidate with
+            /// the best shown survival. The model still chooses what to
+            /// propose, whether to simulate and how to word the rest. Why:
+            /// the trained agent read the answers wrongly where it departed
+            /// from its teacher (6 of 40 demo decisions, every one a
+            /// candidate with less survival than another it had just read;
+            /// docs/agent.md). Left out when false, as `faithful` is.
+            #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+            states_best: bool,
         },
     }
 
     impl Decoding {
         /// What the app and the scoreboard use.
-        pub const DEFAULT: Decoding = Decoding::Constrained { thought_tokens: 16, max_simulate_calls: 1, faithful: true, full_proposals: false, supported_proposals: true };
+        pub const DEFAULT: Decoding = Decoding::Constrained { thought_tokens: 16, max_simulate_calls: 1, faithful: true, full_proposals: false, supported_proposals: true, states_best: true };
 
         /// This decoding with the choices that cannot matter for a decision
-        /// turned off: the proposal rules without a simulator, support
-        /// without the clinicians' practice. Decision records are keyed by
+        /// turned off: the proposal and reading rules without a simulator,
+        /// support without the clinicians' practice, the stated best
+        /// without faithful decoding. Decision records are keyed by
         /// it, so a rule that changes nothing for a row re-decides nothing.
         pub fn as_used(self, can_simulate: bool, shows_practice: bool) -> Decoding {
             match self {
-                Decoding::Constrained { thought_tokens, max_simulate_calls, faithful, full_proposals, supported_proposals } => Decoding::Constrained {
+                Decoding::Constrained { thought_tokens, max_simulate_calls, faithful, full_proposals, supported_proposals, states_best } => Decoding::Constrained {
                     thought_tokens,
                     max_simulate_calls,
                     faithful,
                     full_proposals: full_proposals && can_simulate,
                     supported_proposals: supported_proposals && can_simulate && shows_practice,
+                    states_best: states_best && faithful && can_simulate,
                 },
                 free => free,
             }
@@ -274,8 +288,13 @@ mod llm {
             let sampling = Sampling { seed: self.sampling.seed.wrapping_add(conversation.turns.len() as u64), ..self.sampling };
             self.turn = match self.decoding {
                 Decoding::Free { max_tokens } => Turn::Free(Generator::new(sampling, max_tokens, &CALL_ENDS)),
-                Decoding::Constrained { thought_tokens, faithful, .. } => {
-                    let stated = if faithful && conversation.turns.is_empty() { format!("{}:", situation_words(&Situation::of_course(course))) } else { String::new() };
+                Decoding::Constrained { thought_tokens, faithful, states_best, .. } => {
+                    let best_shown = self.shown.iter().map(|(_, survival)| *survival).max();
+                    let stated = match (faithful, best_shown) {
+                        (true, _) if conversation.turns.is_empty() => format!("{}:", situation_words(&Situation::of_course(course))),
+                        (true, Some(best)) if states_best => format!("Best: survival {best}%"),
+                        _ => String::new(),
+                    };
                     self.prompt_tokens += self.session().read(&stated).map_err(llm_error)?;
                     let generator = self.session().tag_free(Generator::new(sampling, thought_tokens, &["\n"])).map_err(llm_error)?;
                     Turn::Thought { stated, streamed: false, generator }
