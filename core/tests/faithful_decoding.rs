@@ -42,11 +42,11 @@ fn the_agent_states_the_patients_state_as_it_is_and_prescribes_what_its_thought_
     // The forced words end where the teacher's thought goes on, so the model
     // continues a tokenization it was trained on.
     let tokenizer = &llm.tokenizer;
-    for words in ["MAP low, lactate high", "MAP at target, lactate normal", "Best: survival 84%"] {
+    for words in ["MAP low, lactate high", "MAP at target, lactate normal", "Best: survival 84%,"] {
         // The teacher goes on with ": compare." after the situation, and
-        // with ", flags none." after the best survival.
+        // with " flags none." after the best survival's comma.
         let (stated, whole) = match words.strip_prefix("Best: ") {
-            Some(_) => (tokenizer.encode(words), tokenizer.encode(&format!("{words}, flags none."))),
+            Some(_) => (tokenizer.encode(words), tokenizer.encode(&format!("{words} flags none."))),
             None => (tokenizer.encode(&format!("{words}:")), tokenizer.encode(&format!("{words}: compare."))),
         };
         assert_eq!(&whole[..stated.len()], stated.as_slice(), "{words}");
@@ -82,7 +82,7 @@ fn the_agent_states_the_patients_state_as_it_is_and_prescribes_what_its_thought_
         // Stated best: the refine thought begins with the best survival
         // shown, and the prescription is a candidate that showed it.
         let best = shown.iter().map(|(_, s)| *s).max().unwrap();
-        assert!(turns[1].starts_with(&format!("Best: survival {best}%")), "{patient}: {}", turns[1]);
+        assert!(turns[1].starts_with(&format!("Best: survival {best}%,")), "{patient}: {}", turns[1]);
         assert_eq!(stated_survival(turns[1]), Some(best));
         assert!(shown.contains(&(trace.prescription, best)), "{patient}: best shown {best}%, prescribed {}: {shown:?}", trace.prescription);
     }

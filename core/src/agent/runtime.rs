@@ -143,7 +143,7 @@ mod llm {
             supported_proposals: bool,
             /// With `faithful`: the refine thought (after a simulate answer)
             /// begins with the best survival the answers showed ("Best:
-            /// survival 84%"), written from them as the first thought's
+            /// survival 84%,"), written from them as the first thought's
             /// situation words are, so the prescription is a candidate with
             /// the best shown survival. The model still chooses what to
             /// propose, whether to simulate and how to word the rest. Why:
@@ -292,7 +292,9 @@ mod llm {
                     let best_shown = self.shown.iter().map(|(_, survival)| *survival).max();
                     let stated = match (faithful, best_shown) {
                         (true, _) if conversation.turns.is_empty() => format!("{}:", situation_words(&Situation::of_course(course))),
-                        (true, Some(best)) if states_best => format!("Best: survival {best}%"),
+                        // With the comma: the teacher's tokens ("%," is one), so the
+                        // model goes on as it learnt to.
+                        (true, Some(best)) if states_best => format!("Best: survival {best}%,"),
                         _ => String::new(),
                     };
                     self.prompt_tokens += self.session().read(&stated).map_err(llm_error)?;
