@@ -39,6 +39,12 @@ impl Default for MpcConfig {
 }
 
 impl MpcConfig {
+    /// A candidate's score: its survival less the penalties for the
+    /// ensemble's disagreement and for each guideline rule it breaks.
+    pub fn score(&self, survival: f64, disagreement: f64, violations: usize) -> f64 {
+        survival - self.disagreement_penalty * disagreement - self.guideline_penalty * violations as f64
+    }
+
     /// The configuration a planner reading `support`'s counts runs: the
     /// threshold set here, else the support model's.
     #[cfg(feature = "eval")]
@@ -115,7 +121,7 @@ pub fn score_all(
             let mean = values.iter().sum::<f64>() / members as f64;
             let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / members as f64).sqrt();
             let violated = violations(situation, action).len();
-            let score = mean - config.disagreement_penalty * sd - config.guideline_penalty * violated as f64;
+            let score = config.score(mean, sd, violated);
             let count = logged[h][a];
             scores[h].push(CandidateScore { action, survival: mean, disagreement: sd, violations: violated, logged: count, supported: count >= min_support, score });
         }

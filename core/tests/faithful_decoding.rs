@@ -1,15 +1,16 @@
 //! Faithful decoding on the real model files (needs `make fetch`): the
 //! shipped agent's first thought names the patient's state as the values
-//! are, its refine thought the best survival shown, and its prescription is
-//! a candidate it simulated with that survival, having simulated only
+//! are, its refine thought the survival of the best candidate shown (the
+//! teacher's ranking), and its prescription is a candidate it simulated
+//! with that survival, having simulated only
 //! candidates in the clinicians' practice.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use sepsis_core::agent::decision::{decide, stated_survival, Trace, TraceEvent};
+use sepsis_core::agent::decision::{decide, render_results, shown_candidates, Shown, Trace, TraceEvent};
 use sepsis_core::agent::observation::{situation_words, system_prompt};
-use sepsis_core::agent::runtime::{system_session, Decoding, LlmProposer, WorldModelSimulator};
+use sepsis_core::agent::runtime::{best_shown, system_session, Decoding, LlmProposer, WorldModelSimulator};
 use sepsis_core::cohort::csv_format::read_cohort;
 use sepsis_core::eval::policies::{load_adapter, load_ai_clinician, AGENT_ADAPTER, AI_CLINICIAN_MODEL};
 use sepsis_core::guideline::Situation;
@@ -68,22 +69,22 @@ fn the_agent_states_the_patients_state_as_it_is_and_prescribes_what_its_thought_
         let turns = turns(&trace);
         assert!(trace.fallback.is_none() && turns.len() == 2, "{trace:?}");
         assert!(turns[0].starts_with(&format!("{situation}:")), "{patient}: {}", turns[0]);
-        let shown: Vec<_> = trace
+        // What the agent was shown, read back as the loop reads it.
+        let shown: Vec<Shown> = trace
             .events
             .iter()
-            .filter_map(|e| if let TraceEvent::Simulated { candidates, .. } = e { Some(candidates) } else { None })
+            .filter_map(|e| if let TraceEvent::Simulated { candidates, .. } = e { Some(shown_candidates(&render_results(&Situation::of_course(&course), candidates))) } else { None })
             .flatten()
-            .map(|c| (c.action, (100.0 * c.survival).round() as u32))
             .collect();
         // Supported proposals: only what clinicians gave often enough in
         // states like this one to be in support is simulated.
-        assert!(shown.iter().all(|(a, _)| logged.supported(*a)), "{patient}: simulated an unsupported candidate: {shown:?}, logged {logged:?}");
-        assert!(shown.iter().any(|(a, _)| *a == trace.prescription), "{patient}: prescribed {} without simulating it: {trace:?}", trace.prescription);
-        // Stated best: the refine thought begins with the best survival
-        // shown, and the prescription is a candidate that showed it.
-        let best = shown.iter().map(|(_, s)| *s).max().unwrap();
+        assert!(shown.iter().all(|s| logged.supported(s.action)), "{patient}: simulated an unsupported candidate: {shown:?}, logged {logged:?}");
+        assert!(shown.iter().any(|s| s.action == trace.prescription), "{patient}: prescribed {} without simulating it: {trace:?}", trace.prescription);
+        // Stated best: the refine thought begins with the survival of the
+        // best candidate shown (the teacher's ranking), and the
+        // prescription is a candidate that showed it.
+        let best = best_shown(&shown).unwrap().survival;
         assert!(turns[1].starts_with(&format!("Best: survival {best}%,")), "{patient}: {}", turns[1]);
-        assert_eq!(stated_survival(turns[1]), Some(best));
-        assert!(shown.contains(&(trace.prescription, best)), "{patient}: best shown {best}%, prescribed {}: {shown:?}", trace.prescription);
+        assert!(shown.iter().any(|s| s.action == trace.prescription && s.survival == best), "{patient}: best shown {best}%, prescribed {}: {shown:?}", trace.prescription);
     }
 }

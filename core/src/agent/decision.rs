@@ -130,16 +130,33 @@ pub fn render_results(situation: &Situation, results: &[CandidateStep]) -> Strin
     text + "</result>"
 }
 
-/// Each candidate of a simulate answer ([`render_results`]) with the
-/// survival it shows, in whole percent: what the agent read, so faithful
-/// decoding can hold a prescription to the survival its thought states.
-pub fn shown_survivals(answer: &str) -> Vec<(Action, u32)> {
+/// One candidate as a simulate answer ([`render_results`]) showed it: what
+/// the agent read, so faithful decoding can hold a prescription to what its
+/// thought states.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Shown {
+    pub action: Action,
+    /// In whole percent, as shown.
+    pub survival: u32,
+    pub spread: f64,
+    /// Guideline flags shown.
+    pub flags: usize,
+}
+
+/// Each candidate a simulate answer shows; none for any other answer.
+pub fn shown_candidates(answer: &str) -> Vec<Shown> {
     answer
         .lines()
         .filter_map(|line| {
             let (action, rest) = line.split_once(": MAP ")?;
-            let survival = rest.split_once("survival ")?.1.split_once('%')?.0.parse().ok()?;
-            Some((grammar::parse_candidate(action).ok()?, survival))
+            let (_, rest) = rest.split_once("survival ")?;
+            let (survival, rest) = rest.split_once("%, spread ")?;
+            let (spread, flags) = rest.split_once(", flags: ")?;
+            let flags = match flags.trim() {
+                "none" => 0,
+                codes => codes.split_whitespace().count(),
+            };
+            Some(Shown { action: grammar::parse_candidate(action).ok()?, survival: survival.parse().ok()?, spread: spread.parse().ok()?, flags })
         })
         .collect()
 }
@@ -444,8 +461,12 @@ mod tests {
     fn the_survival_each_candidate_showed_and_the_one_a_thought_states_are_read_back() {
         let results = ByFluid(Vec::new()).simulate(&reference_course(), &[Action { fluid: 1, vaso: 0 }, Action { fluid: 4, vaso: 2 }]).unwrap();
         let answer = render_results(&Situation::of_course(&reference_course()), &results);
-        assert_eq!(shown_survivals(&answer), vec![(Action { fluid: 1, vaso: 0 }, 75), (Action { fluid: 4, vaso: 2 }, 90)], "{answer}");
-        assert_eq!(shown_survivals("Error: no such tool"), vec![]);
+        let shown = shown_candidates(&answer);
+        assert_eq!(shown.iter().map(|s| (s.action, s.survival)).collect::<Vec<_>>(), vec![(Action { fluid: 1, vaso: 0 }, 75), (Action { fluid: 4, vaso: 2 }, 90)], "{answer}");
+        let flags = |a: Action| violations(&Situation::of_course(&reference_course()), a).len();
+        assert_eq!(shown.iter().map(|s| s.flags).collect::<Vec<_>>(), vec![flags(Action { fluid: 1, vaso: 0 }), flags(Action { fluid: 4, vaso: 2 })], "{answer}");
+        assert!(shown.iter().zip(&results).all(|(s, r)| (s.spread - r.disagreement).abs() < 0.005), "{answer}");
+        assert_eq!(shown_candidates("Error: no such tool"), vec![]);
         assert_eq!(stated_survival("Best: survival 79%, flags none.\n"), Some(79));
         assert_eq!(stated_survival("Best: survival high."), None);
         assert_eq!(stated_survival("MAP low, lactate high: compare."), None);

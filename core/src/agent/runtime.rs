@@ -8,7 +8,7 @@ use crate::simulation::{CandidateStep, CourseStep, SimulateRequest};
 use crate::world_model::simulate::simulate_on_cpu;
 use crate::world_model::WorldModel;
 
-use super::decision::{AgentError, Simulator};
+use super::decision::{AgentError, Shown, Simulator};
 
 /// Answers `simulate` with the world model, 4 h ahead: each candidate's
 /// sampled values after 4 h, and its survival and spread exactly as `wm-mpc`
@@ -80,6 +80,16 @@ impl Simulator for WorldModelSimulator<'_> {
     }
 }
 
+/// The candidate the teacher would prescribe from what a simulate answer
+/// showed: the highest planner score (`MpcConfig::default`'s penalties
+/// for the spread and each flag) of the figures as shown, the first of
+/// equals.
+pub fn best_shown(shown: &[Shown]) -> Option<&Shown> {
+    let config = MpcConfig::default();
+    let score = |s: &Shown| config.score(f64::from(s.survival) / 100.0, s.spread, s.flags);
+    shown.iter().reduce(|best, s| if score(s) > score(best) + 1e-12 { s } else { best })
+}
+
 #[cfg(feature = "llm")]
 pub use llm::{system_session, Decoding, LlmProposer};
 
@@ -88,7 +98,7 @@ mod llm {
     use serde::{Deserialize, Serialize};
 
     use super::*;
-    use crate::agent::decision::{shown_survivals, stated_survival, Conversation, Proposer, TurnProgress};
+    use crate::agent::decision::{shown_candidates, stated_survival, Conversation, Proposer, TurnProgress};
     use crate::agent::grammar::{parse, CallWriter, SimulateTool, ToolCall, CALL_ENDS};
     use crate::agent::observation::situation_words;
     use crate::guideline::Situation;
@@ -142,15 +152,17 @@ mod llm {
             #[serde(default, skip_serializing_if = "std::ops::Not::not")]
             supported_proposals: bool,
             /// With `faithful`: the refine thought (after a simulate answer)
-            /// begins with the best survival the answers showed ("Best:
-            /// survival 84%,"), written from them as the first thought's
-            /// situation words are, so the prescription is a candidate with
-            /// the best shown survival. The model still chooses what to
-            /// propose, whether to simulate and how to word the rest. Why:
-            /// the trained agent read the answers wrongly where it departed
-            /// from its teacher (6 of 40 demo decisions, every one a
-            /// candidate with less survival than another it had just read;
-            /// docs/agent.md). Left out when false, as `faithful` is.
+            /// begins with the survival of the best candidate shown
+            /// ("Best: survival 84%,"), best as the teacher ranks them
+            /// ([`best_shown`]: survival less the spread and 0.05 per flag),
+            /// written from the answers as the first thought's situation
+            /// words are written from the values; so the prescription is a
+            /// candidate showing that survival. The model still chooses
+            /// what to propose and writes the rest of the thought. Why: the
+            /// trained agent read the answers wrongly where it departed from
+            /// its teacher (6 of 40 demo decisions, each a candidate with
+            /// less survival than another it had just read; docs/agent.md).
+            /// Left out when false, as `faithful` is.
             #[serde(default, skip_serializing_if = "std::ops::Not::not")]
             states_best: bool,
         },
@@ -206,8 +218,8 @@ mod llm {
         /// What the next constrained call may do.
         tool: SimulateTool,
         simulated_before: Vec<Action>,
-        /// Each simulated candidate with the survival its answer showed.
-        shown: Vec<(Action, u32)>,
+        /// Each simulated candidate as its answer showed it.
+        shown: Vec<Shown>,
         /// What a simulate call may list (`Decoding`'s `supported_proposals`).
         simulable: Option<Vec<Action>>,
         turn: Turn,
@@ -233,11 +245,11 @@ mod llm {
         /// the simulated candidates whose shown survival the thought states,
         /// else every simulated candidate; `None` when nothing was simulated.
         fn faithful_prescriptions(&self, thought: &str) -> Option<Vec<Action>> {
-            let simulated: Vec<Action> = self.shown.iter().map(|(a, _)| *a).collect();
+            let simulated: Vec<Action> = self.shown.iter().map(|s| s.action).collect();
             if simulated.is_empty() {
                 return None;
             }
-            let stated: Vec<Action> = stated_survival(thought).map(|s| self.shown.iter().filter(|(_, shown)| *shown == s).map(|(a, _)| *a).collect()).unwrap_or_default();
+            let stated: Vec<Action> = stated_survival(thought).map(|stated| self.shown.iter().filter(|s| s.survival == stated).map(|s| s.action).collect()).unwrap_or_default();
             Some(if stated.is_empty() { simulated } else { stated })
         }
     }
@@ -279,7 +291,7 @@ mod llm {
                 SimulateTool::Optional
             };
             self.simulated_before = simulate_calls.concat();
-            self.shown = conversation.turns.iter().flat_map(|(_, answer)| shown_survivals(answer)).collect();
+            self.shown = conversation.turns.iter().flat_map(|(_, answer)| shown_candidates(answer)).collect();
             self.simulable = match (self.decoding, conversation.logged) {
                 (Decoding::Constrained { supported_proposals: true, .. }, Some(logged)) => Some(Action::all().filter(|&a| logged.supported(a)).collect()),
                 _ => None,
@@ -289,12 +301,11 @@ mod llm {
             self.turn = match self.decoding {
                 Decoding::Free { max_tokens } => Turn::Free(Generator::new(sampling, max_tokens, &CALL_ENDS)),
                 Decoding::Constrained { thought_tokens, faithful, states_best, .. } => {
-                    let best_shown = self.shown.iter().map(|(_, survival)| *survival).max();
-                    let stated = match (faithful, best_shown) {
+                    let stated = match (faithful, best_shown(&self.shown)) {
                         (true, _) if conversation.turns.is_empty() => format!("{}:", situation_words(&Situation::of_course(course))),
                         // With the comma: the teacher's tokens ("%," is one), so the
                         // model goes on as it learnt to.
-                        (true, Some(best)) if states_best => format!("Best: survival {best}%,"),
+                        (true, Some(best)) if states_best => format!("Best: survival {}%,", best.survival),
                         _ => String::new(),
                     };
                     self.prompt_tokens += self.session().read(&stated).map_err(llm_error)?;
@@ -456,6 +467,19 @@ mod tests {
     use crate::simulation::reference_course;
 
     const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../public/models/world-model");
+
+    /// The teacher's ranking of what was shown: three points of survival
+    /// do not pay for a flag, nor for a spread 0.04 wider; equals keep the
+    /// first.
+    #[test]
+    fn the_best_shown_is_the_teachers_ranking_of_the_figures_shown() {
+        let shown = |fluid, survival, spread, flags| Shown { action: Action { fluid, vaso: 0 }, survival, spread, flags };
+        assert_eq!(best_shown(&[shown(1, 80, 0.01, 0), shown(4, 83, 0.01, 1)]).unwrap().action.fluid, 1);
+        assert_eq!(best_shown(&[shown(1, 80, 0.01, 0), shown(4, 83, 0.05, 0)]).unwrap().action.fluid, 1);
+        assert_eq!(best_shown(&[shown(1, 80, 0.01, 0), shown(4, 83, 0.02, 0)]).unwrap().action.fluid, 4);
+        assert_eq!(best_shown(&[shown(2, 80, 0.01, 0), shown(3, 80, 0.01, 0)]).unwrap().action.fluid, 2);
+        assert_eq!(best_shown(&[]), None);
+    }
 
     fn shipped() -> WorldModel {
         WorldModel::load(std::path::Path::new(SHIPPED)).expect("the shipped world model")
