@@ -64,13 +64,15 @@ test('demo cohort to a recommendation with its simulated evidence, flags and the
     assert.match(await page.locator(t('clinician-action')).innerText(), /^fluid [0-4] \/ vasopressor [0-4]$/);
     assert.ok((await page.locator(t('agent-simulation')).count()) >= 1, 'at least one simulation with its evidence');
     assert.match(await page.locator(t('agent-simulation')).first().innerText(), /^fluid [0-4] \/ vasopressor [0-4] simulated 4 h ahead: survival \d+ % \(± \d+ across the ensemble\), MAP \d+ \(\d+–\d+\) mmHg, flags [^;]*; 4-h values (drawn from \d+ logged transitions|forecast by the GRU ensemble)$/);
-    // Stated best: the thought after the simulation begins with the best
-    // survival it showed, and the prescription is a candidate that showed it.
+    // Stated best: the thought after the simulation begins with the survival
+    // of the best candidate shown, ranked as the teacher ranks (survival less
+    // the ensemble's spread and 5 points per flag; the first of equals), and
+    // the prescription is a candidate that showed that survival.
     const simulated = (await page.locator(t('agent-simulation')).allInnerTexts())
-      .map((line) => line.match(/^(fluid \d \/ vasopressor \d) simulated 4 h ahead: survival (\d+) %/))
-      .map(([, action, survival]) => ({ action, survival: Number(survival) }));
-    const best = Math.max(...simulated.map((s) => s.survival));
-    assert.match(await page.locator(t('agent-text')).textContent(), new RegExp(`Best: survival ${best}%`));
+      .map((line) => line.match(/^(fluid \d \/ vasopressor \d) simulated 4 h ahead: survival (\d+) % \(± (\d+) across the ensemble\), .*, flags ([^;]*);/))
+      .map(([, action, survival, spread, flags]) => ({ action, survival: Number(survival), score: Number(survival) - Number(spread) - 5 * (flags === 'none' ? 0 : flags.split(' ').length) }));
+    const best = simulated.reduce((b, s) => (s.score > b.score ? s : b)).survival;
+    assert.match(await page.locator(t('agent-text')).textContent(), new RegExp(`Best: survival ${best}%,`));
     const agentGave = await page.locator(t('agent-prescription')).innerText();
     assert.ok(simulated.some((s) => s.action === agentGave && s.survival === best), `prescribed ${agentGave}, best shown ${best} %: ${JSON.stringify(simulated)}`);
     assert.match(await page.locator(t('agent-timing')).innerText(), /tool calls, 0 rejected turns/);
