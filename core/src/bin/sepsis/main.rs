@@ -477,9 +477,10 @@ fn eval(args: EvalArgs) -> Result<()> {
                                   states when any does.";
                     }
                     if faithful && states_best {
-                        rules += " Stated best: the thought after a simulation begins with the best survival the simulations \
-                                  showed, written from them, so the agent prescribes a candidate it simulated with that survival; \
-                                  what it proposes is its own.";
+                        rules += " Stated best: the thought after a simulation begins with the survival of the best candidate \
+                                  shown as the teacher ranks them (survival less the spread and 0.05 per flag), written from the \
+                                  answer, so the agent prescribes a candidate it simulated with that survival; what it proposes is \
+                                  its own.";
                     }
                     if supported_proposals {
                         rules += &format!(
