@@ -99,9 +99,10 @@ pub struct RecommendArgs {
     /// `constrained`: a short thought, then the tool call written to the
     /// grammar (the model picks tool, levels and candidates); `faithful`:
     /// the same, and the thought begins with the patient's state written
-    /// from the values, the refine thought with the best survival shown,
-    /// and the prescription names a simulated candidate with the survival
-    /// the thought states (docs/agent.md); `free`: free text
+    /// from the values, the refine thought with the survival of the best
+    /// candidate shown (the teacher's ranking), and the prescription names
+    /// a simulated candidate with the survival the thought states
+    /// (docs/agent.md); `free`: free text
     /// parsed afterwards.
     #[arg(long, value_enum, default_value = "faithful")]
     decoding: DecodingName,
@@ -117,7 +118,7 @@ pub struct RecommendArgs {
     /// Whether a simulate call lists only candidates in support in states like this (the support model's threshold; constrained); default: the app's.
     #[arg(long)]
     supported_proposals: Option<bool>,
-    /// Whether the refine thought begins with the best survival shown (faithful only); default: the app's.
+    /// Whether the refine thought begins with the survival of the best candidate shown, as the teacher ranks them (faithful only); default: the app's.
     #[arg(long)]
     states_best: Option<bool>,
     /// Longest free turn (tokens).
