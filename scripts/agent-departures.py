@@ -5,7 +5,8 @@ For the first N patients of a cohort, decides their first step with the agent
 and with the teacher (`sepsis recommend --json`) and says, for each
 departure, whether the teacher's treatment was among the agent's simulated
 candidates and whether the agent prescribed the candidate it was shown the
-most survival for. docs/agent.md reports a run of it.
+most survival for, and the best of them as the teacher ranks (survival less
+the spread and 0.05 per flag). docs/agent.md reports a run of it.
 
 Usage: scripts/agent-departures.py [N] [AGENT] [COHORT]
        (defaults: 40 agent public/demo/icu-sepsis-demo.csv; set
@@ -41,11 +42,16 @@ def main():
         chosen, taught = label(trace["prescription"]), label(teacher["prescription"])
         shown = [(label(c["action"]), c["survival"]) for e in trace["events"] if e["kind"] == "simulated" for c in e["candidates"]]
         best = max(shown, key=lambda c: c[1])[0] if shown else None
+        # The teacher's ranking (MpcConfig::score): survival less the spread and 0.05 per flag.
+        scored = [(label(c["action"]), c["survival"] - c["disagreement"] - 0.05 * len(f))
+                  for e in trace["events"] if e["kind"] == "simulated" for c, f in zip(e["candidates"], e["flags"])]
+        ranked_best = max(scored, key=lambda c: c[1])[0] if scored else None
         proposed = {a for a, _ in shown}
         kind = "same as the teacher" if chosen == taught else ("teacher's treatment simulated, another prescribed" if taught in proposed else "teacher's treatment not simulated")
         tally[kind] += 1
         tally["teacher's treatment simulated"] += taught in proposed
         tally["prescribed the most survival shown"] += chosen == best
+        tally["prescribed the teacher's best of those shown"] += chosen == ranked_best
         shown_text = ", ".join(f"{a} {100 * s:.1f}%" for a, s in shown)
         print(f"{patient}: agent {chosen}, teacher {taught} ({kind}); shown: {shown_text}", flush=True)
     print(f"{len(patients)} decisions:", dict(tally))
