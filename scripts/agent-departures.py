@@ -40,19 +40,19 @@ def main():
     for patient in patients:
         trace, teacher = recommend(cohort, patient, agent), recommend(cohort, patient, "wm-mpc")
         chosen, taught = label(trace["prescription"]), label(teacher["prescription"])
-        shown = [(label(c["action"]), c["survival"]) for e in trace["events"] if e["kind"] == "simulated" for c in e["candidates"]]
+        # Each simulated candidate: its label, survival, and the teacher's score
+        # (MpcConfig::score: survival less the spread and 0.05 per flag).
+        shown = [(label(c["action"]), c["survival"], c["survival"] - c["disagreement"] - 0.05 * len(f))
+                 for e in trace["events"] if e["kind"] == "simulated" for c, f in zip(e["candidates"], e["flags"])]
         best = max(shown, key=lambda c: c[1])[0] if shown else None
-        # The teacher's ranking (MpcConfig::score): survival less the spread and 0.05 per flag.
-        scored = [(label(c["action"]), c["survival"] - c["disagreement"] - 0.05 * len(f))
-                  for e in trace["events"] if e["kind"] == "simulated" for c, f in zip(e["candidates"], e["flags"])]
-        ranked_best = max(scored, key=lambda c: c[1])[0] if scored else None
-        proposed = {a for a, _ in shown}
+        ranked_best = max(shown, key=lambda c: c[2])[0] if shown else None
+        proposed = {a for a, _, _ in shown}
         kind = "same as the teacher" if chosen == taught else ("teacher's treatment simulated, another prescribed" if taught in proposed else "teacher's treatment not simulated")
         tally[kind] += 1
         tally["teacher's treatment simulated"] += taught in proposed
         tally["prescribed the most survival shown"] += chosen == best
         tally["prescribed the teacher's best of those shown"] += chosen == ranked_best
-        shown_text = ", ".join(f"{a} {100 * s:.1f}%" for a, s in shown)
+        shown_text = ", ".join(f"{a} {100 * s:.1f}%" for a, s, _ in shown)
         print(f"{patient}: agent {chosen}, teacher {taught} ({kind}); shown: {shown_text}", flush=True)
     print(f"{len(patients)} decisions:", dict(tally))
 

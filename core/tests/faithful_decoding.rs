@@ -43,13 +43,10 @@ fn the_agent_states_the_patients_state_as_it_is_and_prescribes_what_its_thought_
     // The forced words end where the teacher's thought goes on, so the model
     // continues a tokenization it was trained on.
     let tokenizer = &llm.tokenizer;
-    for words in ["MAP low, lactate high", "MAP at target, lactate normal", "Best: survival 84%,"] {
-        // The teacher goes on with ": compare." after the situation, and
-        // with " flags none." after the best survival's comma.
-        let (stated, whole) = match words.strip_prefix("Best: ") {
-            Some(_) => (tokenizer.encode(words), tokenizer.encode(&format!("{words} flags none."))),
-            None => (tokenizer.encode(&format!("{words}:")), tokenizer.encode(&format!("{words}: compare."))),
-        };
+    // Each: the words written for the model, and how the teacher goes on.
+    for (words, goes_on) in [("MAP low, lactate high:", " compare."), ("MAP at target, lactate normal:", " compare."), ("Best: survival 84%,", " flags none.")] {
+        let stated = tokenizer.encode(words);
+        let whole = tokenizer.encode(&format!("{words}{goes_on}"));
         assert_eq!(&whole[..stated.len()], stated.as_slice(), "{words}");
     }
 
