@@ -1,14 +1,13 @@
 //! Faithful decoding on the real model files (needs `make fetch`): the
 //! shipped agent's first thought names the patient's state as the values
 //! are, its refine thought the survival of the best candidate shown (the
-//! teacher's ranking), and its prescription is a candidate it simulated
-//! with that survival, having simulated only
-//! candidates in the clinicians' practice.
+//! teacher's ranking), and its prescription is that candidate, having
+//! simulated only candidates in the clinicians' practice.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use sepsis_core::agent::decision::{decide, render_results, shown_candidates, Shown, Trace, TraceEvent};
+use sepsis_core::agent::decision::{decide, Shown, Trace, TraceEvent};
 use sepsis_core::agent::observation::{situation_words, system_prompt};
 use sepsis_core::agent::runtime::{best_shown, system_session, Decoding, LlmProposer, WorldModelSimulator};
 use sepsis_core::cohort::csv_format::read_cohort;
@@ -66,22 +65,22 @@ fn the_agent_states_the_patients_state_as_it_is_and_prescribes_what_its_thought_
         let turns = turns(&trace);
         assert!(trace.fallback.is_none() && turns.len() == 2, "{trace:?}");
         assert!(turns[0].starts_with(&format!("{situation}:")), "{patient}: {}", turns[0]);
-        // What the agent was shown, read back as the loop reads it.
+        // What the agent was shown: each simulated candidate's figures and flags.
         let shown: Vec<Shown> = trace
             .events
             .iter()
-            .filter_map(|e| if let TraceEvent::Simulated { candidates, .. } = e { Some(shown_candidates(&render_results(&Situation::of_course(&course), candidates))) } else { None })
+            .filter_map(|e| if let TraceEvent::Simulated { candidates, flags } = e { Some(candidates.iter().zip(flags).map(|(c, f)| Shown::of(c, f))) } else { None })
             .flatten()
             .collect();
         // Supported proposals: only what clinicians gave often enough in
         // states like this one to be in support is simulated.
         assert!(shown.iter().all(|s| logged.supported(s.action)), "{patient}: simulated an unsupported candidate: {shown:?}, logged {logged:?}");
         assert!(shown.iter().any(|s| s.action == trace.prescription), "{patient}: prescribed {} without simulating it: {trace:?}", trace.prescription);
-        // Stated best: the refine thought begins with the survival of the
-        // best candidate shown (the teacher's ranking), and the
-        // prescription is a candidate that showed it.
-        let best = best_shown(&shown).unwrap().survival;
-        assert!(turns[1].starts_with(&format!("Best: survival {best}%,")), "{patient}: {}", turns[1]);
-        assert!(shown.iter().any(|s| s.action == trace.prescription && s.survival == best), "{patient}: best shown {best}%, prescribed {}: {shown:?}", trace.prescription);
+        // Prescribed best: the refine thought begins with the survival of
+        // the best candidate shown (the teacher's ranking), and the
+        // prescription is that candidate.
+        let best = best_shown(&shown).unwrap();
+        assert!(turns[1].starts_with(&format!("Best: survival {}%,", best.percent())), "{patient}: {}", turns[1]);
+        assert_eq!(trace.prescription, best.action, "{patient}: {shown:?}");
     }
 }

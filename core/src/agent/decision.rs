@@ -42,6 +42,12 @@ pub struct Conversation {
     /// The clinicians' practice in states like this one, where the
     /// observation shows it.
     pub logged: Option<LoggedPractice>,
+    /// Each candidate simulated so far with the simulation's own figures
+    /// (its answer shows them rounded), so the loop ranks what was shown
+    /// without reading its own text back. Not serialized: the text is the
+    /// conversation's record.
+    #[serde(skip)]
+    pub shown: Vec<Shown>,
 }
 
 /// What one step of writing a turn produced.
@@ -117,12 +123,12 @@ pub fn render_results(situation: &Situation, results: &[CandidateStep]) -> Strin
             })
         };
         text += &format!(
-            "{}: MAP {}, lactate {}, SOFA {}, survival {:.0}%, spread {:.2}, flags: {}\n",
+            "{}: MAP {}, lactate {}, SOFA {}, survival {}%, spread {:.2}, flags: {}\n",
             render_action(r.action),
             band("map").unwrap_or_default(),
             band("lactate").unwrap_or_default(),
             band("sofa").unwrap_or_default(),
-            100.0 * r.survival,
+            survival_percent(r.survival),
             r.disagreement,
             flags(situation, r.action)
         );
@@ -130,35 +136,33 @@ pub fn render_results(situation: &Situation, results: &[CandidateStep]) -> Strin
     text + "</result>"
 }
 
-/// One candidate as a simulate answer ([`render_results`]) showed it: what
-/// the agent read, so faithful decoding can hold a prescription to what its
-/// thought states.
+/// One simulated candidate as the agent was shown it (the answer rounds the
+/// figures): faithful decoding holds a prescription to what its thought
+/// states, and the stated best ranks these.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Shown {
     pub action: Action,
-    /// In whole percent, as shown.
-    pub survival: u32,
+    pub survival: f64,
     pub spread: f64,
     /// Guideline flags shown.
     pub flags: usize,
 }
 
-/// Each candidate a simulate answer shows; none for any other answer.
-pub fn shown_candidates(answer: &str) -> Vec<Shown> {
-    answer
-        .lines()
-        .filter_map(|line| {
-            let (action, rest) = line.split_once(": MAP ")?;
-            let (_, rest) = rest.split_once("survival ")?;
-            let (survival, rest) = rest.split_once("%, spread ")?;
-            let (spread, flags) = rest.split_once(", flags: ")?;
-            let flags = match flags.trim() {
-                "none" => 0,
-                codes => codes.split_whitespace().count(),
-            };
-            Some(Shown { action: grammar::parse_candidate(action).ok()?, survival: survival.parse().ok()?, spread: spread.parse().ok()?, flags })
-        })
-        .collect()
+impl Shown {
+    /// A simulated candidate and the guideline rules it breaks.
+    pub fn of(result: &CandidateStep, flags: &[Rule]) -> Shown {
+        Shown { action: result.action, survival: result.survival, spread: result.disagreement, flags: flags.len() }
+    }
+
+    /// The survival as the answer shows it, in whole percent.
+    pub fn percent(&self) -> u32 {
+        survival_percent(self.survival)
+    }
+}
+
+/// A survival as answers and thoughts write it, in whole percent.
+pub fn survival_percent(survival: f64) -> u32 {
+    (100.0 * survival).round() as u32
 }
 
 /// The survival a thought states ("Best: survival 79%, ..."), if any.
@@ -199,7 +203,7 @@ impl<'a> Decision<'a> {
             simulator,
             course,
             situation: Situation::of_course(course),
-            conversation: Conversation { observation: observation.clone(), turns: Vec::new(), can_simulate, logged: logged.copied() },
+            conversation: Conversation { observation: observation.clone(), turns: Vec::new(), can_simulate, logged: logged.copied(), shown: Vec::new() },
             trace: Trace { observation, events: Vec::new(), prescription: Action::NONE, fallback: None, tool_calls: 0, malformed: 0, flags: Vec::new() },
             in_turn: false,
             pending: VecDeque::new(),
@@ -291,8 +295,9 @@ impl<'a> Decision<'a> {
                 match self.simulator.as_deref_mut() {
                     Some(simulator) => {
                         let results = simulator.simulate(self.course, &candidates)?;
-                        let rules = results.iter().map(|r| violations(&self.situation, r.action)).collect();
+                        let rules: Vec<Vec<Rule>> = results.iter().map(|r| violations(&self.situation, r.action)).collect();
                         let text = render_results(&self.situation, &results);
+                        self.conversation.shown.extend(results.iter().zip(&rules).map(|(r, f)| Shown::of(r, f)));
                         self.emit(TraceEvent::Simulated { candidates: results, flags: rules });
                         text
                     }
@@ -457,16 +462,37 @@ mod tests {
         }
     }
 
+    /// Hands each turn's view of what was simulated to the test.
+    struct Watching {
+        inner: Scripted,
+        shown: Vec<Vec<Shown>>,
+    }
+
+    impl Proposer for Watching {
+        fn begin_turn(&mut self, course: &[CourseStep], conversation: &Conversation) -> Result<(), AgentError> {
+            self.shown.push(conversation.shown.clone());
+            self.inner.begin_turn(course, conversation)
+        }
+
+        fn advance(&mut self) -> Result<TurnProgress, AgentError> {
+            self.inner.advance()
+        }
+    }
+
     #[test]
-    fn the_survival_each_candidate_showed_and_the_one_a_thought_states_are_read_back() {
-        let results = ByFluid(Vec::new()).simulate(&reference_course(), &[Action { fluid: 1, vaso: 0 }, Action { fluid: 4, vaso: 2 }]).unwrap();
-        let answer = render_results(&Situation::of_course(&reference_course()), &results);
-        let shown = shown_candidates(&answer);
-        assert_eq!(shown.iter().map(|s| (s.action, s.survival)).collect::<Vec<_>>(), vec![(Action { fluid: 1, vaso: 0 }, 75), (Action { fluid: 4, vaso: 2 }, 90)], "{answer}");
-        let flags = |a: Action| violations(&Situation::of_course(&reference_course()), a).len();
-        assert_eq!(shown.iter().map(|s| s.flags).collect::<Vec<_>>(), vec![flags(Action { fluid: 1, vaso: 0 }), flags(Action { fluid: 4, vaso: 2 })], "{answer}");
-        assert!(shown.iter().zip(&results).all(|(s, r)| (s.spread - r.disagreement).abs() < 0.005), "{answer}");
-        assert_eq!(shown_candidates("Error: no such tool"), vec![]);
+    fn the_loop_keeps_each_simulated_candidates_figures_and_a_thought_states_one() {
+        let (low, high) = (Action { fluid: 1, vaso: 0 }, Action { fluid: 4, vaso: 2 });
+        let mut proposer = Watching { inner: Scripted::new(vec!["Compare.\n<simulate>vaso=0 fluid=1; vaso=2 fluid=4</simulate>", "Best.\n<prescribe>vaso=2 fluid=4</prescribe>"]), shown: Vec::new() };
+        let mut simulator = ByFluid(Vec::new());
+        let course = reference_course();
+        decide(&mut proposer, Some(&mut simulator), &course, None, &mut |_| {}).unwrap();
+        let flags = |a: Action| violations(&Situation::of_course(&course), a).len();
+        let expected = vec![Shown { action: low, survival: 0.75, spread: 0.1, flags: flags(low) }, Shown { action: high, survival: 0.9, spread: 0.1, flags: flags(high) }];
+        assert_eq!(proposer.shown.len(), 2);
+        assert!(proposer.shown[0].is_empty(), "nothing simulated before the first turn");
+        assert_eq!(proposer.shown[1].iter().map(|s| (s.action, s.percent(), s.flags)).collect::<Vec<_>>(), expected.iter().map(|s| (s.action, s.percent(), s.flags)).collect::<Vec<_>>());
+        assert!(proposer.shown[1].iter().zip(&expected).all(|(a, b)| (a.survival - b.survival).abs() < 1e-12 && (a.spread - b.spread).abs() < 1e-12));
+        assert_eq!((survival_percent(0.8249), survival_percent(0.8251)), (82, 83));
         assert_eq!(stated_survival("Best: survival 79%, flags none.\n"), Some(79));
         assert_eq!(stated_survival("Best: survival high."), None);
         assert_eq!(stated_survival("MAP low, lactate high: compare."), None);

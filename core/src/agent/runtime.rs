@@ -80,13 +80,14 @@ impl Simulator for WorldModelSimulator<'_> {
     }
 }
 
-/// The candidate the teacher would prescribe from what a simulate answer
-/// showed: the highest planner score (`MpcConfig::default`'s penalties
-/// for the spread and each flag) of the figures as shown, the first of
-/// equals.
+/// The candidate the teacher would prescribe among those simulated: the
+/// highest planner score (`MpcConfig::default`'s penalties for the spread
+/// and each flag), the first of equals. On the simulation's figures, not
+/// the answer's rounded ones, so equals in whole percent are told apart as
+/// the teacher tells them apart.
 pub fn best_shown(shown: &[Shown]) -> Option<&Shown> {
     let config = MpcConfig::default();
-    let score = |s: &Shown| config.score(f64::from(s.survival) / 100.0, s.spread, s.flags);
+    let score = |s: &Shown| config.score(s.survival, s.spread, s.flags);
     shown.iter().reduce(|best, s| if score(s) > score(best) + 1e-12 { s } else { best })
 }
 
@@ -98,7 +99,7 @@ mod llm {
     use serde::{Deserialize, Serialize};
 
     use super::*;
-    use crate::agent::decision::{shown_candidates, stated_survival, Conversation, Proposer, TurnProgress};
+    use crate::agent::decision::{stated_survival, Conversation, Proposer, TurnProgress};
     use crate::agent::grammar::{parse, CallWriter, SimulateTool, ToolCall, CALL_ENDS};
     use crate::agent::observation::situation_words;
     use crate::guideline::Situation;
@@ -154,23 +155,26 @@ mod llm {
             /// With `faithful`: the refine thought (after a simulate answer)
             /// begins with the survival of the best candidate shown
             /// ("Best: survival 84%,"), best as the teacher ranks them
-            /// ([`best_shown`]: survival less the spread and 0.05 per flag),
-            /// written from the answers as the first thought's situation
-            /// words are written from the values; so the prescription is a
-            /// candidate showing that survival. The model still chooses
-            /// what to propose and writes the rest of the thought. Why: the
-            /// trained agent read the answers wrongly where it departed from
-            /// its teacher (6 of 40 demo decisions, each a candidate with
-            /// less survival than another it had just read; docs/agent.md).
-            /// Left out when false, as `faithful` is.
+            /// ([`best_shown`]: survival less the spread and 0.05 per flag,
+            /// on the simulation's own figures, not the rounded ones), written
+            /// from the answers as the first thought's situation words are
+            /// written from the values, and the prescription is that
+            /// candidate. The model still chooses what to propose and writes
+            /// the rest of the thought. Why: the trained agent read the
+            /// answers wrongly where it departed from its teacher (6 of 40
+            /// demo decisions, each a candidate with less survival than
+            /// another it had just read), and where two candidates showed
+            /// the same whole percent it took the higher fluid (3 of 4
+            /// departures left once the thought stated the survival;
+            /// docs/agent.md). Left out when false, as `faithful` is.
             #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-            states_best: bool,
+            prescribes_best: bool,
         },
     }
 
     impl Decoding {
         /// What the app and the scoreboard use.
-        pub const DEFAULT: Decoding = Decoding::Constrained { thought_tokens: 16, max_simulate_calls: 1, faithful: true, full_proposals: false, supported_proposals: true, states_best: true };
+        pub const DEFAULT: Decoding = Decoding::Constrained { thought_tokens: 16, max_simulate_calls: 1, faithful: true, full_proposals: false, supported_proposals: true, prescribes_best: true };
 
         /// This decoding with the choices that cannot matter for a decision
         /// turned off: the proposal and reading rules without a simulator,
@@ -179,13 +183,13 @@ mod llm {
         /// it, so a rule that changes nothing for a row re-decides nothing.
         pub fn as_used(self, can_simulate: bool, shows_practice: bool) -> Decoding {
             match self {
-                Decoding::Constrained { thought_tokens, max_simulate_calls, faithful, full_proposals, supported_proposals, states_best } => Decoding::Constrained {
+                Decoding::Constrained { thought_tokens, max_simulate_calls, faithful, full_proposals, supported_proposals, prescribes_best } => Decoding::Constrained {
                     thought_tokens,
                     max_simulate_calls,
                     faithful,
                     full_proposals: full_proposals && can_simulate,
                     supported_proposals: supported_proposals && can_simulate && shows_practice,
-                    states_best: states_best && faithful && can_simulate,
+                    prescribes_best: prescribes_best && faithful && can_simulate,
                 },
                 free => free,
             }
@@ -220,6 +224,8 @@ mod llm {
         simulated_before: Vec<Action>,
         /// Each simulated candidate as its answer showed it.
         shown: Vec<Shown>,
+        /// The best candidate shown, when this turn's thought states it.
+        stated_best: Option<Action>,
         /// What a simulate call may list (`Decoding`'s `supported_proposals`).
         simulable: Option<Vec<Action>>,
         turn: Turn,
@@ -234,7 +240,7 @@ mod llm {
     impl LlmProposer {
         /// `system`: a session that has read the system prompt ([`system_session`]).
         pub fn new(system: Session, sampling: Sampling, decoding: Decoding) -> Self {
-            Self { system, current: None, read_turns: 0, tool: SimulateTool::Unavailable, simulated_before: Vec::new(), shown: Vec::new(), simulable: None, turn: Turn::Idle, sampling, decoding, generated_tokens: 0, prompt_tokens: 0 }
+            Self { system, current: None, read_turns: 0, tool: SimulateTool::Unavailable, simulated_before: Vec::new(), shown: Vec::new(), stated_best: None, simulable: None, turn: Turn::Idle, sampling, decoding, generated_tokens: 0, prompt_tokens: 0 }
         }
 
         fn session(&mut self) -> &mut Session {
@@ -242,14 +248,19 @@ mod llm {
         }
 
         /// What a prescription may name after `thought` (faithful decoding):
-        /// the simulated candidates whose shown survival the thought states,
-        /// else every simulated candidate; `None` when nothing was simulated.
+        /// the best shown where the thought stated it (`prescribes_best`),
+        /// else the simulated candidates whose shown survival the thought
+        /// states, else every simulated candidate; `None` when nothing was
+        /// simulated.
         fn faithful_prescriptions(&self, thought: &str) -> Option<Vec<Action>> {
             let simulated: Vec<Action> = self.shown.iter().map(|s| s.action).collect();
             if simulated.is_empty() {
                 return None;
             }
-            let stated: Vec<Action> = stated_survival(thought).map(|stated| self.shown.iter().filter(|s| s.survival == stated).map(|s| s.action).collect()).unwrap_or_default();
+            if let Some(best) = self.stated_best {
+                return Some(vec![best]);
+            }
+            let stated: Vec<Action> = stated_survival(thought).map(|stated| self.shown.iter().filter(|s| s.percent() == stated).map(|s| s.action).collect()).unwrap_or_default();
             Some(if stated.is_empty() { simulated } else { stated })
         }
     }
@@ -291,7 +302,7 @@ mod llm {
                 SimulateTool::Optional
             };
             self.simulated_before = simulate_calls.concat();
-            self.shown = conversation.turns.iter().flat_map(|(_, answer)| shown_candidates(answer)).collect();
+            self.shown = conversation.shown.clone();
             self.simulable = match (self.decoding, conversation.logged) {
                 (Decoding::Constrained { supported_proposals: true, .. }, Some(logged)) => Some(Action::all().filter(|&a| logged.supported(a)).collect()),
                 _ => None,
@@ -300,12 +311,17 @@ mod llm {
             let sampling = Sampling { seed: self.sampling.seed.wrapping_add(conversation.turns.len() as u64), ..self.sampling };
             self.turn = match self.decoding {
                 Decoding::Free { max_tokens } => Turn::Free(Generator::new(sampling, max_tokens, &CALL_ENDS)),
-                Decoding::Constrained { thought_tokens, faithful, states_best, .. } => {
-                    let stated = match (faithful, best_shown(&self.shown)) {
+                Decoding::Constrained { thought_tokens, faithful, prescribes_best, .. } => {
+                    let best = best_shown(&self.shown).copied();
+                    self.stated_best = None;
+                    let stated = match (faithful, best) {
                         (true, _) if conversation.turns.is_empty() => format!("{}:", situation_words(&Situation::of_course(course))),
                         // With the comma: the teacher's tokens ("%," is one), so the
                         // model goes on as it learnt to.
-                        (true, Some(best)) if states_best => format!("Best: survival {}%,", best.survival),
+                        (true, Some(best)) if prescribes_best => {
+                            self.stated_best = Some(best.action);
+                            format!("Best: survival {}%,", best.percent())
+                        }
                         _ => String::new(),
                     };
                     self.prompt_tokens += self.session().read(&stated).map_err(llm_error)?;
@@ -468,16 +484,20 @@ mod tests {
 
     const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../public/models/world-model");
 
-    /// The teacher's ranking of what was shown: three points of survival
-    /// do not pay for a flag, nor for a spread 0.04 wider; equals keep the
-    /// first.
+    /// The teacher's ranking of what was simulated: three points of
+    /// survival do not pay for a flag, nor for a spread 0.04 wider; half a
+    /// point tells apart what shows as the same whole percent; exact equals
+    /// keep the first.
     #[test]
-    fn the_best_shown_is_the_teachers_ranking_of_the_figures_shown() {
+    fn the_best_shown_is_the_teachers_ranking_of_the_simulated_figures() {
         let shown = |fluid, survival, spread, flags| Shown { action: Action { fluid, vaso: 0 }, survival, spread, flags };
-        assert_eq!(best_shown(&[shown(1, 80, 0.01, 0), shown(4, 83, 0.01, 1)]).unwrap().action.fluid, 1);
-        assert_eq!(best_shown(&[shown(1, 80, 0.01, 0), shown(4, 83, 0.05, 0)]).unwrap().action.fluid, 1);
-        assert_eq!(best_shown(&[shown(1, 80, 0.01, 0), shown(4, 83, 0.02, 0)]).unwrap().action.fluid, 4);
-        assert_eq!(best_shown(&[shown(2, 80, 0.01, 0), shown(3, 80, 0.01, 0)]).unwrap().action.fluid, 2);
+        assert_eq!(best_shown(&[shown(1, 0.80, 0.01, 0), shown(4, 0.83, 0.01, 1)]).unwrap().action.fluid, 1);
+        assert_eq!(best_shown(&[shown(1, 0.80, 0.01, 0), shown(4, 0.83, 0.05, 0)]).unwrap().action.fluid, 1);
+        assert_eq!(best_shown(&[shown(1, 0.80, 0.01, 0), shown(4, 0.83, 0.02, 0)]).unwrap().action.fluid, 4);
+        let (fluid4, fluid3) = (shown(4, 0.8221, 0.01, 0), shown(3, 0.8249, 0.01, 0));
+        assert_eq!((fluid4.percent(), fluid3.percent()), (82, 82));
+        assert_eq!(best_shown(&[fluid4, fluid3]).unwrap().action.fluid, 3, "both show 82 %");
+        assert_eq!(best_shown(&[shown(2, 0.80, 0.01, 0), shown(3, 0.80, 0.01, 0)]).unwrap().action.fluid, 2);
         assert_eq!(best_shown(&[]), None);
     }
 

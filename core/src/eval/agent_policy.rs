@@ -250,15 +250,15 @@ mod tests {
     #[test]
     fn decoding_rules_that_cannot_act_on_a_row_leave_its_keys() {
         let key = |d: Decoding| serde_json::to_string(&d).unwrap();
-        let plain = Decoding::Constrained { thought_tokens: 16, max_simulate_calls: 1, faithful: true, full_proposals: false, supported_proposals: false, states_best: false };
-        let both = Decoding::Constrained { thought_tokens: 16, max_simulate_calls: 1, faithful: true, full_proposals: true, supported_proposals: true, states_best: true };
+        let plain = Decoding::Constrained { thought_tokens: 16, max_simulate_calls: 1, faithful: true, full_proposals: false, supported_proposals: false, prescribes_best: false };
+        let both = Decoding::Constrained { thought_tokens: 16, max_simulate_calls: 1, faithful: true, full_proposals: true, supported_proposals: true, prescribes_best: true };
         assert_eq!(key(both.as_used(false, true)), key(plain), "no simulator");
         let unfaithful = |d: Decoding| match d {
-            Decoding::Constrained { faithful: _, thought_tokens, max_simulate_calls, full_proposals, supported_proposals, states_best } => Decoding::Constrained { thought_tokens, max_simulate_calls, faithful: false, full_proposals, supported_proposals, states_best },
+            Decoding::Constrained { faithful: _, thought_tokens, max_simulate_calls, full_proposals, supported_proposals, prescribes_best } => Decoding::Constrained { thought_tokens, max_simulate_calls, faithful: false, full_proposals, supported_proposals, prescribes_best },
             free => free,
         };
-        assert!(!key(unfaithful(both).as_used(true, true)).contains("states_best"), "the stated best is faithful decoding's");
-        assert!(key(both.as_used(true, true)).contains(r#""states_best":true"#), "the stated best acts with a simulator");
+        assert!(!key(unfaithful(both).as_used(true, true)).contains("prescribes_best"), "the stated best is faithful decoding's");
+        assert!(key(both.as_used(true, true)).contains(r#""prescribes_best":true"#), "the stated best acts with a simulator");
         assert_eq!(key(plain), r#"{"mode":"constrained","thought_tokens":16,"max_simulate_calls":1,"faithful":true}"#, "the keys recorded before the rules");
         assert_ne!(key(both.as_used(true, false)), key(plain), "three candidates act with a simulator");
         assert_ne!(key(both.as_used(true, false)), key(both.as_used(true, true)), "support acts where practice is shown");

@@ -470,17 +470,17 @@ fn eval(args: EvalArgs) -> Result<()> {
             decoding = serde_json::to_string(&sepsis_core::agent::runtime::Decoding::DEFAULT)?,
             decoding_rules = {
                 let mut rules = String::new();
-                if let sepsis_core::agent::runtime::Decoding::Constrained { faithful, supported_proposals, states_best, .. } = sepsis_core::agent::runtime::Decoding::DEFAULT {
+                if let sepsis_core::agent::runtime::Decoding::Constrained { faithful, supported_proposals, prescribes_best, .. } = sepsis_core::agent::runtime::Decoding::DEFAULT {
                     if faithful {
                         rules += " Faithful: the first thought begins with the patient's MAP and lactate status written from the values, \
                                   and a prescription names a candidate the agent simulated, one showing the survival its thought \
                                   states when any does.";
                     }
-                    if faithful && states_best {
-                        rules += " Stated best: the thought after a simulation begins with the survival of the best candidate \
-                                  shown as the teacher ranks them (survival less the spread and 0.05 per flag), written from the \
-                                  answer, so the agent prescribes a candidate it simulated with that survival; what it proposes is \
-                                  its own.";
+                    if faithful && prescribes_best {
+                        rules += " Prescribed best: the thought after a simulation begins with the survival of the best \
+                                  candidate shown as the teacher ranks them (survival less the spread and 0.05 per flag, on the \
+                                  simulation's unrounded figures), written from the answer, and the agent prescribes that candidate; \
+                                  what it proposes is its own.";
                     }
                     if supported_proposals {
                         rules += &format!(

@@ -118,9 +118,9 @@ pub struct RecommendArgs {
     /// Whether a simulate call lists only candidates in support in states like this (the support model's threshold; constrained); default: the app's.
     #[arg(long)]
     supported_proposals: Option<bool>,
-    /// Whether the refine thought begins with the survival of the best candidate shown, as the teacher ranks them (faithful only); default: the app's.
+    /// Whether the refine thought begins with the survival of the best candidate shown, as the teacher ranks them, and the prescription is that candidate (faithful only); default: the app's.
     #[arg(long)]
-    states_best: Option<bool>,
+    prescribes_best: Option<bool>,
     /// Longest free turn (tokens).
     #[arg(long, default_value_t = 160)]
     max_tokens: usize,
@@ -193,14 +193,14 @@ pub fn run(args: RecommendArgs) -> Result<()> {
             let sampling = Sampling { temperature: args.temperature, top_p: 0.95, seed: args.seed };
             let decoding = match args.decoding {
                 DecodingName::Faithful | DecodingName::Constrained => {
-                    let Decoding::Constrained { thought_tokens, max_simulate_calls, full_proposals, supported_proposals, states_best, .. } = Decoding::DEFAULT else { unreachable!("the default is constrained") };
+                    let Decoding::Constrained { thought_tokens, max_simulate_calls, full_proposals, supported_proposals, prescribes_best, .. } = Decoding::DEFAULT else { unreachable!("the default is constrained") };
                     Decoding::Constrained {
                         thought_tokens: args.thought_tokens.unwrap_or(thought_tokens),
                         max_simulate_calls: args.max_simulate_calls.unwrap_or(max_simulate_calls),
                         faithful: args.decoding == DecodingName::Faithful,
                         full_proposals: args.full_proposals.unwrap_or(full_proposals),
                         supported_proposals: args.supported_proposals.unwrap_or(supported_proposals),
-                        states_best: args.states_best.unwrap_or(states_best),
+                        prescribes_best: args.prescribes_best.unwrap_or(prescribes_best),
                     }
                 }
                 DecodingName::Free => Decoding::Free { max_tokens: args.max_tokens },
