@@ -138,7 +138,7 @@ pub fn render_results(situation: &Situation, results: &[CandidateStep]) -> Strin
 
 /// One simulated candidate as the agent was shown it (the answer rounds the
 /// figures): faithful decoding holds a prescription to what its thought
-/// states, and the stated best ranks these.
+/// states, and the prescribed best ranks these.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Shown {
     pub action: Action,

@@ -178,7 +178,7 @@ mod llm {
 
         /// This decoding with the choices that cannot matter for a decision
         /// turned off: the proposal and reading rules without a simulator,
-        /// support without the clinicians' practice, the stated best
+        /// support without the clinicians' practice, the prescribed best
         /// without faithful decoding. Decision records are keyed by
         /// it, so a rule that changes nothing for a row re-decides nothing.
         pub fn as_used(self, can_simulate: bool, shows_practice: bool) -> Decoding {

@@ -136,10 +136,11 @@ impl RewardedState {
 /// simulator, the observation in `format`, decoded as the app decodes. The
 /// situation words faithful decoding writes for the model are the same in
 /// every decision of a group, so their share of the policy gradient cancels
-/// against the group's mean reward. The stated best (since 2026-11-29,
+/// against the group's mean reward. The prescribed best (since 2026-11-29,
 /// after the shipped adapter was trained) follows from what was proposed,
-/// so it differs within a group and is reinforced with the proposal that
-/// led to it, as the teacher's rationale is imitated in stage 2.
+/// so its stated survival and its prescription differ within a group and
+/// are reinforced with the proposal that led to them, as the teacher's
+/// rationale is imitated in stage 2.
 pub fn decide_once(system: &Session, model: &WorldModel, state: &RewardedState, format: ObservationFormat, sampling: Sampling) -> Result<(Trace, crate::agent::decision::Conversation), AgentError> {
     let mut proposer = LlmProposer::new(system.clone(), sampling, Decoding::DEFAULT);
     let mut simulator = WorldModelSimulator { model, samples: 16, seed: sampling.seed as u32 };

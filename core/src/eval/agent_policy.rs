@@ -257,8 +257,8 @@ mod tests {
             Decoding::Constrained { faithful: _, thought_tokens, max_simulate_calls, full_proposals, supported_proposals, prescribes_best } => Decoding::Constrained { thought_tokens, max_simulate_calls, faithful: false, full_proposals, supported_proposals, prescribes_best },
             free => free,
         };
-        assert!(!key(unfaithful(both).as_used(true, true)).contains("prescribes_best"), "the stated best is faithful decoding's");
-        assert!(key(both.as_used(true, true)).contains(r#""prescribes_best":true"#), "the stated best acts with a simulator");
+        assert!(!key(unfaithful(both).as_used(true, true)).contains("prescribes_best"), "the prescribed best is faithful decoding's");
+        assert!(key(both.as_used(true, true)).contains(r#""prescribes_best":true"#), "the prescribed best acts with a simulator");
         assert_eq!(key(plain), r#"{"mode":"constrained","thought_tokens":16,"max_simulate_calls":1,"faithful":true}"#, "the keys recorded before the rules");
         assert_ne!(key(both.as_used(true, false)), key(plain), "three candidates act with a simulator");
         assert_ne!(key(both.as_used(true, false)), key(both.as_used(true, true)), "support acts where practice is shown");
