@@ -399,7 +399,7 @@ pub use planner::PlannerProposer;
 #[cfg(feature = "eval")]
 mod planner {
     use super::*;
-    use crate::agent::decision::{Conversation, Proposer, TurnProgress};
+    use crate::agent::decision::{survival_percent, Conversation, Proposer, TurnProgress};
     use crate::agent::grammar::{ToolCall, MAX_SIMULATED};
     use crate::agent::observation::{flags, situation_words};
     use crate::baselines::ai_clinician::AiClinician;
@@ -467,8 +467,8 @@ mod planner {
             let chosen = best(&scores);
             let situation = Situation::of_course(course);
             Ok(format!(
-                "Best: survival {:.0}%, flags {}.\n{}",
-                100.0 * chosen.survival,
+                "Best: survival {}%, flags {}.\n{}",
+                survival_percent(chosen.survival),
                 flags(&situation, chosen.action),
                 ToolCall::Prescribe(chosen.action).render()
             ))
