@@ -33,6 +33,9 @@ run_suite() {
 
 run_suite native count_cargo cargo test -p sepsis-core
 run_suite app count_cargo cargo test -p sepsis-app
+# The runner's default 20 s covers the whole headless run; the debug build's worker tests take
+# about 16 s on an idle machine and were killed at the limit beside a scoreboard run, so allow more.
+export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-300}
 run_suite wasm count_cargo env CHROMEDRIVER=/usr/bin/chromedriver cargo test --target wasm32-unknown-unknown -p sepsis-worker
 # The worker's relaxed-SIMD build (scripts/build-relaxed-worker.sh): its fused matmul against a plain
 # loop, the simulation against native, and the rest of the worker's tests.
