@@ -224,8 +224,6 @@ mod llm {
         simulated_before: Vec<Action>,
         /// Each simulated candidate as its answer showed it.
         shown: Vec<Shown>,
-        /// The best candidate shown, when this turn's thought states it.
-        stated_best: Option<Action>,
         /// What a simulate call may list (`Decoding`'s `supported_proposals`).
         simulable: Option<Vec<Action>>,
         turn: Turn,
@@ -240,7 +238,7 @@ mod llm {
     impl LlmProposer {
         /// `system`: a session that has read the system prompt ([`system_session`]).
         pub fn new(system: Session, sampling: Sampling, decoding: Decoding) -> Self {
-            Self { system, current: None, read_turns: 0, tool: SimulateTool::Unavailable, simulated_before: Vec::new(), shown: Vec::new(), stated_best: None, simulable: None, turn: Turn::Idle, sampling, decoding, generated_tokens: 0, prompt_tokens: 0 }
+            Self { system, current: None, read_turns: 0, tool: SimulateTool::Unavailable, simulated_before: Vec::new(), shown: Vec::new(), simulable: None, turn: Turn::Idle, sampling, decoding, generated_tokens: 0, prompt_tokens: 0 }
         }
 
         fn session(&mut self) -> &mut Session {
@@ -248,8 +246,8 @@ mod llm {
         }
 
         /// What a prescription may name after `thought` (faithful decoding):
-        /// the best shown where the thought stated it (`prescribes_best`),
-        /// else the simulated candidates whose shown survival the thought
+        /// with `prescribes_best`, the best shown (the one the thought
+        /// states), else the simulated candidates whose shown survival the thought
         /// states, else every simulated candidate; `None` when nothing was
         /// simulated.
         fn faithful_prescriptions(&self, thought: &str) -> Option<Vec<Action>> {
@@ -257,8 +255,8 @@ mod llm {
             if simulated.is_empty() {
                 return None;
             }
-            if let Some(best) = self.stated_best {
-                return Some(vec![best]);
+            if let (Decoding::Constrained { prescribes_best: true, .. }, Some(best)) = (self.decoding, best_shown(&self.shown)) {
+                return Some(vec![best.action]);
             }
             let stated: Vec<Action> = stated_survival(thought).map(|stated| self.shown.iter().filter(|s| s.percent() == stated).map(|s| s.action).collect()).unwrap_or_default();
             Some(if stated.is_empty() { simulated } else { stated })
@@ -312,16 +310,11 @@ mod llm {
             self.turn = match self.decoding {
                 Decoding::Free { max_tokens } => Turn::Free(Generator::new(sampling, max_tokens, &CALL_ENDS)),
                 Decoding::Constrained { thought_tokens, faithful, prescribes_best, .. } => {
-                    let best = best_shown(&self.shown).copied();
-                    self.stated_best = None;
-                    let stated = match (faithful, best) {
+                    let stated = match (faithful, best_shown(&self.shown)) {
                         (true, _) if conversation.turns.is_empty() => format!("{}:", situation_words(&Situation::of_course(course))),
                         // With the comma: the teacher's tokens ("%," is one), so the
                         // model goes on as it learnt to.
-                        (true, Some(best)) if prescribes_best => {
-                            self.stated_best = Some(best.action);
-                            format!("Best: survival {}%,", best.percent())
-                        }
+                        (true, Some(best)) if prescribes_best => format!("Best: survival {}%,", best.percent()),
                         _ => String::new(),
                     };
                     self.prompt_tokens += self.session().read(&stated).map_err(llm_error)?;
