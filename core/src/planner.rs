@@ -147,9 +147,9 @@ fn follow_expected(model: &WorldModel, current: &mut [Vec<Option<f64>>], output:
 /// a candidate it holds enough of them for takes its first transition from
 /// them, as a simulation does: member `m`'s survival after the horizon is
 /// its bootstrap average over the logged outcomes, an end of stay counting
-/// as it ended and a logged state as the share of logged stays through it
-/// that ended alive where the memory holds enough of them (`logged_survival`),
-/// elsewhere as the survival the member predicts after reading it (and
+/// as it ended and a logged state as the memory values reaching it
+/// (`reached_survival`: its planned survival, else the share of logged stays
+/// through it that ended alive where it holds enough of them), elsewhere as the survival the member predicts after reading it (and
 /// following its expected values for the rest of the horizon, holding the
 /// candidate). `after_candidate`: the member's state
 /// after each row `h * 25 + a` read its candidate; `survival` is overwritten
@@ -179,7 +179,7 @@ fn recall_first_transition(
                 match memory.next(row, entry) {
                     Next::Survived => survival[r] += p,
                     Next::Died => {}
-                    Next::Cluster(k) => match memory.logged_survival(k as usize) {
+                    Next::Cluster(k) => match memory.reached_survival(k as usize) {
                         Some(alive) => survival[r] += p * alive,
                         None => {
                             let logged = &memory.representatives[k as usize];
@@ -491,10 +491,18 @@ mod tests {
         // Where the memory knows how the stays through the reached state
         // ended (27 of 30 logged steps alive), that share values it, the
         // same for every member.
-        model.card.memory = Some(two_state_memory(&model.card, &now, &reached, rows).with_outcomes(vec![(0, 10), (27, 30)]));
+        model.card.memory = Some(two_state_memory(&model.card, &now, &reached, rows.clone()).with_outcomes(vec![(0, 10), (27, 30)]));
         let valued = score(&model);
         assert!((valued[fluid4.index()].survival - 0.9).abs() < 1e-12 && valued[fluid4.index()].disagreement < 1e-12, "{:?}", valued[fluid4.index()]);
         assert_eq!((&valued[none.index()], &valued[fluid1.index()]), (&remembered[none.index()], &remembered[fluid1.index()]), "ends of stay count as they ended");
+        // Where the memory has planned onward from the reached state, its
+        // planned survival values it instead of the logged share.
+        let mut planned = two_state_memory(&model.card, &now, &reached, rows).with_outcomes(vec![(0, 10), (27, 30)]);
+        planned.planned = vec![None, Some(0.95)];
+        model.card.memory = Some(planned);
+        let onward = score(&model);
+        assert!((onward[fluid4.index()].survival - 0.95).abs() < 1e-12, "{:?}", onward[fluid4.index()]);
+        assert_eq!(&onward[fluid1.index()], &remembered[fluid1.index()]);
     }
 
     /// The planner takes the support model's threshold unless one is set

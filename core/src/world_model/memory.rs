@@ -29,6 +29,13 @@
 //! share where the cluster holds at least `min_count` logged steps: the
 //! GRU's outcome head estimates the same quantity from the features, less
 //! closely (docs/world-model.md, "The memory of logged outcomes").
+//!
+//! And it plans over its own counts (`planned`): the survival from each
+//! cluster on when every later decision takes the supported treatment its
+//! logged transitions make best. Where a cluster has one, the planner values
+//! reaching it by that instead (docs/world-model.md, "Planning over the
+//! memory"): a candidate is then judged by what follows it when care goes
+//! on as well as the data allow, not as clinicians happened to go on.
 
 use std::sync::OnceLock;
 
@@ -87,6 +94,12 @@ pub struct TransitionMemory {
     /// with it keep their identity); those value every reached cluster by the GRU.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outcomes: Vec<(u32, u32)>,
+    /// Per cluster: survival from there on when every later decision takes
+    /// the best supported treatment by the memory's own transitions
+    /// (`fit::planned_survival`); None where no treatment is supported.
+    /// Empty in cards fitted before it (left out of their JSON, as `outcomes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub planned: Vec<Option<f64>>,
     /// `cluster * 25 + action` -> index in `rows`, built on first use.
     #[serde(skip)]
     index: OnceLock<Vec<Option<u32>>>,
@@ -98,8 +111,8 @@ pub struct TransitionMemory {
 /// Equal when what is stored is equal (the lookups are caches).
 impl PartialEq for TransitionMemory {
     fn eq(&self, other: &Self) -> bool {
-        (self.min_count, &self.centres, &self.standardiser, &self.representatives, &self.rows, &self.outcomes)
-            == (other.min_count, &other.centres, &other.standardiser, &other.representatives, &other.rows, &other.outcomes)
+        (self.min_count, &self.centres, &self.standardiser, &self.representatives, &self.rows, &self.outcomes, &self.planned)
+            == (other.min_count, &other.centres, &other.standardiser, &other.representatives, &other.rows, &other.outcomes, &other.planned)
     }
 }
 
@@ -108,7 +121,7 @@ const BOOTSTRAP_SEED: u32 = 0xB007_0000;
 
 impl TransitionMemory {
     pub fn new(min_count: u32, centres: Vec<Vec<f32>>, representatives: Vec<Representative>, rows: Vec<MemoryRow>) -> Self {
-        Self { min_count, centres, standardiser: None, representatives, rows, outcomes: Vec::new(), index: OnceLock::new(), weights: OnceLock::new() }
+        Self { min_count, centres, standardiser: None, representatives, rows, outcomes: Vec::new(), planned: Vec::new(), index: OnceLock::new(), weights: OnceLock::new() }
     }
 
     /// The same memory with how the stays through each cluster ended.
@@ -123,6 +136,12 @@ impl TransitionMemory {
     pub fn logged_survival(&self, cluster: usize) -> Option<f64> {
         let &(alive, steps) = self.outcomes.get(cluster)?;
         (steps >= self.min_count).then(|| f64::from(alive) / f64::from(steps))
+    }
+
+    /// What reaching `cluster` is worth to the planner: its planned survival
+    /// where the memory plans there, else its logged survival.
+    pub fn reached_survival(&self, cluster: usize) -> Option<f64> {
+        self.planned.get(cluster).copied().flatten().or_else(|| self.logged_survival(cluster))
     }
 
     pub fn clusters(&self) -> usize {
@@ -232,6 +251,8 @@ pub mod fit {
     use super::*;
     use crate::baselines::ai_clinician::AiClinician;
     use crate::cohort::schema::{Kind, FEATURES};
+    use crate::env::{TabularMdp, Transition};
+    use crate::eval::exact::value_iteration;
     use crate::cohort::{Cohort, Outcome};
     use crate::world_model::card::ModelCard;
 
@@ -294,7 +315,45 @@ pub mod fit {
             .filter(|(_, next)| next.values().sum::<u32>() >= min_count)
             .map(|(i, next)| MemoryRow { cluster: (i / N_ACTIONS) as u32, action: (i % N_ACTIONS) as u8, next: next.into_iter().collect() })
             .collect();
-        Ok(TransitionMemory { standardiser, ..TransitionMemory::new(min_count, centres, representatives, rows).with_outcomes(outcomes) })
+        let memory = TransitionMemory { standardiser, ..TransitionMemory::new(min_count, centres, representatives, rows).with_outcomes(outcomes) };
+        let planned = planned_survival(&memory, support.min_support());
+        Ok(TransitionMemory { planned, ..memory })
+    }
+
+    /// Survival from each cluster on when every decision from there takes,
+    /// among the treatments logged at least `min_support` times in that
+    /// cluster (the planner's support), the one the memory's transitions
+    /// make best: value iteration over the counted transitions, undiscounted
+    /// as ICU-Sepsis scores. A cluster where no treatment is supported is
+    /// left to the clinicians: reached, it counts as its logged stays ended
+    /// (the planner, too, gives there what clinicians gave most), and it has
+    /// no planned survival (None).
+    pub fn planned_survival(memory: &TransitionMemory, min_support: u32) -> Vec<Option<f64>> {
+        let k = memory.clusters();
+        let (died, survived) = (k, k + 1);
+        let supported = |row: &MemoryRow| row.next.iter().map(|&(_, n)| n).sum::<u32>() >= min_support;
+        let mut transitions = vec![Vec::new(); k * N_ACTIONS];
+        let mut planned = vec![false; k];
+        for row in memory.rows.iter().filter(|r| supported(r)) {
+            let total: f64 = row.next.iter().map(|&(_, n)| f64::from(n)).sum();
+            let c = row.cluster as usize;
+            planned[c] = true;
+            transitions[c * N_ACTIONS + row.action as usize] = row
+                .next
+                .iter()
+                .map(|&(next, n)| Transition { next: next as usize, probability: f64::from(n) / total, reward: if next as usize == survived { 1.0 } else { 0.0 } })
+                .collect();
+        }
+        // Unplanned clusters: one way out, ending as their logged stays did.
+        for c in (0..k).filter(|&c| !planned[c]) {
+            let (alive, steps) = memory.outcomes.get(c).copied().unwrap_or((0, 0));
+            let share = if steps == 0 { 0.0 } else { f64::from(alive) / f64::from(steps) };
+            transitions[c * N_ACTIONS] = vec![Transition { next: died, probability: 1.0 - share, reward: 0.0 }, Transition { next: survived, probability: share, reward: 1.0 }];
+        }
+        let mdp = TabularMdp::new(k, transitions, vec![1.0 / k as f64; k]);
+        let allowed = |c: usize, a: usize| if planned[c] { memory.row(c, a).is_some_and(|r| supported(&memory.rows[r])) } else { a == 0 };
+        let optimal = value_iteration(&mdp, allowed);
+        optimal.values.into_iter().zip(planned).map(|(value, planned)| planned.then_some(value)).collect()
     }
 }
 
@@ -462,10 +521,61 @@ mod tests {
         assert!((apart.representatives[high].z[map] - z_other).abs() < 1e-5);
     }
 
+    /// Planning over the memory: each cluster is worth its best supported
+    /// treatment's counted outcomes, followed on; a cluster with no
+    /// supported treatment ends as its logged stays did and has no plan.
+    #[cfg(feature = "eval")]
+    #[test]
+    fn planned_survival_follows_the_best_supported_treatment_onward() {
+        // Cluster 0: nothing -> cluster 1 (30) or died (10); fluid 3 (action
+        // 15) -> survived (25) or died (25). Cluster 1: nothing -> survived
+        // (90) or died (10); vasopressor 1 (action 1) -> survived (20).
+        // Cluster 2: no rows, 3 of 4 logged steps alive.
+        let mut m = memory();
+        m.centres.push(vec![2.0, 2.0]);
+        m.representatives.push(Representative { z: vec![2.0, 2.0], observed: vec![true, true] });
+        let (died, survived) = (3, 4);
+        m.rows = vec![
+            MemoryRow { cluster: 0, action: 0, next: vec![(1, 30), (died, 10)] },
+            MemoryRow { cluster: 0, action: 15, next: vec![(died, 25), (survived, 25)] },
+            MemoryRow { cluster: 1, action: 0, next: vec![(died, 10), (survived, 90)] },
+            MemoryRow { cluster: 1, action: 1, next: vec![(survived, 20)] },
+        ];
+        let m = TransitionMemory::new(20, m.centres, m.representatives, m.rows).with_outcomes(vec![(40, 90), (60, 110), (3, 4)]);
+        let close = |got: &[Option<f64>], want: [Option<f64>; 3]| {
+            got.len() == 3 && got.iter().zip(want).all(|(g, w)| match (g, w) { (Some(g), Some(w)) => (g - w).abs() < 1e-9, (g, w) => *g == w })
+        };
+        // Support 30: cluster 1 takes nothing (0.9; vasopressor's 20 are too
+        // few), so cluster 0's nothing is worth 0.75 * 0.9 against fluid 3's 0.5.
+        let got = fit::planned_survival(&m, 30);
+        assert!(close(&got, [Some(0.675), Some(0.9), None]), "{got:?}");
+        // Support 20: vasopressor 1 in cluster 1 (1.0), so 0.75 in cluster 0.
+        let got = fit::planned_survival(&m, 20);
+        assert!(close(&got, [Some(0.75), Some(1.0), None]), "{got:?}");
+        // Support 45: cluster 0's nothing (40) drops out, fluid 3 (50) stays.
+        let got = fit::planned_survival(&m, 45);
+        assert!(close(&got, [Some(0.5), Some(0.9), None]), "{got:?}");
+        // Reaching a cluster: planned where planned, else the logged share
+        // where it holds min_count steps (cluster 2's 4 are too few).
+        let m = TransitionMemory { planned: fit::planned_survival(&m, 30), ..m };
+        assert_eq!(m.reached_survival(2), None);
+        assert!((m.reached_survival(1).unwrap() - 0.9).abs() < 1e-9);
+        let unplanned = TransitionMemory { planned: vec![None, None, None], ..m };
+        assert_eq!(unplanned.reached_survival(1), Some(60.0 / 110.0));
+        // An unplanned cluster reached onward counts as its stays ended.
+        let mut onward = unplanned.clone();
+        onward.rows[0].next = vec![(2, 30), (died, 10)];
+        onward.rows.truncate(1);
+        let onward = TransitionMemory::new(20, onward.centres, onward.representatives, onward.rows).with_outcomes(vec![(40, 90), (60, 110), (3, 4)]);
+        let got = fit::planned_survival(&onward, 20);
+        assert!(close(&got, [Some(0.75 * 0.75), None, None]), "{got:?}");
+    }
+
     #[test]
     fn the_lookups_survive_serialisation() {
-        let m = memory().with_outcomes(vec![(30, 40), (5, 10)]);
+        let m = TransitionMemory { planned: vec![Some(0.5), None], ..memory().with_outcomes(vec![(30, 40), (5, 10)]) };
         let back: TransitionMemory = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
         assert_eq!(back.row(0, 3), Some(1));
         assert_eq!(back.probabilities(5, 1, 1), m.probabilities(5, 1, 1));
         assert_eq!((back.logged_survival(0), back.logged_survival(1)), (Some(0.75), None), "10 logged steps are fewer than 20");
@@ -481,5 +591,6 @@ mod tests {
         let back: TransitionMemory = serde_json::from_str(&json).unwrap();
         assert_eq!(serde_json::to_string(&back).unwrap(), json);
         assert_eq!(back.logged_survival(0), None);
+        assert!(!json.contains("planned"), "{json}");
     }
 }
