@@ -63,7 +63,7 @@ test('demo cohort to a recommendation with its simulated evidence, flags and the
     assert.match(await page.locator(t('agent-prescription')).innerText(), /^fluid [0-4] \/ vasopressor [0-4]$/);
     assert.match(await page.locator(t('clinician-action')).innerText(), /^fluid [0-4] \/ vasopressor [0-4]$/);
     assert.ok((await page.locator(t('agent-simulation')).count()) >= 1, 'at least one simulation with its evidence');
-    assert.match(await page.locator(t('agent-simulation')).first().innerText(), /^fluid [0-4] \/ vasopressor [0-4] simulated 4 h ahead: survival \d+ % \(± \d+ across the ensemble\), MAP \d+ \(\d+–\d+\) mmHg, flags [^;]*; 4-h values (drawn from \d+ logged transitions|forecast by the GRU ensemble)$/);
+    assert.match(await page.locator(t('agent-simulation')).first().innerText(), /^fluid [0-4] \/ vasopressor [0-4] simulated 4 h ahead: survival \d+ % \(± \d+ across the ensemble\), MAP \d+ \(\d+–\d+\) mmHg, flags [^;]*; 4-h values (drawn from \d+ logged transitions, survival reckoning the best supported treatment at each later step|forecast by the GRU ensemble)$/);
     assert.match(await page.locator(t('agent-timing')).innerText(), /tool calls, 0 rejected turns/);
     // What the agent read: the patient's course up to now, the clinicians' logged
     // practice (the shipped adapter reads it; computed in the worker), and what it was asked.

@@ -76,7 +76,7 @@ pub fn RecommendPanel(patient: Patient, step: usize) -> impl IntoView {
                                             100.0 * c.survival,
                                             100.0 * c.disagreement,
                                             codes(f),
-                                            c.logged_transitions.map_or("4-h values forecast by the GRU ensemble".to_string(), |n| format!("4-h values drawn from {n} logged transitions"))
+                                            c.logged_transitions.map_or("4-h values forecast by the GRU ensemble".to_string(), |n| format!("4-h values drawn from {n} logged transitions, survival reckoning the best supported treatment at each later step"))
                                         )}
                                     </li>
                                 }
@@ -150,7 +150,7 @@ pub fn RecommendPanel(patient: Patient, step: usize) -> impl IntoView {
         <section class="card wide" data-test="recommend-panel">
             <h3>"Recommendation for this step"</h3>
             <p class="note">
-                "The agent (SmolLM2-135M with a LoRA adapter trained on patient dynamics, then to imitate the world-model planner; the third stage, reinforcement learning in the world model, did not improve it; see docs/results.md for how well it does) reads the course and what clinicians gave in similar logged states, proposes treatments among those clinicians gave there often enough to be in support (where the world model has seen them), simulates them in the world model, then prescribes. It cannot contradict what it was shown: its first words, MAP and lactate low, high or at target, are written from the values, and it may prescribe only a treatment it simulated, with the survival its note names. Decision support for research, not a medical device: weigh the simulated evidence yourself."
+                "The agent (SmolLM2-135M with a LoRA adapter trained on patient dynamics, then to imitate the world-model planner; the third stage, reinforcement learning in the world model, did not improve it; see docs/results.md for how well it does) reads the course and what clinicians gave in similar logged states, proposes treatments among those clinicians gave there often enough to be in support (where the world model has seen them), simulates them in the world model (where the first 4 h are drawn from logged transitions, the survival shown reckons the best supported treatment at each later step, planned over the logged outcomes), then prescribes. It cannot contradict what it was shown: its first words, MAP and lactate low, high or at target, are written from the values, and it may prescribe only a treatment it simulated, with the survival its note names. Decision support for research, not a medical device: weigh the simulated evidence yourself."
             </p>
             <button type="button" data-test="recommend" disabled=move || !ready() || running() on:click=ask>"Ask the agent"</button>
             <button type="button" data-test="cancel-recommendation" disabled=move || !running() on:click=cancel>"Cancel"</button>
