@@ -251,7 +251,8 @@ enum TrainCommand {
     /// The Clinical World Model ensemble (GRU, candle, CPU); resumes from its checkpoints.
     WorldModel(WorldModelArgs),
     /// The world model's memory of logged transitions (core/src/world_model/memory.rs):
-    /// counted in the training split by the support clusters, written into the model's card.
+    /// counted in the training split by the support clusters and planned over (each cluster's
+    /// survival under the best supported treatments onward), written into the model's card.
     WorldModelMemory {
         /// Training cohort CSV (the split the world model and the support clusters were trained on).
         #[arg(long, default_value = ".cache/data/icu-sepsis.train.csv")]
