@@ -149,9 +149,9 @@ fn follow_expected(model: &WorldModel, current: &mut [Vec<Option<f64>>], output:
 /// its bootstrap average over the logged outcomes, an end of stay counting
 /// as it ended and a logged state as the memory values reaching it
 /// (`reached_survival`: its planned survival, else the share of logged stays
-/// through it that ended alive where it holds enough of them), elsewhere as the survival the member predicts after reading it (and
-/// following its expected values for the rest of the horizon, holding the
-/// candidate). `after_candidate`: the member's state
+/// through it that ended alive where it holds enough of them), elsewhere
+/// as the survival the member predicts after reading it (and following its
+/// expected values for the rest of the horizon, holding the candidate). `after_candidate`: the member's state
 /// after each row `h * 25 + a` read its candidate; `survival` is overwritten
 /// for the rows the memory holds.
 fn recall_first_transition(
