@@ -351,8 +351,8 @@ pub mod fit {
             transitions[c * N_ACTIONS] = vec![Transition { next: died, probability: 1.0 - share, reward: 0.0 }, Transition { next: survived, probability: share, reward: 1.0 }];
         }
         let mdp = TabularMdp::new(k, transitions, vec![1.0 / k as f64; k]);
-        let allowed = |c: usize, a: usize| if planned[c] { memory.row(c, a).is_some_and(|r| supported(&memory.rows[r])) } else { a == 0 };
-        let optimal = value_iteration(&mdp, allowed);
+        // Exactly the (cluster, action) pairs given transitions above.
+        let optimal = value_iteration(&mdp, |c, a| !mdp.transitions(c, a).is_empty());
         optimal.values.into_iter().zip(planned).map(|(value, planned)| planned.then_some(value)).collect()
     }
 }
