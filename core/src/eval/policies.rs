@@ -79,6 +79,11 @@ pub const LLM_MODEL: &str = ".cache/models/SmolLM2-135M-Instruct.Q8_0.gguf";
 /// machine's CPU to decide; with the records `make eval` re-decides only
 /// what a changed model, prompt or world model asks for, on any machine.
 pub const DECISIONS_DIR: &str = "docs/agent-decisions";
+/// Where an experiment's adapter (`sepsis eval --adapter FILE`) keeps its
+/// decisions: one file per row and adapter, outside the repository, so
+/// scoring a candidate resumes after an interruption and never rewrites the
+/// scoreboard's records.
+pub const EXPERIMENT_DECISIONS_DIR: &str = ".cache/experiments/agent-decisions";
 /// The world model the planner consults, relative to the repository root.
 pub const WORLD_MODEL: &str = "public/models/world-model";
 
@@ -116,6 +121,16 @@ pub enum LookupError {
     Unknown(String),
     #[error("{path}: {message} (train it with `sepsis train {name}`)")]
     Model { name: String, path: PathBuf, message: String },
+    #[error("--adapter replaces the adapter of an LLM row that has one; {0:?} has none (rows with one: {rows})", rows = adapter_row_names())]
+    NoAdapter(String),
+}
+
+/// The LLM rows that decide with a trained adapter, for error messages.
+fn adapter_row_names() -> String {
+    #[cfg(all(feature = "llm", feature = "eval"))]
+    return AGENT_ROWS.iter().filter(|row| row.adapter.is_some()).map(|row| row.name).collect::<Vec<_>>().join(", ");
+    #[cfg(not(all(feature = "llm", feature = "eval")))]
+    return "none in this build".into();
 }
 
 /// The trained AI Clinician (`AI_CLINICIAN_MODEL`).
@@ -135,9 +150,20 @@ pub fn load_ai_clinician(path: &Path) -> Result<AiClinician, LookupError> {
 /// otherwise); `support` the AI Clinician's file, whose clusters and counts
 /// are also `wm-mpc`'s support (`AI_CLINICIAN_MODEL` unless an experiment
 /// says otherwise). Without the `ml` feature the first two are not read: the
-/// rows they serve need candle.
+/// rows they serve need candle. `adapter`, for an experiment, replaces an
+/// LLM row's shipped adapter; its decisions are recorded under
+/// `EXPERIMENT_DECISIONS_DIR`, not the scoreboard's.
 #[cfg_attr(not(feature = "ml"), allow(unused_variables))]
-pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path, world_model: &Path, support: &Path) -> Result<NamedPolicy, LookupError> {
+pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path, world_model: &Path, support: &Path, adapter: Option<&Path>) -> Result<NamedPolicy, LookupError> {
+    if let Some(adapter) = adapter {
+        #[cfg(all(feature = "llm", feature = "eval"))]
+        if let Some(row) = agent_row(name) {
+            let Some((_, stage)) = row.adapter else { return Err(LookupError::NoAdapter(name.into())) };
+            return llm_row(env, row, Some((adapter, stage)), world_model, Records::Experiment);
+        }
+        let _ = adapter;
+        return Err(LookupError::NoAdapter(name.into()));
+    }
     if let Some(baseline) = Baseline::from_name(name) {
         return Ok(NamedPolicy { name: name.into(), table: baseline.table(env), oracle: baseline == Baseline::Optimal, agent: None });
     }
@@ -163,7 +189,8 @@ pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path, world_mod
         _ => {
             #[cfg(all(feature = "llm", feature = "eval"))]
             if let Some(row) = agent_row(name) {
-                return llm_row(env, row, world_model);
+                let adapter = row.adapter.map(|(path, stage)| (Path::new(path), stage));
+                return llm_row(env, row, adapter, world_model, Records::Scoreboard);
             }
             Err(LookupError::Unknown(name.into()))
         }
@@ -181,22 +208,38 @@ pub fn load_adapter(path: impl AsRef<Path>, stage: &str) -> Result<(crate::llm::
     Ok((adapter, crate::manifest::sha256_hex(&bytes)))
 }
 
-/// An LLM agent row: its decision in every state, from the decision cache
-/// where it has one (`DECISIONS_DIR`).
+/// Where an LLM row's decisions are recorded.
 #[cfg(all(feature = "llm", feature = "eval"))]
-fn llm_row(env: &IcuSepsis, row: &AgentRow, world_model_stem: &Path) -> Result<NamedPolicy, LookupError> {
+enum Records {
+    /// `DECISIONS_DIR/ROW.jsonl`: the shipped adapter's, behind `results.md`.
+    Scoreboard,
+    /// `EXPERIMENT_DECISIONS_DIR/ROW-SHA.jsonl`: a candidate adapter's, by
+    /// the first 12 hex digits of its SHA-256.
+    Experiment,
+}
+
+/// An LLM agent row decided with `adapter` (file and stage; none: the base
+/// model): its decision in every state, from the recorded ones where they
+/// exist.
+#[cfg(all(feature = "llm", feature = "eval"))]
+fn llm_row(env: &IcuSepsis, row: &AgentRow, adapter: Option<(&Path, &str)>, world_model_stem: &Path, records: Records) -> Result<NamedPolicy, LookupError> {
     let name = row.name;
     use crate::agent::runtime::Decoding;
+    // The adapter first: a wrong file is reported before the base model loads.
+    let adapter = adapter.map(|(path, stage)| load_adapter(path, stage).map(|(lora, sha256)| (path, stage, lora, sha256))).transpose()?;
     let llm_error = |message: String| LookupError::Model { name: "llm".into(), path: PathBuf::from(LLM_MODEL), message };
     let file = std::fs::File::open(LLM_MODEL).map_err(|e| llm_error(format!("{e} (run `make fetch`)")))?;
     let size = file.metadata().map_err(|e| llm_error(e.to_string()))?.len();
     let mut llm = crate::llm::generate::Llm::from_gguf(&mut std::io::BufReader::new(file)).map_err(|e| llm_error(e.to_string()))?;
     let mut identity = format!("{LLM_MODEL} {size} bytes, no adapter");
     let mut observation = crate::agent::observation::ObservationFormat::Course;
-    if let Some((path, stage)) = row.adapter {
-        let (adapter, sha256) = load_adapter(path, stage)?;
-        observation = adapter.observation;
-        llm = llm.with_adapter(&adapter).map_err(|e| LookupError::Model { name: format!("agent --stage {stage}"), path: path.into(), message: e.to_string() })?;
+    let mut cache = Path::new(DECISIONS_DIR).join(format!("{name}.jsonl"));
+    if let Some((path, stage, lora, sha256)) = adapter {
+        if let Records::Experiment = records {
+            cache = Path::new(EXPERIMENT_DECISIONS_DIR).join(format!("{name}-{}.jsonl", &sha256[..12]));
+        }
+        observation = lora.observation;
+        llm = llm.with_adapter(&lora).map_err(|e| LookupError::Model { name: format!("agent --stage {stage}"), path: path.into(), message: e.to_string() })?;
         // The decision cache is keyed by the adapter's contents.
         identity = format!("{LLM_MODEL} {size} bytes, adapter sha256 {sha256}");
     }
@@ -218,9 +261,49 @@ fn llm_row(env: &IcuSepsis, row: &AgentRow, world_model_stem: &Path) -> Result<N
         crate::agent::observation::ObservationFormat::Course => None,
         crate::agent::observation::ObservationFormat::CourseAndLoggedPractice => Some(load_ai_clinician(Path::new(AI_CLINICIAN_MODEL))?),
     };
-    let cache = Path::new(DECISIONS_DIR).join(format!("{name}.jsonl"));
+    if let Some(folder) = cache.parent() {
+        std::fs::create_dir_all(folder).map_err(|e| llm_error(format!("creating {}: {e}", folder.display())))?;
+    }
     eprintln!("{name}: one decision per state, cached in {}", cache.display());
     let (table, stats) = crate::eval::agent_policy::llm_policy_table(env, &std::sync::Arc::new(llm), &identity, world_model.as_ref(), practice.as_ref(), Decoding::DEFAULT, &cache)
         .map_err(|e| llm_error(e.to_string()))?;
     Ok(NamedPolicy { name: name.into(), table, oracle: false, agent: Some(stats) })
+}
+
+#[cfg(all(test, feature = "llm", feature = "eval"))]
+mod tests {
+    use super::*;
+
+    fn env() -> IcuSepsis {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        IcuSepsis::load(&root.join(crate::env::icu_sepsis::DEFAULT_DIR)).expect("the ICU-Sepsis files (make fetch)")
+    }
+
+    fn lookup(name: &str, adapter: &Path) -> Result<NamedPolicy, LookupError> {
+        named_policy(&env(), name, Path::new(BASELINES_DIR), Path::new(WORLD_MODEL), Path::new(AI_CLINICIAN_MODEL), Some(adapter))
+    }
+
+    #[test]
+    fn an_experiments_adapter_applies_only_to_llm_rows_that_have_one() {
+        for name in ["clinicians", AI_CLINICIAN, LLM_ZERO_SHOT] {
+            match lookup(name, Path::new("candidate.safetensors")) {
+                Err(error @ LookupError::NoAdapter(_)) => assert!(error.to_string().contains(AGENT), "{error}"),
+                Err(other) => panic!("{name}: {other}"),
+                Ok(_) => panic!("{name} took an adapter"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_experiments_adapter_is_read_in_place_of_the_shipped_one() {
+        let candidate = Path::new("/nonexistent/candidate.safetensors");
+        match lookup(AGENT_STAGE12, candidate) {
+            Err(LookupError::Model { name, path, .. }) => {
+                assert_eq!(path, candidate);
+                assert_eq!(name, "agent --stage bc");
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("decided without the candidate adapter"),
+        }
+    }
 }

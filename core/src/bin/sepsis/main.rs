@@ -101,6 +101,11 @@ struct EnvArgs {
     /// The AI Clinician's clusters and counts: the ai-clinician row, and wm-mpc's support.
     #[arg(long, default_value = AI_CLINICIAN_MODEL)]
     support: PathBuf,
+    /// An experiment: decide the LLM row named by --policy with this adapter instead of its shipped one.
+    /// Its decisions are recorded in .cache/experiments/agent-decisions/ (one file per row and adapter),
+    /// never in docs/agent-decisions/, so a candidate is scored without touching the scoreboard.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -429,7 +434,13 @@ fn eval(args: EvalArgs) -> Result<()> {
         Some(name) => vec![name.clone()],
         None => POLICY_NAMES.iter().map(|n| n.to_string()).collect(),
     };
-    let policies = names.iter().map(|name| named_policy(&env, name, &args.env.baselines_dir, &args.env.world_model, &args.env.support)).collect::<Result<Vec<_>, _>>()?;
+    if args.all && args.env.adapter.is_some() {
+        bail!("--adapter scores one experiment (--policy NAME); the scoreboard (--all) is the shipped adapters'");
+    }
+    let policies = names
+        .iter()
+        .map(|name| named_policy(&env, name, &args.env.baselines_dir, &args.env.world_model, &args.env.support, args.env.adapter.as_deref()))
+        .collect::<Result<Vec<_>, _>>()?;
     let board = Scoreboard::new(&env);
     let rows = policies.iter().map(|p| board.score_named(p)).collect::<Result<Vec<_>, _>>()?;
     if args.json {
@@ -641,7 +652,7 @@ fn eval_world_model(stem: &Path, cohort_path: &Path, data_dir: &Path, results: &
 
 fn policy_table(args: PolicyTableArgs) -> Result<()> {
     let env = load_env(&args.env)?;
-    let table = named_policy(&env, &args.policy, &args.env.baselines_dir, &args.env.world_model, &args.env.support)?.table;
+    let table = named_policy(&env, &args.policy, &args.env.baselines_dir, &args.env.world_model, &args.env.support, args.env.adapter.as_deref())?.table;
     let file = std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     table.write_csv(std::io::BufWriter::new(file))?;
     eprintln!("wrote {} ({} states)", args.out.display(), table.rows().len());
