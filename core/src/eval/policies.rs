@@ -80,7 +80,7 @@ pub const LLM_MODEL: &str = ".cache/models/SmolLM2-135M-Instruct.Q8_0.gguf";
 /// what a changed model, prompt or world model asks for, on any machine.
 pub const DECISIONS_DIR: &str = "docs/agent-decisions";
 /// Where an experiment's adapter (`sepsis eval --adapter FILE`) keeps its
-/// decisions: one file per row and adapter, outside the repository, so
+/// decisions: one file per row and adapter, untracked (`.cache/` is ignored), so
 /// scoring a candidate resumes after an interruption and never rewrites the
 /// scoreboard's records.
 pub const EXPERIMENT_DECISIONS_DIR: &str = ".cache/experiments/agent-decisions";
