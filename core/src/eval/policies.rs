@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "llm")]
+use crate::agent::runtime::Decoding;
 use crate::baselines::ai_clinician::AiClinician;
 use crate::env::icu_sepsis::IcuSepsis;
 use crate::policy::{Baseline, PolicyTable};
@@ -123,6 +125,41 @@ pub enum LookupError {
     Model { name: String, path: PathBuf, message: String },
     #[error("--adapter replaces the adapter of an LLM row that has one; {0:?} has none (rows with one: {rows})", rows = adapter_row_names())]
     NoAdapter(String),
+    #[error("--decoding changes how an LLM row decides; {0:?} is not one (LLM rows: {rows})", rows = llm_row_names())]
+    NotAnLlmRow(String),
+}
+
+/// What an experiment changes in an LLM row (`sepsis eval --adapter FILE
+/// --decoding JSON`); the default changes nothing and is the scoreboard.
+/// An experiment's decisions are recorded under `EXPERIMENT_DECISIONS_DIR`,
+/// never beside the scoreboard's, so scoring a candidate touches nothing
+/// that `results.md` is built from.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Experiment<'a> {
+    /// Replaces the row's shipped adapter.
+    pub adapter: Option<&'a Path>,
+    /// Replaces `Decoding::DEFAULT`.
+    #[cfg(feature = "llm")]
+    pub decoding: Option<crate::agent::runtime::Decoding>,
+}
+
+impl Experiment<'_> {
+    /// Whether this changes anything.
+    pub fn is_some(&self) -> bool {
+        #[cfg(feature = "llm")]
+        if self.decoding.is_some() {
+            return true;
+        }
+        self.adapter.is_some()
+    }
+}
+
+/// The LLM rows, for error messages.
+fn llm_row_names() -> String {
+    #[cfg(all(feature = "llm", feature = "eval"))]
+    return AGENT_ROWS.iter().map(|row| row.name).collect::<Vec<_>>().join(", ");
+    #[cfg(not(all(feature = "llm", feature = "eval")))]
+    return "none in this build".into();
 }
 
 /// The LLM rows that decide with a trained adapter, for error messages.
@@ -150,19 +187,24 @@ pub fn load_ai_clinician(path: &Path) -> Result<AiClinician, LookupError> {
 /// otherwise); `support` the AI Clinician's file, whose clusters and counts
 /// are also `wm-mpc`'s support (`AI_CLINICIAN_MODEL` unless an experiment
 /// says otherwise). Without the `ml` feature the first two are not read: the
-/// rows they serve need candle. `adapter`, for an experiment, replaces an
-/// LLM row's shipped adapter; its decisions are recorded under
-/// `EXPERIMENT_DECISIONS_DIR`, not the scoreboard's.
+/// rows they serve need candle. `experiment` changes an LLM row's adapter or
+/// decoding ([`Experiment`]).
 #[cfg_attr(not(feature = "ml"), allow(unused_variables))]
-pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path, world_model: &Path, support: &Path, adapter: Option<&Path>) -> Result<NamedPolicy, LookupError> {
-    if let Some(adapter) = adapter {
+pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path, world_model: &Path, support: &Path, experiment: Experiment) -> Result<NamedPolicy, LookupError> {
+    if experiment.is_some() {
         #[cfg(all(feature = "llm", feature = "eval"))]
         if let Some(row) = agent_row(name) {
-            let Some((_, stage)) = row.adapter else { return Err(LookupError::NoAdapter(name.into())) };
-            return llm_row(env, row, Some((adapter, stage)), world_model, Records::Experiment);
+            let adapter = match (experiment.adapter, row.adapter) {
+                (Some(_), None) => return Err(LookupError::NoAdapter(name.into())),
+                (Some(file), Some((_, stage))) => Some((file, stage)),
+                (None, shipped) => shipped.map(|(path, stage)| (Path::new(path), stage)),
+            };
+            return llm_row(env, row, adapter, world_model, Records::Experiment, experiment.decoding.unwrap_or(Decoding::DEFAULT));
         }
-        let _ = adapter;
-        return Err(LookupError::NoAdapter(name.into()));
+        return Err(match experiment.adapter {
+            Some(_) => LookupError::NoAdapter(name.into()),
+            None => LookupError::NotAnLlmRow(name.into()),
+        });
     }
     if let Some(baseline) = Baseline::from_name(name) {
         return Ok(NamedPolicy { name: name.into(), table: baseline.table(env), oracle: baseline == Baseline::Optimal, agent: None });
@@ -190,7 +232,7 @@ pub fn named_policy(env: &IcuSepsis, name: &str, baselines_dir: &Path, world_mod
             #[cfg(all(feature = "llm", feature = "eval"))]
             if let Some(row) = agent_row(name) {
                 let adapter = row.adapter.map(|(path, stage)| (Path::new(path), stage));
-                return llm_row(env, row, adapter, world_model, Records::Scoreboard);
+                return llm_row(env, row, adapter, world_model, Records::Scoreboard, Decoding::DEFAULT);
             }
             Err(LookupError::Unknown(name.into()))
         }
@@ -213,18 +255,32 @@ pub fn load_adapter(path: impl AsRef<Path>, stage: &str) -> Result<(crate::llm::
 enum Records {
     /// `DECISIONS_DIR/ROW.jsonl`: the shipped adapter's, behind `results.md`.
     Scoreboard,
-    /// `EXPERIMENT_DECISIONS_DIR/ROW-SHA.jsonl`: a candidate adapter's, by
-    /// the first 12 hex digits of its SHA-256.
+    /// `EXPERIMENT_DECISIONS_DIR/ROW-SHA[-decoding-DSHA].jsonl`: an
+    /// experiment's, by the first 12 hex digits of its adapter's SHA-256
+    /// and, for a decoding other than the default, the first 8 of its JSON's.
     Experiment,
+}
+
+/// Where an experiment on row `name` records its decisions: by its adapter's
+/// SHA-256 (`adapter_sha256`; none: the base model) and, when it is not the
+/// default, its decoding's. An adapter tried with the default decoding keeps
+/// the name it had before decodings could be tried.
+#[cfg(all(feature = "llm", feature = "eval"))]
+fn experiment_records(name: &str, adapter_sha256: Option<&str>, decoding: Decoding) -> PathBuf {
+    let adapter_tag = adapter_sha256.map_or("no-adapter", |sha256| &sha256[..12]);
+    let decoding_tag = match decoding == Decoding::DEFAULT {
+        true => String::new(),
+        false => format!("-decoding-{}", &crate::manifest::sha256_hex(serde_json::to_string(&decoding).expect("plain data").as_bytes())[..8]),
+    };
+    Path::new(EXPERIMENT_DECISIONS_DIR).join(format!("{name}-{adapter_tag}{decoding_tag}.jsonl"))
 }
 
 /// An LLM agent row decided with `adapter` (file and stage; none: the base
 /// model): its decision in every state, from the recorded ones where they
 /// exist.
 #[cfg(all(feature = "llm", feature = "eval"))]
-fn llm_row(env: &IcuSepsis, row: &AgentRow, adapter: Option<(&Path, &str)>, world_model_stem: &Path, records: Records) -> Result<NamedPolicy, LookupError> {
+fn llm_row(env: &IcuSepsis, row: &AgentRow, adapter: Option<(&Path, &str)>, world_model_stem: &Path, records: Records, decoding: Decoding) -> Result<NamedPolicy, LookupError> {
     let name = row.name;
-    use crate::agent::runtime::Decoding;
     // The adapter first: a wrong file is reported before the base model loads.
     let adapter = adapter.map(|(path, stage)| load_adapter(path, stage).map(|(lora, sha256)| (path, stage, lora, sha256))).transpose()?;
     let llm_error = |message: String| LookupError::Model { name: "llm".into(), path: PathBuf::from(LLM_MODEL), message };
@@ -234,10 +290,10 @@ fn llm_row(env: &IcuSepsis, row: &AgentRow, adapter: Option<(&Path, &str)>, worl
     let mut identity = format!("{LLM_MODEL} {size} bytes, no adapter");
     let mut observation = crate::agent::observation::ObservationFormat::Course;
     let mut cache = Path::new(DECISIONS_DIR).join(format!("{name}.jsonl"));
+    if let Records::Experiment = records {
+        cache = experiment_records(name, adapter.as_ref().map(|(_, _, _, sha256)| sha256.as_str()), decoding);
+    }
     if let Some((path, stage, lora, sha256)) = adapter {
-        if let Records::Experiment = records {
-            cache = Path::new(EXPERIMENT_DECISIONS_DIR).join(format!("{name}-{}.jsonl", &sha256[..12]));
-        }
         observation = lora.observation;
         llm = llm.with_adapter(&lora).map_err(|e| LookupError::Model { name: format!("agent --stage {stage}"), path: path.into(), message: e.to_string() })?;
         // The decision cache is keyed by the adapter's contents.
@@ -265,7 +321,7 @@ fn llm_row(env: &IcuSepsis, row: &AgentRow, adapter: Option<(&Path, &str)>, worl
         std::fs::create_dir_all(folder).map_err(|e| llm_error(format!("creating {}: {e}", folder.display())))?;
     }
     eprintln!("{name}: one decision per state, cached in {}", cache.display());
-    let (table, stats) = crate::eval::agent_policy::llm_policy_table(env, &std::sync::Arc::new(llm), &identity, world_model.as_ref(), practice.as_ref(), Decoding::DEFAULT, &cache)
+    let (table, stats) = crate::eval::agent_policy::llm_policy_table(env, &std::sync::Arc::new(llm), &identity, world_model.as_ref(), practice.as_ref(), decoding, &cache)
         .map_err(|e| llm_error(e.to_string()))?;
     Ok(NamedPolicy { name: name.into(), table, oracle: false, agent: Some(stats) })
 }
@@ -280,7 +336,36 @@ mod tests {
     }
 
     fn lookup(name: &str, adapter: &Path) -> Result<NamedPolicy, LookupError> {
-        named_policy(&env(), name, Path::new(BASELINES_DIR), Path::new(WORLD_MODEL), Path::new(AI_CLINICIAN_MODEL), Some(adapter))
+        named_policy(&env(), name, Path::new(BASELINES_DIR), Path::new(WORLD_MODEL), Path::new(AI_CLINICIAN_MODEL), Experiment { adapter: Some(adapter), ..Experiment::default() })
+    }
+
+    fn three_candidates() -> Decoding {
+        let Decoding::Constrained { thought_tokens, max_simulate_calls, faithful, supported_proposals, prescribes_best, .. } = Decoding::DEFAULT else { unreachable!("the default is constrained") };
+        Decoding::Constrained { thought_tokens, max_simulate_calls, faithful, full_proposals: true, supported_proposals, prescribes_best }
+    }
+
+    #[test]
+    fn an_experiments_decoding_applies_only_to_llm_rows() {
+        let experiment = Experiment { decoding: Some(three_candidates()), ..Experiment::default() };
+        for name in ["clinicians", AI_CLINICIAN, WM_MPC] {
+            match named_policy(&env(), name, Path::new(BASELINES_DIR), Path::new(WORLD_MODEL), Path::new(AI_CLINICIAN_MODEL), experiment) {
+                Err(error @ LookupError::NotAnLlmRow(_)) => assert!(error.to_string().contains(LLM_ZERO_SHOT), "{error}"),
+                Err(other) => panic!("{name}: {other}"),
+                Ok(_) => panic!("{name} took a decoding"),
+            }
+        }
+    }
+
+    #[test]
+    fn each_experiment_records_its_decisions_apart() {
+        let sha = "9c3f3e7c39bd0123456789abcdef";
+        let adapter_only = experiment_records(AGENT, Some(sha), Decoding::DEFAULT);
+        assert_eq!(adapter_only, Path::new(EXPERIMENT_DECISIONS_DIR).join("agent-9c3f3e7c39bd.jsonl"));
+        let decoded = experiment_records(AGENT, Some(sha), three_candidates());
+        assert!(decoded.starts_with(EXPERIMENT_DECISIONS_DIR), "{}", decoded.display());
+        assert_ne!(decoded, adapter_only);
+        assert_ne!(decoded, experiment_records(AGENT, None, three_candidates()));
+        assert_ne!(decoded, experiment_records(AGENT_BC, Some(sha), three_candidates()));
     }
 
     #[test]

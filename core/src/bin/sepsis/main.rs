@@ -23,7 +23,8 @@ use sepsis_core::cohort::csv_format::{read_cohort, write_cohort};
 use sepsis_core::cohort::Cohort;
 use sepsis_core::env::cohort_sampling::{sample_cohort, split};
 use sepsis_core::env::icu_sepsis::{IcuSepsis, DEFAULT_DIR};
-use sepsis_core::eval::policies::{load_adapter, load_ai_clinician, named_policy, AI_CLINICIAN_MODEL, BASELINES_DIR, POLICY_NAMES, WORLD_MODEL};
+use sepsis_core::agent::runtime::Decoding;
+use sepsis_core::eval::policies::{load_adapter, load_ai_clinician, named_policy, Experiment, AI_CLINICIAN_MODEL, BASELINES_DIR, POLICY_NAMES, WORLD_MODEL};
 use sepsis_core::eval::scoreboard::{agent_markdown, estimator_errors, markdown, Scoreboard, LOGGED_EPISODES, LOGGED_SEED};
 use sepsis_core::manifest::{sha256_hex, Manifest, Verifier};
 use sepsis_core::policy::Baseline;
@@ -106,6 +107,23 @@ struct EnvArgs {
     /// never in docs/agent-decisions/, so a candidate is scored without touching the scoreboard.
     #[arg(long)]
     adapter: Option<PathBuf>,
+    /// An experiment: decide the LLM row named by --policy with this decoding (JSON, as results.md prints
+    /// the default) instead of the default. Recorded apart as --adapter is; the two combine.
+    #[arg(long, value_parser = parse_decoding)]
+    decoding: Option<Decoding>,
+}
+
+impl EnvArgs {
+    fn experiment(&self) -> Experiment<'_> {
+        Experiment { adapter: self.adapter.as_deref(), decoding: self.decoding }
+    }
+}
+
+fn parse_decoding(json: &str) -> Result<Decoding, String> {
+    serde_json::from_str(json).map_err(|e| {
+        let default = serde_json::to_string(&Decoding::DEFAULT).expect("plain data");
+        format!("{e}; expected a decoding such as the default, {default}")
+    })
 }
 
 #[derive(Args)]
@@ -434,12 +452,12 @@ fn eval(args: EvalArgs) -> Result<()> {
         Some(name) => vec![name.clone()],
         None => POLICY_NAMES.iter().map(|n| n.to_string()).collect(),
     };
-    if args.all && args.env.adapter.is_some() {
-        bail!("--adapter scores one experiment (--policy NAME); the scoreboard (--all) is the shipped adapters'");
+    if args.all && args.env.experiment().is_some() {
+        bail!("--adapter and --decoding score one experiment (--policy NAME); the scoreboard (--all) is the shipped adapters' with the default decoding");
     }
     let policies = names
         .iter()
-        .map(|name| named_policy(&env, name, &args.env.baselines_dir, &args.env.world_model, &args.env.support, args.env.adapter.as_deref()))
+        .map(|name| named_policy(&env, name, &args.env.baselines_dir, &args.env.world_model, &args.env.support, args.env.experiment()))
         .collect::<Result<Vec<_>, _>>()?;
     let board = Scoreboard::new(&env);
     let rows = policies.iter().map(|p| board.score_named(p)).collect::<Result<Vec<_>, _>>()?;
@@ -652,7 +670,7 @@ fn eval_world_model(stem: &Path, cohort_path: &Path, data_dir: &Path, results: &
 
 fn policy_table(args: PolicyTableArgs) -> Result<()> {
     let env = load_env(&args.env)?;
-    let table = named_policy(&env, &args.policy, &args.env.baselines_dir, &args.env.world_model, &args.env.support, args.env.adapter.as_deref())?.table;
+    let table = named_policy(&env, &args.policy, &args.env.baselines_dir, &args.env.world_model, &args.env.support, args.env.experiment())?.table;
     let file = std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     table.write_csv(std::io::BufWriter::new(file))?;
     eprintln!("wrote {} ({} states)", args.out.display(), table.rows().len());
