@@ -115,6 +115,16 @@ pub fn group_advantages(rewards: &[f64]) -> Vec<f64> {
     rewards.iter().map(|r| (r - mean) / sd).collect()
 }
 
+/// Whether what the agent proposes in a state decides what it prescribes:
+/// more treatments are in support than a simulate call may list. With
+/// supported proposals and the prescribed best (`Decoding::DEFAULT`) the
+/// loop prescribes the best of what was simulated, so where every supported
+/// treatment fits in one call, every decision of a group prescribes the same
+/// and the group carries no signal.
+pub fn proposal_decides(logged: &LoggedPractice) -> bool {
+    Action::all().filter(|&a| logged.supported(a)).count() > crate::agent::grammar::MAX_SIMULATED
+}
+
 /// A state the agent decides in, with every action's reward.
 pub struct RewardedState {
     pub course: Vec<CourseStep>,
@@ -371,5 +381,18 @@ mod tests {
         assert!((a.iter().map(|x| x * x).sum::<f64>() / 4.0 - 1.0).abs() < 1e-12);
         assert!(a[2] > 0.0 && a[0] < 0.0 && a[1] == 0.0);
         assert_eq!(group_advantages(&[0.5, 0.5, 0.5]), vec![0.0; 3], "no signal when all agree");
+    }
+
+    #[test]
+    fn the_proposal_decides_only_where_more_is_supported_than_one_call_lists() {
+        let practice = |supported: usize| {
+            let mut counts = [5; crate::action::N_ACTIONS];
+            counts[..supported].iter_mut().for_each(|c| *c = 106);
+            LoggedPractice { counts, min_support: 106 }
+        };
+        let max = crate::agent::grammar::MAX_SIMULATED;
+        assert!(!proposal_decides(&practice(0)));
+        assert!(!proposal_decides(&practice(max)), "every supported treatment fits in one call");
+        assert!(proposal_decides(&practice(max + 1)));
     }
 }

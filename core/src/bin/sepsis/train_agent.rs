@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use sepsis_core::curriculum::dynamics::{dynamics_points, example as dynamics_example};
 use sepsis_core::curriculum::example::Example;
-use sepsis_core::curriculum::grpo::{train_grpo, GrpoConfig, RewardedState};
+use sepsis_core::curriculum::grpo::{proposal_decides, train_grpo, GrpoConfig, RewardedState};
 use sepsis_core::curriculum::lora_training::{train_lora, Checkpoint, LoraTrainingConfig};
 use sepsis_core::agent::observation::ObservationFormat;
 use sepsis_core::agent::runtime::WorldModelSimulator;
@@ -122,6 +122,12 @@ struct RlConfig {
     first_step_share: Option<f64>,
     /// The stage-2 adapter to start from (and to stay near: the KL term).
     init: PathBuf,
+    /// Train and validate only on states where the agent's proposal decides
+    /// its prescription (`grpo::proposal_decides`). Elsewhere a group's
+    /// decisions all prescribe the same: runs on every state had 0-3 of 4
+    /// groups with signal a step (docs/training.md).
+    #[serde(default)]
+    choice_states_only: bool,
     #[serde(flatten)]
     grpo: GrpoConfig,
 }
@@ -183,12 +189,20 @@ fn reinforcement(args: &TrainAgentArgs) -> Result<()> {
     let grpo = &config.grpo;
     let states = |path: &Path, n: usize, seed: u64| -> Result<Vec<RewardedState>> {
         let cohort = crate::read_cohort_file(path)?;
-        let courses = decision_points(&cohort, n, seed, config.first_step_share);
+        // Choice states are about half of all; draw enough to find n.
+        let drawn = if config.choice_states_only { 8 * n } else { n };
+        let mut courses = decision_points(&cohort, drawn, seed, config.first_step_share);
+        if config.choice_states_only {
+            courses.retain(|course| proposal_decides(&support.practice(&course.last().expect("a decision point has a step").values)));
+            anyhow::ensure!(courses.len() >= n, "{}: {} of {drawn} decision points offer the agent a choice; {n} wanted", path.display(), courses.len());
+            courses.truncate(n);
+        }
         Ok(courses.into_iter().enumerate().map(|(i, c)| RewardedState::new(&model, &support, c, &grpo.reward, i as u32)).collect::<candle_core::Result<_>>()?)
     };
     let train = states(&args.train, grpo.steps * grpo.states_per_step, grpo.seed)?;
     let validation = states(&args.validation, config.validation_states, grpo.seed ^ 1)?;
-    eprintln!("stage 3 (GRPO in the world model): {} training states in groups of {}, {} validation states; {grpo:?}", train.len(), grpo.group, validation.len());
+    let which = if config.choice_states_only { " (states where the proposal decides)" } else { "" };
+    eprintln!("stage 3 (GRPO in the world model): {} training states{which} in groups of {}, {} validation states; {grpo:?}", train.len(), grpo.group, validation.len());
     let checkpoint = Checkpoint::new(&paths.checkpoints)?;
     let bar = ProgressBar::new(grpo.steps as u64).with_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps, eta {eta} {msg}").expect("valid template"));
     let log_path = paths.checkpoints.join("log.jsonl");
