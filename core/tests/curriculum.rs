@@ -15,6 +15,7 @@ use sepsis_core::curriculum::lora_training::{example_loss, mean_loss, train_lora
 use sepsis_core::curriculum::teacher::{decision_points, teacher_examples};
 use sepsis_core::eval::policies::{load_ai_clinician, AI_CLINICIAN_MODEL};
 use sepsis_core::llm::generate::Llm;
+use sepsis_core::planner::MpcConfig;
 use sepsis_core::world_model::WorldModel;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -155,7 +156,7 @@ fn demo_courses(n: usize, seed: u64) -> Vec<Vec<sepsis_core::simulation::CourseS
 fn the_stage3_reward_is_the_world_models_survival_with_shaping_and_penalties() {
     let model = WorldModel::load(Path::new(&format!("{ROOT}/public/models/world-model"))).unwrap();
     let support = load_ai_clinician(Path::new(&format!("{ROOT}/{AI_CLINICIAN_MODEL}"))).unwrap();
-    let config = RewardConfig { horizon: 2, samples: 4, guideline_penalty: 1.0, support_penalty: 3.0 };
+    let config = RewardConfig { horizon: 2, samples: 4, guideline_penalty: 1.0, support_penalty: 3.0, as_the_teacher_ranks: false };
     for course in demo_courses(3, 5) {
         let state = RewardedState::new(&model, &support, course.clone(), &config, 1).unwrap();
         assert_eq!(state.rewards.len(), N_ACTIONS);
@@ -173,13 +174,38 @@ fn the_stage3_reward_is_the_world_models_survival_with_shaping_and_penalties() {
 }
 
 #[test]
+fn as_the_teacher_ranks_the_stage3_reward_reads_the_simulate_tools_survival_less_its_spread() {
+    use sepsis_core::agent::decision::Simulator;
+    let model = WorldModel::load(Path::new(&format!("{ROOT}/public/models/world-model"))).unwrap();
+    let support = load_ai_clinician(Path::new(&format!("{ROOT}/{AI_CLINICIAN_MODEL}"))).unwrap();
+    let sampled = RewardConfig { horizon: 2, samples: 4, guideline_penalty: 1.0, support_penalty: 3.0, as_the_teacher_ranks: false };
+    let ranked = RewardConfig { as_the_teacher_ranks: true, ..sampled.clone() };
+    let all: Vec<Action> = Action::all().collect();
+    for course in demo_courses(3, 5) {
+        let state = RewardedState::new(&model, &support, course.clone(), &ranked, 1).unwrap();
+        let before = RewardedState::new(&model, &support, course.clone(), &sampled, 1).unwrap();
+        let answers = sepsis_core::agent::runtime::WorldModelSimulator { model: &model, samples: 16, seed: 1 }.simulate(&course, &all).unwrap();
+        let spread = MpcConfig::default().disagreement_penalty;
+        for ((r, old), answer) in state.rewards.iter().zip(&before.rewards).zip(&answers) {
+            assert_eq!(r.action, answer.action);
+            assert!((r.survival - (answer.survival - spread * answer.disagreement)).abs() < 1e-9, "{r:?} {answer:?}");
+            // Only the terminal term changes: shaping and penalties are the sampled simulation's and the rules'.
+            assert_eq!((r.shaping, r.violations, r.supported), (old.shaping, old.violations, old.supported));
+            let penalties = r.violations as f64 + if r.supported { 0.0 } else { 3.0 };
+            assert!((r.total - (TERMINAL * (2.0 * r.survival - 1.0) + r.shaping - penalties)).abs() < 1e-9, "{r:?}");
+        }
+        assert!(state.rewards.iter().zip(&before.rewards).any(|(r, old)| (r.survival - old.survival).abs() > 1e-6), "the two terminal terms differ");
+    }
+}
+
+#[test]
 fn grpo_updates_the_adapter_from_groups_with_signal_logs_and_resumes() {
     let llm = llm();
     let model = WorldModel::load(Path::new(&format!("{ROOT}/public/models/world-model"))).unwrap();
     let shipped = sepsis_core::llm::model::LoraAdapter::from_safetensors(&std::fs::read(format!("{ROOT}/public/models/agent-bc.safetensors")).unwrap()).unwrap();
     // The policy reads (and its checkpoints keep) the stage-2 adapter's observation format.
     let init = sepsis_core::llm::model::LoraAdapter { observation: ObservationFormat::CourseAndLoggedPractice, ..shipped };
-    let reward = RewardConfig { horizon: 1, samples: 4, guideline_penalty: 1.0, support_penalty: 3.0 };
+    let reward = RewardConfig { horizon: 1, samples: 4, guideline_penalty: 1.0, support_penalty: 3.0, as_the_teacher_ranks: false };
     // Every action its own reward, so any two different prescriptions in a
     // group carry signal; a hot temperature makes them differ.
     let states: Vec<RewardedState> = demo_courses(2, 3)

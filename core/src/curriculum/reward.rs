@@ -10,6 +10,16 @@
 //!
 //! All 25 actions are simulated at once for a state, so a group of sampled
 //! decisions is scored by looking up each prescription.
+//!
+//! With `as_the_teacher_ranks` the terminal term reads survival as the
+//! simulate tool answers it and the teacher ranks it (the planner's
+//! survival over the world model's memory, less its penalty for the
+//! ensemble's disagreement), not the sampled simulation's survival at the
+//! horizon. Why: under the prescribed best the agent prescribes the
+//! teacher's best of what it simulated, and stage 3 with the sampled
+//! survival, which knows neither the memory's planning nor the penalty for
+//! a question far from the data, moved the agent away from its teacher's
+//! treatment and lowered its value (docs/training.md).
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +27,7 @@ use crate::action::{Action, N_ACTIONS};
 use crate::agent::observation::LoggedPractice;
 use crate::cohort::schema::idx;
 use crate::guideline::{violations, Situation};
+use crate::planner::{history_of, score_all, situation_of, MpcConfig};
 use crate::simulation::{CourseStep, SimulateRequest, Simulation};
 use crate::world_model::simulate::simulate_on_cpu;
 use crate::world_model::WorldModel;
@@ -35,13 +46,19 @@ pub struct RewardConfig {
     /// Subtracted when the prescription is out of support in logged
     /// states like this one (below the support model's threshold).
     pub support_penalty: f64,
+    /// The terminal term from the teacher's ranking of survival (module
+    /// comment); absent: from the sampled simulation, as the shipped
+    /// stage-3 adapter was trained.
+    #[serde(default)]
+    pub as_the_teacher_ranks: bool,
 }
 
 /// One action's reward and where it comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Reward {
     pub action: Action,
-    /// Predicted survival after the horizon (mean over members and draws).
+    /// Predicted survival after the horizon (mean over members and draws),
+    /// or as the teacher ranks it (`RewardConfig::as_the_teacher_ranks`).
     pub survival: f64,
     /// The SOFA and lactate terms summed over the simulated steps.
     pub shaping: f64,
@@ -81,10 +98,32 @@ pub fn reward_table(model: &WorldModel, course: &[CourseStep], logged: &LoggedPr
     let simulation = simulate_on_cpu(model, request, |_| {})?;
     let situation = Situation::of_course(course);
     let now = &course.last().expect("a course has at least one step").values;
-    Ok(actions.iter().enumerate().map(|(a, &action)| score(&simulation, a, action, now, &situation, logged.supported(action), config)).collect())
+    let ranked = match config.as_the_teacher_ranks {
+        true => Some(teachers_survival(model, course)?),
+        false => None,
+    };
+    Ok(actions
+        .iter()
+        .enumerate()
+        .map(|(a, &action)| {
+            let survival = ranked.as_ref().map_or_else(|| simulation.steps.last().map_or(0.0, |s| s.candidates[a].survival), |r| r[a]);
+            score(&simulation, a, action, survival, now, &situation, logged.supported(action), config)
+        })
+        .collect())
 }
 
-fn score(simulation: &Simulation, a: usize, action: Action, now: &[Option<f64>], situation: &Situation, supported: bool, config: &RewardConfig) -> Reward {
+/// Each action's survival as the teacher ranks it: the planner's (the
+/// simulate tool's answer) less its penalty for the ensemble's disagreement.
+/// Guideline flags are left to the reward's own penalty.
+fn teachers_survival(model: &WorldModel, course: &[CourseStep]) -> candle_core::Result<Vec<f64>> {
+    let history = history_of(course);
+    let config = MpcConfig::default();
+    let scores = score_all(model, std::slice::from_ref(&history), &[situation_of(&history)], &[[0; N_ACTIONS]], &config)?.remove(0);
+    Ok(scores.iter().map(|s| s.survival - config.disagreement_penalty * s.disagreement).collect())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn score(simulation: &Simulation, a: usize, action: Action, survival: f64, now: &[Option<f64>], situation: &Situation, supported: bool, config: &RewardConfig) -> Reward {
     let median = |step: usize, key: &str| simulation.steps[step].candidates[a].bands.iter().find(|b| b.feature == key).map(|b| b.p50);
     let (mut sofa, mut lactate) = (now[idx("sofa")], now[idx("lactate")]);
     let mut shaped = 0.0;
@@ -93,7 +132,6 @@ fn score(simulation: &Simulation, a: usize, action: Action, now: &[Option<f64>],
         shaped += shaping((sofa, next_sofa), (lactate, next_lactate));
         (sofa, lactate) = (next_sofa, next_lactate);
     }
-    let survival = simulation.steps.last().map_or(0.0, |s| s.candidates[a].survival);
     let violated = violations(situation, action).len();
     let total = TERMINAL * (2.0 * survival - 1.0) + shaped - config.guideline_penalty * violated as f64 - if supported { 0.0 } else { config.support_penalty };
     Reward { action, survival, shaping: shaped, violations: violated, supported, total }
