@@ -19,7 +19,7 @@
 //! teacher's best of what it simulated, and stage 3 with the sampled
 //! survival, which knows neither the memory's planning nor the penalty for
 //! a question far from the data, moved the agent away from its teacher's
-//! treatment and lowered its value (docs/training.md).
+//! treatment (docs/training.md).
 
 use serde::{Deserialize, Serialize};
 

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-#[cfg(feature = "llm")]
+#[cfg(all(feature = "llm", feature = "eval"))]
 use crate::agent::runtime::Decoding;
 use crate::baselines::ai_clinician::AiClinician;
 use crate::env::icu_sepsis::IcuSepsis;
