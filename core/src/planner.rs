@@ -306,6 +306,15 @@ pub fn choose(
 
 /// The history the planner reads for a course: its steps, the newest one's
 /// action being the decision to make.
+/// Every action's survival and spread for the newest step of `course` as the
+/// agent's simulate tool answers them: the default planner without a support
+/// model (support does not enter survival or spread). Stage 3's reward reads
+/// the same figures when it ranks as the teacher does.
+pub fn tool_scores(model: &WorldModel, course: &[crate::simulation::CourseStep]) -> candle_core::Result<Vec<CandidateScore>> {
+    let history = history_of(course);
+    Ok(score_all(model, std::slice::from_ref(&history), &[situation_of(&history)], &[[0; N_ACTIONS]], &MpcConfig::default())?.remove(0))
+}
+
 pub fn history_of(course: &[crate::simulation::CourseStep]) -> History {
     course.iter().map(|s| (s.values.clone(), s.action)).collect()
 }

@@ -78,6 +78,11 @@ impl LoggedPractice {
     pub fn supported(&self, action: Action) -> bool {
         self.counts[action.index()] >= self.min_support
     }
+
+    /// The actions in support, in the grid's order.
+    pub fn supported_actions(&self) -> impl Iterator<Item = Action> + '_ {
+        Action::all().filter(|&a| self.supported(a))
+    }
 }
 
 /// The role, the protocol rules and how a patient's course is written: the
@@ -138,7 +143,7 @@ pub fn render_observation(course: &[CourseStep], can_simulate: bool, logged: Opt
 /// treatments in support (given at least `min_support` times), most often
 /// first (ties in the grid's order).
 pub fn practice_line(logged: &LoggedPractice) -> String {
-    let mut shown: Vec<(Action, u32)> = Action::all().filter(|&a| logged.supported(a)).map(|a| (a, logged.counts[a.index()])).collect();
+    let mut shown: Vec<(Action, u32)> = logged.supported_actions().map(|a| (a, logged.counts[a.index()])).collect();
     shown.sort_by_key(|&(action, times)| (std::cmp::Reverse(times), action.index()));
     if shown.is_empty() {
         return format!("Clinicians gave each treatment fewer than {} times.\n", logged.min_support);

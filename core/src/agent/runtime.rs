@@ -1,9 +1,9 @@
 //! The loop's real parts: the learned world model as the simulator, the LLM
 //! and the `wm-mpc` planner as proposers.
 
-use crate::action::{Action, N_ACTIONS};
+use crate::action::Action;
 use crate::manifest::sha256_hex;
-use crate::planner::{history_of, score_all, situation_of, MpcConfig};
+use crate::planner::{tool_scores, MpcConfig};
 use crate::simulation::{CandidateStep, CourseStep, SimulateRequest};
 use crate::world_model::simulate::simulate_on_cpu;
 use crate::world_model::WorldModel;
@@ -64,11 +64,8 @@ impl Simulator for WorldModelSimulator<'_> {
         };
         let simulation = simulate_on_cpu(self.model, request, |_| {}).map_err(|e| AgentError(format!("simulation failed: {e}")))?;
         let [after_4h] = <[_; 1]>::try_from(simulation.steps).map_err(|_| AgentError("a 1-step simulation without 1 step".into()))?;
-        let history = history_of(course);
-        // Support does not enter survival or spread; the planner's choice is not made here.
-        let scores = score_all(self.model, std::slice::from_ref(&history), &[situation_of(&history)], &[[0; N_ACTIONS]], &MpcConfig::default())
-            .map_err(|e| AgentError(format!("scoring failed: {e}")))?
-            .remove(0);
+        // The planner's choice is not made here.
+        let scores = tool_scores(self.model, course).map_err(|e| AgentError(format!("scoring failed: {e}")))?;
         Ok(after_4h
             .candidates
             .into_iter()
@@ -302,7 +299,7 @@ mod llm {
             self.simulated_before = simulate_calls.concat();
             self.shown = conversation.shown.clone();
             self.simulable = match (self.decoding, conversation.logged) {
-                (Decoding::Constrained { supported_proposals: true, .. }, Some(logged)) => Some(Action::all().filter(|&a| logged.supported(a)).collect()),
+                (Decoding::Constrained { supported_proposals: true, .. }, Some(logged)) => Some(logged.supported_actions().collect()),
                 _ => None,
             };
             // A new seed per turn, so a sampled turn does not repeat the last.
@@ -397,7 +394,7 @@ mod planner {
     use crate::agent::observation::{flags, situation_words};
     use crate::baselines::ai_clinician::AiClinician;
     use crate::guideline::Situation;
-    use crate::planner::{best, CandidateScore};
+    use crate::planner::{best, history_of, score_all, situation_of, CandidateScore};
 
     /// `wm-mpc` writing the agent's grammar: it simulates its three best
     /// supported candidates (in the grid's order), then prescribes its best
@@ -472,7 +469,9 @@ mod planner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::action::N_ACTIONS;
     use crate::agent::decision::Simulator;
+    use crate::planner::{history_of, score_all, situation_of};
     use crate::simulation::reference_course;
 
     const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../public/models/world-model");

@@ -122,7 +122,7 @@ pub fn group_advantages(rewards: &[f64]) -> Vec<f64> {
 /// treatment fits in one call, every decision of a group prescribes the same
 /// and the group carries no signal.
 pub fn proposal_decides(logged: &LoggedPractice) -> bool {
-    Action::all().filter(|&a| logged.supported(a)).count() > crate::agent::grammar::MAX_SIMULATED
+    logged.supported_actions().count() > crate::agent::grammar::MAX_SIMULATED
 }
 
 /// A state the agent decides in, with every action's reward.

@@ -27,7 +27,7 @@ use crate::action::{Action, N_ACTIONS};
 use crate::agent::observation::LoggedPractice;
 use crate::cohort::schema::idx;
 use crate::guideline::{violations, Situation};
-use crate::planner::{history_of, score_all, situation_of, MpcConfig};
+use crate::planner::{tool_scores, MpcConfig};
 use crate::simulation::{CourseStep, SimulateRequest, Simulation};
 use crate::world_model::simulate::simulate_on_cpu;
 use crate::world_model::WorldModel;
@@ -116,10 +116,8 @@ pub fn reward_table(model: &WorldModel, course: &[CourseStep], logged: &LoggedPr
 /// simulate tool's answer) less its penalty for the ensemble's disagreement.
 /// Guideline flags are left to the reward's own penalty.
 fn teachers_survival(model: &WorldModel, course: &[CourseStep]) -> candle_core::Result<Vec<f64>> {
-    let history = history_of(course);
     let config = MpcConfig::default();
-    let scores = score_all(model, std::slice::from_ref(&history), &[situation_of(&history)], &[[0; N_ACTIONS]], &config)?.remove(0);
-    Ok(scores.iter().map(|s| s.survival - config.disagreement_penalty * s.disagreement).collect())
+    Ok(tool_scores(model, course)?.iter().map(|s| config.score(s.survival, s.disagreement, 0)).collect())
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -123,9 +123,9 @@ pub enum LookupError {
     Unknown(String),
     #[error("{path}: {message} (train it with `sepsis train {name}`)")]
     Model { name: String, path: PathBuf, message: String },
-    #[error("--adapter replaces the adapter of an LLM row that has one; {0:?} has none (rows with one: {rows})", rows = adapter_row_names())]
+    #[error("--adapter replaces the adapter of an LLM row that has one; {0:?} has none (rows with one: {rows})", rows = llm_row_names(true))]
     NoAdapter(String),
-    #[error("--decoding changes how an LLM row decides; {0:?} is not one (LLM rows: {rows})", rows = llm_row_names())]
+    #[error("--decoding changes how an LLM row decides; {0:?} is not one (LLM rows: {rows})", rows = llm_row_names(false))]
     NotAnLlmRow(String),
 }
 
@@ -154,18 +154,12 @@ impl Experiment<'_> {
     }
 }
 
-/// The LLM rows, for error messages.
-fn llm_row_names() -> String {
+/// The LLM rows (`with_adapter`: only those that decide with a trained
+/// adapter), for error messages.
+#[cfg_attr(not(all(feature = "llm", feature = "eval")), allow(unused_variables))]
+fn llm_row_names(with_adapter: bool) -> String {
     #[cfg(all(feature = "llm", feature = "eval"))]
-    return AGENT_ROWS.iter().map(|row| row.name).collect::<Vec<_>>().join(", ");
-    #[cfg(not(all(feature = "llm", feature = "eval")))]
-    return "none in this build".into();
-}
-
-/// The LLM rows that decide with a trained adapter, for error messages.
-fn adapter_row_names() -> String {
-    #[cfg(all(feature = "llm", feature = "eval"))]
-    return AGENT_ROWS.iter().filter(|row| row.adapter.is_some()).map(|row| row.name).collect::<Vec<_>>().join(", ");
+    return AGENT_ROWS.iter().filter(|row| !with_adapter || row.adapter.is_some()).map(|row| row.name).collect::<Vec<_>>().join(", ");
     #[cfg(not(all(feature = "llm", feature = "eval")))]
     return "none in this build".into();
 }
@@ -289,10 +283,10 @@ fn llm_row(env: &IcuSepsis, row: &AgentRow, adapter: Option<(&Path, &str)>, worl
     let mut llm = crate::llm::generate::Llm::from_gguf(&mut std::io::BufReader::new(file)).map_err(|e| llm_error(e.to_string()))?;
     let mut identity = format!("{LLM_MODEL} {size} bytes, no adapter");
     let mut observation = crate::agent::observation::ObservationFormat::Course;
-    let mut cache = Path::new(DECISIONS_DIR).join(format!("{name}.jsonl"));
-    if let Records::Experiment = records {
-        cache = experiment_records(name, adapter.as_ref().map(|(_, _, _, sha256)| sha256.as_str()), decoding);
-    }
+    let cache = match records {
+        Records::Scoreboard => Path::new(DECISIONS_DIR).join(format!("{name}.jsonl")),
+        Records::Experiment => experiment_records(name, adapter.as_ref().map(|(_, _, _, sha256)| sha256.as_str()), decoding),
+    };
     if let Some((path, stage, lora, sha256)) = adapter {
         observation = lora.observation;
         llm = llm.with_adapter(&lora).map_err(|e| LookupError::Model { name: format!("agent --stage {stage}"), path: path.into(), message: e.to_string() })?;
