@@ -185,3 +185,35 @@ fn the_true_mdp_simulates_for_the_loop() {
     let best = results.iter().filter(|r| r.action.vaso == 0 && (r.action.fluid == 0 || r.action.fluid == 3)).max_by(|a, b| a.survival.total_cmp(&b.survival)).unwrap();
     assert_eq!(trace.prescription, best.action);
 }
+
+/// The in-support optimum is value iteration over exactly the support
+/// model's set: it beats every policy in that set, and with no threshold
+/// it is the unrestricted optimum.
+#[test]
+fn the_in_support_optimum_bounds_every_policy_that_keeps_to_the_rule() {
+    use sepsis_core::env::clinical::state_features;
+    use sepsis_core::eval::ceiling::in_support_optimum;
+    use sepsis_core::eval::policies::{load_ai_clinician, AI_CLINICIAN_MODEL};
+    let env = env();
+    let support = load_ai_clinician(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(AI_CLINICIAN_MODEL)).unwrap();
+    let bound = in_support_optimum(&env, &support);
+    let optimal = table_value(&env.mdp, &Baseline::Optimal.table(&env)).unwrap();
+    assert!(bound < optimal - 0.005, "the rule costs value: {bound:.4} against {optimal:.4}");
+    // Policies that keep to the rule: in each state the most logged, and the
+    // least logged, supported treatment (anything where none is supported).
+    for pick_most in [true, false] {
+        let actions: Vec<usize> = (0..N_PATIENT_STATES)
+            .map(|s| {
+                let practice = support.practice(&state_features(&env, s));
+                let mut supported: Vec<_> = practice.supported_actions().map(|a| a.index()).collect();
+                supported.sort_by_key(|&a| practice.counts[a]);
+                (if pick_most { supported.last() } else { supported.first() }).copied().unwrap_or(0)
+            })
+            .collect();
+        let value = table_value(&env.mdp, &PolicyTable::deterministic(&actions).unwrap()).unwrap();
+        assert!(value <= bound + 1e-9, "a policy in the set ({value:.4}) above the bound ({bound:.4})");
+    }
+    let mut everything = support.clone();
+    everything.config.min_action_count = 0;
+    assert!((in_support_optimum(&env, &everything) - optimal).abs() < 1e-6);
+}

@@ -18,8 +18,9 @@
 use std::collections::HashMap;
 
 use crate::action::{support_threshold, N_ACTIONS};
-use crate::baselines::ai_clinician::most_common_action;
+use crate::baselines::ai_clinician::{most_common_action, AiClinician};
 use crate::cohort::{Cohort, Outcome};
+use crate::env::clinical::state_features;
 use crate::env::cohort_sampling::sample_cohort;
 use crate::env::icu_sepsis::{IcuSepsis, N_PATIENT_STATES, STATE_DEATH, STATE_SURVIVAL};
 use crate::env::{TabularMdp, Transition};
@@ -154,6 +155,33 @@ pub fn ceiling(env: &IcuSepsis, episodes: &[usize], min_counts: &[u32], seed: u6
         }
     }
     rows
+}
+
+/// The best any policy can reach that prescribes, in every ICU-Sepsis
+/// state, only what the support model allows there as the agent sees it
+/// (the AI Clinician's cluster counts for the state's clinical values at
+/// its threshold: the set `wm-mpc` ranks and the agent may simulate), and
+/// anything where it allows nothing: ICU-Sepsis's own optimum under that
+/// restriction, by value iteration on the true transitions. Unlike the
+/// learners above it needs no estimate, so it bounds every policy that
+/// keeps to the rule, however good its world model.
+pub fn in_support_optimum(env: &IcuSepsis, support: &AiClinician) -> f64 {
+    let allowed: Vec<[bool; N_ACTIONS]> = (0..N_PATIENT_STATES)
+        .map(|s| {
+            let practice = support.practice(&state_features(env, s));
+            let mut row = [false; N_ACTIONS];
+            for action in practice.supported_actions() {
+                row[action.index()] = true;
+            }
+            if !row.contains(&true) {
+                row = [true; N_ACTIONS];
+            }
+            row
+        })
+        .collect();
+    let optimal = value_iteration(&env.mdp, |s, a| allowed[s][a]);
+    let policy = PolicyTable::new(optimal.rows).expect("value iteration gives one action per state");
+    table_value(&env.mdp, &policy).expect("a deterministic policy on ICU-Sepsis terminates")
 }
 
 pub fn markdown(rows: &[CeilingRow]) -> String {

@@ -162,6 +162,9 @@ enum EvalWhat {
         min_counts: Vec<u32>,
         #[arg(long, default_value_t = 2026)]
         seed: u64,
+        /// The support model whose rule the agent and wm-mpc keep to (for the in-support optimum).
+        #[arg(long, default_value = AI_CLINICIAN_MODEL)]
+        support: PathBuf,
         #[arg(long, default_value = DEFAULT_DIR)]
         data_dir: PathBuf,
         #[arg(long, default_value = "docs/results.md")]
@@ -436,8 +439,8 @@ fn eval(args: EvalArgs) -> Result<()> {
     match &args.what {
         Some(EvalWhat::WorldModel { model, cohort, data_dir, results }) => return eval_world_model(model, cohort, data_dir, results),
         Some(EvalWhat::AgentDynamics { adapter, cohort, points, seed, results }) => return eval_agent_dynamics(adapter, cohort, *points, *seed, results),
-        Some(EvalWhat::DataCeiling { episodes, min_counts, seed, data_dir, results }) => {
-            return eval_data_ceiling(episodes, min_counts, *seed, data_dir, results)
+        Some(EvalWhat::DataCeiling { episodes, min_counts, seed, support, data_dir, results }) => {
+            return eval_data_ceiling(episodes, min_counts, *seed, support, data_dir, results)
         }
         Some(EvalWhat::PlannerSensitivity { world_model, support, horizons, min_supports, disagreement_penalties, data_dir, results }) => {
             return eval_planner_sensitivity(world_model, support, horizons, min_supports, disagreement_penalties, data_dir, results)
@@ -530,22 +533,33 @@ fn eval(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn eval_data_ceiling(episodes: &[usize], min_counts: &[u32], seed: u64, data_dir: &Path, results: &Path) -> Result<()> {
+fn eval_data_ceiling(episodes: &[usize], min_counts: &[u32], seed: u64, support: &Path, data_dir: &Path, results: &Path) -> Result<()> {
     let env = IcuSepsis::load(data_dir)?;
+    let support_model = load_ai_clinician(support)?;
     let started = std::time::Instant::now();
     let rows = sepsis_core::eval::ceiling::ceiling(&env, episodes, min_counts, seed);
     let table = sepsis_core::eval::ceiling::markdown(&rows);
     print!("{table}");
+    let in_support = sepsis_core::eval::ceiling::in_support_optimum(&env, &support_model);
+    println!("in-support optimum ({}, threshold {}): {in_support:.4}", support.display(), support_model.min_support());
     let text = format!(
         "## What logged data allows\n\n\
          Written by `sepsis eval data-ceiling` ({secs:.0} s). Exact ICU-Sepsis values of two learners that see the MDP's own \
          state ids in the first N clinicians' episodes of the seed-{seed} stream (`make data` samples its cohort from the \
          same stream and trains on 70 % of it) and may only choose actions logged at least *min. logged count* times in a \
          state; *(rule)* marks the threshold our models use with N training episodes (`action::support_threshold`; \
-         definitions: `core/src/eval/ceiling.rs`). No learner from features can do better than these from the same data, so they \
-         bound `wm-mpc` and the agent it teaches. For reference: clinicians 0.7818, optimal 0.8751, target for \
-         `wm-mpc` 0.84.\n\n{table}",
+         definitions: `core/src/eval/ceiling.rs`). They show what the same data gives a learner that knows the states, the \
+         yardstick for `wm-mpc` and the agent it teaches, which see clinical features; they are estimates, not bounds (the \
+         in-support optimum below is the bound). For reference: clinicians 0.7818, optimal 0.8751, target for \
+         `wm-mpc` 0.84.\n\n{table}\n\
+         **In-support optimum: {in_support:.4}.** ICU-Sepsis's own optimum (value iteration on its true transitions) among \
+          policies that prescribe in each state only what the support model (`{support}`) allows for the state's clinical \
+          values, as the agent and `wm-mpc` see it (logged at least {threshold} times in the state's cluster of the training \
+          split), and anything where it allows nothing (`ceiling::in_support_optimum`). It needs no estimate, so no policy \
+          that keeps to the rule can exceed it, however good its world model.\n",
         secs = started.elapsed().as_secs_f64(),
+        support = support.display(),
+        threshold = support_model.min_support(),
     );
     write_section(results, "data-ceiling", &text).with_context(|| format!("writing {}", results.display()))?;
     eprintln!("wrote {}", results.display());
