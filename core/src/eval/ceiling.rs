@@ -12,8 +12,9 @@
 //!   then the action with the best counted next-state value (one step of
 //!   policy iteration; robust offline, Brandfonbrener et al. 2021).
 //!
-//! Both bound what `wm-mpc` (and the agent it teaches) can reach from a
-//! cohort of that size: the world model learns from the same data.
+//! Both are yardsticks for `wm-mpc` (and the agent it teaches), whose world
+//! model learns from the same data: estimates, not bounds. The bound is
+//! [`in_support_optimum`]: ICU-Sepsis's own optimum under the support rule.
 
 use std::collections::HashMap;
 
