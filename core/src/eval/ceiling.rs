@@ -133,6 +133,15 @@ fn one_step_improvement(env: &IcuSepsis, counts: &Counts, min_count: f64) -> f64
     table_value(&env.mdp, &deterministic(actions)).expect("a deterministic policy on ICU-Sepsis terminates")
 }
 
+/// `thresholds` and the support rule's `rule`, ascending, each once: a grid
+/// always holds the threshold our models use.
+pub(crate) fn with_rule(thresholds: &[u32], rule: u32) -> Vec<u32> {
+    let mut all: Vec<u32> = thresholds.iter().copied().chain([rule]).collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
 /// Both learners on the first `episodes` clinicians' episodes of the
 /// `seed` stream, for every threshold and for the one the support rule
 /// (`action::support_threshold`) gives at that size.
@@ -142,10 +151,7 @@ pub fn ceiling(env: &IcuSepsis, episodes: &[usize], min_counts: &[u32], seed: u6
     for &n in episodes {
         let counts = Counts::of(&sample_cohort(env, &clinicians, n, seed));
         let rule = support_threshold(n);
-        let mut thresholds: Vec<u32> = min_counts.iter().copied().chain([rule]).collect();
-        thresholds.sort_unstable();
-        thresholds.dedup();
-        for min_count in thresholds {
+        for min_count in with_rule(min_counts, rule) {
             rows.push(CeilingRow {
                 episodes: n,
                 min_count,

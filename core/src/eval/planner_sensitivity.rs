@@ -19,7 +19,8 @@ pub struct SensitivityRow {
     pub unsafe_rate: f64,
 }
 
-/// Every combination of the given settings, scored exactly.
+/// Every combination of the given settings, with the support model's own
+/// threshold among the thresholds, scored exactly.
 pub fn sensitivity(
     env: &IcuSepsis,
     model: &WorldModel,
@@ -30,7 +31,9 @@ pub fn sensitivity(
 ) -> Result<Vec<SensitivityRow>, Box<dyn std::error::Error + Send + Sync>> {
     let mut rows = Vec::new();
     for &horizon in horizons {
-        for &min_support in min_supports {
+        // The support model's own threshold is always in the grid, so the
+        // row the scoreboard runs is there (and `markdown` marks it).
+        for min_support in crate::eval::ceiling::with_rule(min_supports, support.min_support()) {
             for &disagreement_penalty in disagreement_penalties {
                 let config = MpcConfig { horizon, min_support: Some(min_support), disagreement_penalty, ..MpcConfig::default() };
                 let table = policy_table(model, support, env, &config)?;

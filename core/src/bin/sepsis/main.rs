@@ -572,14 +572,8 @@ fn eval_planner_sensitivity(stem: &Path, support: &Path, horizons: &[usize], min
     let env = IcuSepsis::load(data_dir)?;
     let model = WorldModel::load(stem).with_context(|| format!("loading {}", stem.display()))?;
     let support = load_ai_clinician(support)?;
-    // The support model's own threshold is always in the grid, so the row
-    // the scoreboard runs is there and marked.
-    let mut min_supports = min_supports.to_vec();
-    min_supports.push(support.min_support());
-    min_supports.sort_unstable();
-    min_supports.dedup();
     let started = std::time::Instant::now();
-    let rows = sensitivity(&env, &model, &support, horizons, &min_supports, penalties).map_err(|e| anyhow::anyhow!(e))?;
+    let rows = sensitivity(&env, &model, &support, horizons, min_supports, penalties).map_err(|e| anyhow::anyhow!(e))?;
     let table = markdown(&rows, support.min_support());
     print!("{table}");
     let text = format!(
